@@ -1,0 +1,41 @@
+"""Intake CRM: confidential patient enquiries to scheduled patients."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from . import admin, auth, cli, crypto, database, errors, headers, leads, logs, public, settings
+from .forms import csrf
+from .limits import limiter
+
+
+def create_app(test_config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
+    """Build the application: config layers, keys, database, security, blueprints, CLI."""
+    instance_path = instance_path or os.environ.get("CRM_INSTANCE_PATH")
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    os.makedirs(app.instance_path, mode=0o700, exist_ok=True)
+    settings.load(app, test_config)
+    logs.init_app(app)
+    register_keys(app)
+    database.init_app(app)
+    headers.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    auth.init_app(app)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(leads.bp)
+    app.register_blueprint(admin.bp)
+    errors.init_app(app)
+    cli.init_app(app)
+    return app
+
+
+def register_keys(app: Flask) -> None:
+    """Load the keyring and the blind indexer into ``app.extensions``."""
+    ring = settings.load_keyring(app)
+    app.extensions["crm_keyring"] = ring
+    bits = crypto.index_bits(int(app.config["BLIND_INDEX_ROWS"]))
+    app.extensions["crm_indexer"] = crypto.BlindIndexer(ring.index_key, bits)

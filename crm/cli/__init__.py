@@ -1,0 +1,14 @@
+"""``flask --app crm …`` commands, one module per concern."""
+
+from flask import Flask
+
+from . import audit, demo, keys, users
+
+
+def init_app(app: Flask) -> None:
+    """Register every command group."""
+    app.cli.add_command(users.create_user)
+    app.cli.add_command(keys.keys)
+    app.cli.add_command(keys.rotate_keys)
+    app.cli.add_command(demo.seed_demo)
+    app.cli.add_command(audit.audit)

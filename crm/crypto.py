@@ -1,0 +1,360 @@
+"""Keyring, AES-256-GCM field encryption, blind indexes and key-wrapping primitives.
+
+Pure functions and small value classes only: no database, no request. The scheme
+("v1") is described in the design notes:
+
+* A keyring holds master keys ``{kid, status, 32 bytes}`` (one primary), a blind-index
+  root key, an audit MAC key and an Ed25519 signing seed. It lives in a 0600 file or an
+  environment variable, never in the database.
+* Each lead has a random 32-byte data key, wrapped by the primary master key with
+  associated data naming the purpose, the lead id and the key id.
+* A field value is ``0x01 || data-key version || 12-byte nonce || ciphertext+tag`` with
+  associated data ``crm|v1|table|column|row id|header``: a value copied into another
+  row or column fails to decrypt.
+* A blind index is a truncated HMAC-SHA256 of the normalised value, keyed per field by
+  HKDF from the index root.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import stat
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import phonenumbers
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+FIELD_FORMAT = 0x01
+SEALED_FORMAT = 0x02
+NONCE_BYTES = 12
+KEY_BYTES = 32
+PRIMARY, ACTIVE, RETIRED = "primary", "active", "retired"
+
+
+class CryptoError(Exception):
+    """Base class for every encryption failure."""
+
+
+class DecryptionError(CryptoError):
+    """A ciphertext failed authentication: tampered, truncated, moved or wrong key."""
+
+
+class UnknownKeyError(CryptoError):
+    """A ciphertext names a key id the keyring does not hold."""
+
+
+class RetiredKeyError(CryptoError):
+    """A retired key was asked to unwrap or encrypt."""
+
+
+class KeyringError(CryptoError):
+    """The keyring is missing, malformed or stored unsafely."""
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.b64decode(text.encode("ascii"), validate=True)
+
+
+@dataclass
+class MasterKey:
+    """One key-encryption key with its id and lifecycle status."""
+
+    kid: int
+    status: str
+    key: bytes = field(repr=False)
+
+
+@dataclass
+class Keyring:
+    """Every secret the application needs apart from the session secret."""
+
+    master_keys: dict[int, MasterKey]
+    index_key: bytes = field(repr=False)
+    audit_key: bytes = field(repr=False)
+    signing_seed: bytes = field(repr=False)
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        """Return a fresh keyring with one primary master key."""
+        return cls(
+            master_keys={1: MasterKey(1, PRIMARY, os.urandom(KEY_BYTES))},
+            index_key=os.urandom(KEY_BYTES),
+            audit_key=os.urandom(KEY_BYTES),
+            signing_seed=os.urandom(KEY_BYTES),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Keyring:
+        """Parse a keyring document, raising :class:`KeyringError` on any defect."""
+        try:
+            doc = json.loads(text)
+            keys = {
+                int(k["kid"]): MasterKey(int(k["kid"]), k["status"], _unb64(k["key"]))
+                for k in doc["master_keys"]
+            }
+            ring = cls(
+                master_keys=keys,
+                index_key=_unb64(doc["index_key"]),
+                audit_key=_unb64(doc["audit_key"]),
+                signing_seed=_unb64(doc["signing_seed"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyringError(f"keyring is malformed ({type(exc).__name__})") from None
+        ring.check()
+        return ring
+
+    def to_json(self) -> str:
+        """Serialise the keyring for its 0600 file."""
+        return json.dumps(
+            {
+                "version": 1,
+                "master_keys": [
+                    {"kid": k.kid, "status": k.status, "key": _b64(k.key)}
+                    for k in sorted(self.master_keys.values(), key=lambda k: k.kid)
+                ],
+                "index_key": _b64(self.index_key),
+                "audit_key": _b64(self.audit_key),
+                "signing_seed": _b64(self.signing_seed),
+            },
+            indent=2,
+        )
+
+    def check(self) -> None:
+        """Raise :class:`KeyringError` unless there is exactly one primary and keys are 32 bytes."""
+        primaries = [k for k in self.master_keys.values() if k.status == PRIMARY]
+        if len(primaries) != 1:
+            raise KeyringError("keyring must have exactly one primary master key")
+        for key in self.master_keys.values():
+            if key.status not in (PRIMARY, ACTIVE, RETIRED) or len(key.key) != KEY_BYTES:
+                raise KeyringError(f"master key {key.kid} is malformed")
+        for secret in (self.index_key, self.audit_key, self.signing_seed):
+            if len(secret) != KEY_BYTES:
+                raise KeyringError("keyring secrets must be 32 bytes")
+
+    @property
+    def primary(self) -> MasterKey:
+        """The master key that wraps every new data key."""
+        return next(k for k in self.master_keys.values() if k.status == PRIMARY)
+
+    def usable(self, kid: int) -> MasterKey:
+        """Return key ``kid`` if it may still unwrap, else raise."""
+        key = self.master_keys.get(kid)
+        if key is None:
+            raise UnknownKeyError(f"key id {kid} is not in the keyring")
+        if key.status == RETIRED:
+            raise RetiredKeyError(f"key id {kid} is retired")
+        return key
+
+    def add_key(self) -> MasterKey:
+        """Add a new active (not yet primary) master key and return it."""
+        kid = max(self.master_keys, default=0) + 1
+        self.master_keys[kid] = MasterKey(kid, ACTIVE, os.urandom(KEY_BYTES))
+        return self.master_keys[kid]
+
+    def promote(self, kid: int) -> None:
+        """Make ``kid`` the primary key; the old primary stays active for reads."""
+        key = self.usable(kid)
+        self.primary.status = ACTIVE
+        key.status = PRIMARY
+
+    def retire(self, kid: int) -> None:
+        """Retire ``kid`` so it can no longer unwrap; the primary cannot be retired."""
+        key = self.usable(kid)
+        if key.status == PRIMARY:
+            raise KeyringError("promote another key before retiring the primary")
+        key.status = RETIRED
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        """The Ed25519 key that signs exported audit heads."""
+        return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
+
+
+def write_keyring_file(path: Path, ring: Keyring) -> None:
+    """Write ``ring`` to ``path`` atomically with mode 0600."""
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(ring.to_json())
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def read_keyring_file(path: Path) -> Keyring:
+    """Load a keyring file, refusing one that group or others may read."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise KeyringError(f"keyring file {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyringError(f"keyring file {path} is readable by group or others; chmod 600 it")
+    return Keyring.from_json(path.read_text())
+
+
+# --- data keys -----------------------------------------------------------------------
+
+
+def new_data_key() -> bytes:
+    """Return a random 32-byte data key for one lead."""
+    return os.urandom(KEY_BYTES)
+
+
+def _wrap_aad(lead_id: str, kid: int) -> bytes:
+    return f"crm|v1|dek|lead|{lead_id}|{kid}".encode()
+
+
+def wrap_data_key(ring: Keyring, lead_id: str, dek: bytes) -> tuple[int, bytes, bytes]:
+    """Wrap ``dek`` under the primary key; return ``(kid, nonce, wrapped)``."""
+    master = ring.primary
+    nonce = os.urandom(NONCE_BYTES)
+    wrapped = AESGCM(master.key).encrypt(nonce, dek, _wrap_aad(lead_id, master.kid))
+    return master.kid, nonce, wrapped
+
+
+def unwrap_data_key(ring: Keyring, lead_id: str, kid: int, nonce: bytes, wrapped: bytes) -> bytes:
+    """Unwrap a lead's data key, raising :class:`DecryptionError` on tamper."""
+    master = ring.usable(kid)
+    try:
+        return AESGCM(master.key).decrypt(nonce, wrapped, _wrap_aad(lead_id, kid))
+    except InvalidTag:
+        raise DecryptionError(f"data key of lead {lead_id} failed authentication") from None
+
+
+# --- field values --------------------------------------------------------------------
+
+
+class FieldCipher:
+    """Encrypts and decrypts the fields of one lead with its data key."""
+
+    __slots__ = ("_aead", "version")
+
+    def __init__(self, dek: bytes, version: int = 1):
+        self._aead = AESGCM(dek)
+        self.version = version
+
+    def encrypt(self, table: str, column: str, row_id: str, plaintext: bytes) -> bytes:
+        """Return ``header || nonce || ciphertext+tag`` bound to table, column and row."""
+        header = bytes((FIELD_FORMAT, self.version))
+        nonce = os.urandom(NONCE_BYTES)
+        aad = b"crm|v1|%s|%s|%s|%s" % (table.encode(), column.encode(), row_id.encode(), header)
+        return header + nonce + self._aead.encrypt(nonce, plaintext, aad)
+
+    def decrypt(self, table: str, column: str, row_id: str, blob: bytes) -> bytes:
+        """Return the plaintext of ``blob``, raising :class:`DecryptionError` on any mismatch."""
+        header = bytes(blob[:2])
+        if len(blob) < 2 + NONCE_BYTES + 16 or header[0] != FIELD_FORMAT:
+            raise DecryptionError(f"{table}.{column} is not a v1 field value")
+        aad = b"crm|v1|%s|%s|%s|%s" % (table.encode(), column.encode(), row_id.encode(), header)
+        try:
+            return self._aead.decrypt(bytes(blob[2:14]), bytes(blob[14:]), aad)
+        except InvalidTag:
+            raise DecryptionError(f"{table}.{column} failed authentication") from None
+
+
+def seal(ring: Keyring, purpose: str, row_id: str, plaintext: bytes) -> bytes:
+    """Encrypt a small non-lead secret (a TOTP seed) directly under the primary master key."""
+    master = ring.primary
+    header = bytes((SEALED_FORMAT,)) + master.kid.to_bytes(4, "big")
+    nonce = os.urandom(NONCE_BYTES)
+    aad = b"crm|v1|sealed|%s|%s|%s" % (purpose.encode(), row_id.encode(), header)
+    return header + nonce + AESGCM(master.key).encrypt(nonce, plaintext, aad)
+
+
+def sealed_kid(blob: bytes) -> int:
+    """Return the master key id a sealed value was made with."""
+    return int.from_bytes(blob[1:5], "big")
+
+
+def unseal(ring: Keyring, purpose: str, row_id: str, blob: bytes) -> bytes:
+    """Decrypt a value made by :func:`seal`."""
+    if len(blob) < 5 + NONCE_BYTES + 16 or blob[0] != SEALED_FORMAT:
+        raise DecryptionError("not a sealed value")
+    header = bytes(blob[:5])
+    master = ring.usable(sealed_kid(blob))
+    aad = b"crm|v1|sealed|%s|%s|%s" % (purpose.encode(), row_id.encode(), header)
+    try:
+        return AESGCM(master.key).decrypt(bytes(blob[5:17]), bytes(blob[17:]), aad)
+    except InvalidTag:
+        raise DecryptionError(f"sealed {purpose} failed authentication") from None
+
+
+# --- blind indexes -------------------------------------------------------------------
+
+
+def normalize_text(value: str) -> str:
+    """NFKC-normalise, case-fold, trim and collapse inner white space."""
+    return " ".join(unicodedata.normalize("NFKC", value).casefold().split())
+
+
+def normalize_email(value: str) -> str:
+    """Lower-case and trim an e-mail address."""
+    return normalize_text(value)
+
+
+def normalize_phone(value: str, region: str = "US") -> str | None:
+    """Return the E.164 form of a phone number, or ``None`` when it is not a valid number."""
+    try:
+        number = phonenumbers.parse(value, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def index_bits(expected_rows: int) -> int:
+    """Choose blind-index length L with 2 <= R / 2**L <= sqrt(R) (the CipherSweet planner)."""
+    rows = max(expected_rows, 16)
+    low = math.ceil(math.log2(rows) / 2)
+    high = math.floor(math.log2(rows) - 1)
+    return max(low, high)
+
+
+class BlindIndexer:
+    """Computes keyed, truncated blind indexes with one HKDF-derived key per field."""
+
+    def __init__(self, root: bytes, bits: int):
+        if not 1 <= bits <= 31:
+            raise ValueError("blind index length must be 1..31 bits")
+        self.bits = bits
+        self._root = root
+        self._keys: dict[str, bytes] = {}
+
+    def _key(self, name: str) -> bytes:
+        key = self._keys.get(name)
+        if key is None:
+            hkdf = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=b"crm-bidx", info=f"crm|v1|bidx|{name}".encode()
+            )
+            key = self._keys[name] = hkdf.derive(self._root)
+        return key
+
+    def compute(self, name: str, normalized: str) -> int:
+        """Return the L-bit index of an already-normalised value for index ``name``."""
+        digest = hmac.new(self._key(name), normalized.encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:4], "big") >> (32 - self.bits)
+
+
+def random_token(nbytes: int = 32) -> str:
+    """Return a URL-safe random token for sessions, invitations and idempotency keys."""
+    return secrets.token_urlsafe(nbytes)
+
+
+def token_digest(token: str) -> str:
+    """Hash a bearer token for storage, so a database read never yields a usable token."""
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,36 @@
+"""Error pages: generic, calm, no traceback and no PHI; every failure rolls back."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, render_template
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+
+def render_http_error(error: HTTPException):
+    """Render the error page for an HTTP error, rolling back any half-done work."""
+    from .models import db
+
+    db.session.rollback()
+    code = error.code or 500
+    return render_template("errors/error.html", code=code), code
+
+
+def render_database_down(error: OperationalError):
+    """The database is unreachable or locked: 503 with the clinic's phone, nothing partial kept."""
+    current_app.logger.error("database unavailable (%s) in request %s", type(error.orig).__name__,
+                             g.get("request_id", "-"))
+    return render_http_error(ServiceUnavailable())
+
+
+def render_unexpected(error: Exception):
+    """Log the failure by type and request id only (no values, no PHI) and show the 500 page."""
+    current_app.logger.error("unhandled %s in request %s", type(error).__name__, g.get("request_id", "-"))
+    return render_http_error(InternalServerError())
+
+
+def init_app(app: Flask) -> None:
+    """Register the error handlers."""
+    app.register_error_handler(HTTPException, render_http_error)
+    app.register_error_handler(OperationalError, render_database_down)
+    app.register_error_handler(Exception, render_unexpected)

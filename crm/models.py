@@ -1,0 +1,707 @@
+"""Database models: typed SQLAlchemy tables, encrypted attributes, enums and the stage graph.
+
+PHI columns are stored as AES-GCM ciphertext (``*_enc``) and exposed as plain Python
+attributes through :class:`Encrypted`, so views and operations never call ``crypto``.
+All timestamps are naive UTC (see :func:`utcnow`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from flask import current_app
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from . import crypto
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model."""
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow() -> dt.datetime:
+    """Return the current time as a naive UTC datetime, the storage convention."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def new_id() -> str:
+    """Return a random UUID string, generated in Python so associated data is known before INSERT."""
+    return str(uuid.uuid4())
+
+
+def keyring() -> crypto.Keyring:
+    """The application's loaded keyring."""
+    return current_app.extensions["crm_keyring"]
+
+
+def indexer() -> crypto.BlindIndexer:
+    """The application's blind indexer."""
+    return current_app.extensions["crm_indexer"]
+
+
+# --- enums and the stage graph -------------------------------------------------------
+
+
+class Role(StrEnum):
+    COORDINATOR = "coordinator"
+    ADMIN = "admin"
+
+
+class Stage(StrEnum):
+    NEW = "new"
+    CONTACTING = "contacting"
+    CONTACTED = "contacted"
+    SCREENING = "screening"
+    INSURANCE_REVIEW = "insurance_review"
+    ELIGIBLE = "eligible"
+    SCHEDULED = "scheduled"
+    CONVERTED = "converted"
+    INELIGIBLE = "ineligible"
+    UNREACHABLE = "unreachable"
+    CLOSED = "closed"
+
+
+OPEN_STAGES = (
+    Stage.NEW,
+    Stage.CONTACTING,
+    Stage.CONTACTED,
+    Stage.SCREENING,
+    Stage.INSURANCE_REVIEW,
+    Stage.ELIGIBLE,
+    Stage.SCHEDULED,
+)
+EXIT_STAGES = (Stage.INELIGIBLE, Stage.UNREACHABLE, Stage.CLOSED)
+REOPENABLE_STAGES = (Stage.UNREACHABLE, Stage.CLOSED)
+
+#: Forward moves along the pipeline (domain.md, "The pipeline this project tracks").
+FORWARD: dict[Stage, tuple[Stage, ...]] = {
+    Stage.NEW: (Stage.CONTACTING, Stage.CONTACTED),
+    Stage.CONTACTING: (Stage.CONTACTED,),
+    Stage.CONTACTED: (Stage.SCREENING, Stage.INSURANCE_REVIEW),
+    Stage.SCREENING: (Stage.INSURANCE_REVIEW, Stage.ELIGIBLE),
+    Stage.INSURANCE_REVIEW: (Stage.SCREENING, Stage.ELIGIBLE),
+    Stage.ELIGIBLE: (Stage.SCHEDULED,),
+    Stage.SCHEDULED: (Stage.CONVERTED,),
+}
+
+#: Reasons an exit stage accepts; every exit and reopen needs one.
+EXIT_REASONS: dict[Stage, tuple[str, ...]] = {
+    Stage.INELIGIBLE: (
+        "under_18",
+        "contraindication",
+        "not_trd_or_mdsi",
+        "active_untreated_sud",
+        "no_transport",
+        "other",
+    ),
+    Stage.UNREACHABLE: ("cadence_exhausted", "wrong_number", "other"),
+    Stage.CLOSED: (
+        "chose_other_provider",
+        "cost",
+        "not_ready",
+        "referred_out",
+        "do_not_contact",
+        "duplicate",
+        "other",
+    ),
+}
+REOPEN_REASONS = ("patient_returned", "new_information", "closed_in_error", "other")
+
+
+def allowed_moves(stage: Stage) -> tuple[Stage, ...]:
+    """Return every stage a lead in ``stage`` may move to."""
+    if stage in REOPENABLE_STAGES:
+        return (Stage.CONTACTING,)
+    if stage in OPEN_STAGES:
+        return FORWARD.get(stage, ()) + EXIT_STAGES
+    return ()
+
+
+def move_needs_reason(source: Stage, target: Stage) -> bool:
+    """True when a move is an exit or a reopen, which must carry a reason."""
+    return target in EXIT_STAGES or source in REOPENABLE_STAGES
+
+
+class Channel(StrEnum):
+    CALL = "call"
+    TEXT = "text"
+    EMAIL = "email"
+
+
+class AttemptOutcome(StrEnum):
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    VOICEMAIL = "voicemail_left"
+    WRONG_NUMBER = "wrong_number"
+    CALL_LATER = "asked_to_call_later"
+
+
+class CoverageType(StrEnum):
+    PPO = "ppo"
+    HMO = "hmo"
+    EPO = "epo"
+    MEDICARE = "medicare"
+    MEDICAID = "medi_cal"
+    VA_TRICARE = "va_tricare"
+    SELF_PAY = "self_pay"
+    NOT_SURE = "not_sure"
+
+
+COMMERCIAL_COVERAGE = (CoverageType.PPO, CoverageType.HMO, CoverageType.EPO)
+
+
+class LeadSource(StrEnum):
+    WEB_FORM = "web_form"
+    PHONE = "phone"
+    REFERRAL = "referral"
+    FIND_A_CENTER = "find_a_center"
+    PAYER_DIRECTORY = "payer_directory"
+    VA_COMMUNITY_CARE = "va_community_care"
+    OTHER = "other"
+
+
+# --- encrypted attributes ------------------------------------------------------------
+
+
+class Encrypted:
+    """A plain attribute stored as AES-GCM ciphertext in the ``<name>_enc`` column.
+
+    The owning model supplies ``field_cipher()`` (its lead's data key) and ``id``;
+    the associated data binds each value to its table, column and row.
+    ``kind`` is one of ``str``, ``date``, ``json`` or ``bytes``.
+    """
+
+    def __init__(self, kind: str = "str", on_set: str | None = None):
+        self.kind = kind
+        self.on_set = on_set
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+        self.column = f"{name}_enc"
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        blob = getattr(obj, self.column)
+        if blob is None:
+            return None
+        raw = obj.field_cipher().decrypt(obj.__tablename__, self.name, obj.id, blob)
+        return self._decode(raw)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        blob = None
+        if value is not None and value != "":
+            raw = self._encode(value)
+            blob = obj.field_cipher().encrypt(obj.__tablename__, self.name, obj.id, raw)
+        setattr(obj, self.column, blob)
+        if self.on_set:
+            getattr(obj, self.on_set)()
+
+    def _encode(self, value: Any) -> bytes:
+        if self.kind == "bytes":
+            return bytes(value)
+        if self.kind == "date":
+            return value.isoformat().encode()
+        if self.kind == "json":
+            return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        return str(value).encode()
+
+    def _decode(self, raw: bytes) -> Any:
+        if self.kind == "bytes":
+            return raw
+        if self.kind == "date":
+            return dt.date.fromisoformat(raw.decode())
+        if self.kind == "json":
+            return json.loads(raw)
+        return raw.decode()
+
+
+def encrypted_names(model: type) -> list[str]:
+    """Names of a model's encrypted attributes (used by tests and key tooling)."""
+    return [k for k, v in vars(model).items() if isinstance(v, Encrypted)]
+
+
+class Identified:
+    """Mixin: Python-generated UUID id, set first so encrypted kwargs can bind to it."""
+
+    def __init__(self, **kwargs: Any):
+        self.id = kwargs.pop("id", None) or new_id()
+        secret = {k: kwargs.pop(k) for k in list(kwargs) if isinstance(getattr(type(self), k, None), Encrypted)}
+        super().__init__(**kwargs)
+        for name, value in secret.items():
+            setattr(self, name, value)
+
+
+class LeadOwned(Identified):
+    """Mixin for rows whose fields are encrypted with their lead's data key (pass ``lead=``)."""
+
+    def field_cipher(self) -> crypto.FieldCipher:
+        """The owning lead's field cipher."""
+        return self.lead.field_cipher()
+
+
+# --- staff ---------------------------------------------------------------------------
+
+
+class User(Identified, db.Model):
+    """A staff account: one per person, never shared, never seeded."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    role: Mapped[str] = mapped_column(String(16), default=Role.COORDINATOR)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_active_flag: Mapped[bool] = mapped_column("is_active", Boolean, default=True)
+    totp_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    password_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    sessions: Mapped[list[UserSession]] = relationship(back_populates="user")
+
+    # Flask-Login's user protocol; the id it stores is the server-side session token.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        """False once an admin deactivates the account."""
+        return self.is_active_flag
+
+    def get_id(self) -> str | None:
+        """The current session's token (set at sign-in or by the user loader), never the user id."""
+        return self.__dict__.get("session_token")
+
+    @property
+    def is_admin(self) -> bool:
+        """True for administrators."""
+        return self.role == Role.ADMIN
+
+    @property
+    def has_totp(self) -> bool:
+        """True once a second factor is enrolled."""
+        return self.totp_secret_sealed is not None
+
+
+class UserSession(db.Model):
+    """A server-side sign-in session; the cookie carries only its random token."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    reauth_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    second_factor_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+    user: Mapped[User] = relationship(back_populates="sessions")
+
+
+class RecoveryCode(db.Model):
+    """A one-time second-factor recovery code, stored only as a hash."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class LoginAttempt(db.Model):
+    """One sign-in attempt, kept in the database so every worker shares throttling."""
+
+    __tablename__ = "login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    ip: Mapped[str] = mapped_column(String(45), index=True)
+    email_digest: Mapped[str] = mapped_column(String(64), index=True)
+    succeeded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Invitation(db.Model):
+    """A single-use, expiring set-password link; only its hash is stored."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# --- leads ---------------------------------------------------------------------------
+
+
+class LeadKey(db.Model):
+    """A lead's data key wrapped by a master key. Deleting it shreds the lead."""
+
+    __tablename__ = "lead_keys"
+
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), primary_key=True)
+    kid: Mapped[int] = mapped_column(Integer, index=True)
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    dek_version: Mapped[int] = mapped_column(Integer, default=1)
+    wrapped_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Lead(Identified, db.Model):
+    """A prospective patient; PHI encrypted with the lead's own data key."""
+
+    __tablename__ = "leads"
+    __table_args__ = (
+        Index("ix_leads_stage_created", "stage", "created_at"),
+        Index("ix_leads_assignee_stage", "assignee_id", "stage"),
+        Index("ix_leads_urgent", "urgent", "acknowledged_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(16), unique=True)
+    stage: Mapped[str] = mapped_column(String(24), default=Stage.NEW)
+    stage_reason: Mapped[str | None] = mapped_column(String(40))
+    source: Mapped[str] = mapped_column(String(24), default=LeadSource.WEB_FORM, index=True)
+    utm_source: Mapped[str | None] = mapped_column(String(80))
+    utm_medium: Mapped[str | None] = mapped_column(String(80))
+    utm_campaign: Mapped[str | None] = mapped_column(String(80))
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    acknowledged_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    first_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    stage_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    next_callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    dob_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    phone_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    email_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    zip_code_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    preferences_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    phone_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
+    email_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
+    name_dob_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
+
+    first_name = Encrypted()
+    last_name = Encrypted(on_set="_index_name_dob")
+    dob = Encrypted("date", on_set="_index_name_dob")
+    phone = Encrypted(on_set="_index_phone")
+    email = Encrypted(on_set="_index_email")
+    zip_code = Encrypted()
+    preferences = Encrypted("json")
+
+    key: Mapped[LeadKey | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
+    enquiries: Mapped[list[Enquiry]] = relationship(back_populates="lead", order_by="Enquiry.received_at")
+    insurances: Mapped[list[Insurance]] = relationship(back_populates="lead", order_by="Insurance.created_at")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("id", new_id())
+        kwargs.setdefault("reference", new_reference())
+        dek = crypto.new_data_key()
+        kid, nonce, wrapped = crypto.wrap_data_key(keyring(), kwargs["id"], dek)
+        self._cipher = crypto.FieldCipher(dek)
+        super().__init__(key=LeadKey(kid=kid, nonce=nonce, wrapped=wrapped), **kwargs)
+
+    def field_cipher(self) -> crypto.FieldCipher:
+        """Return this lead's field cipher, unwrapping its data key on first use."""
+        cipher = self.__dict__.get("_cipher")
+        if cipher is None:
+            key = self.key
+            if key is None:
+                raise crypto.DecryptionError(f"lead {self.id} has been shredded")
+            dek = crypto.unwrap_data_key(keyring(), self.id, key.kid, key.nonce, key.wrapped)
+            cipher = self._cipher = crypto.FieldCipher(dek, key.dek_version)
+        return cipher
+
+    def _index_phone(self) -> None:
+        self.phone_bidx = phone_index(self.phone) if self.phone_enc else None
+
+    def _index_email(self) -> None:
+        self.email_bidx = email_index(self.email) if self.email_enc else None
+
+    def _index_name_dob(self) -> None:
+        last, dob = (self.last_name, self.dob) if self.last_name_enc and self.dob_enc else (None, None)
+        self.name_dob_bidx = name_dob_index(last, dob) if last and dob else None
+
+    @property
+    def is_open(self) -> bool:
+        """True while the lead is still moving through the pipeline."""
+        return self.stage in OPEN_STAGES
+
+    @property
+    def display_name(self) -> str:
+        """First name and last initial: enough to pick a lead from a list."""
+        first = self.first_name or ""
+        last = self.last_name or ""
+        return f"{first} {last[:1]}.".strip() if last else first
+
+
+def new_reference() -> str:
+    """Return a short random reference code a patient can quote on the phone."""
+    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+    raw = crypto.random_token(16)
+    code = "".join(alphabet[b % len(alphabet)] for b in raw.encode()[:8])
+    return f"{code[:4]}-{code[4:]}"
+
+
+def phone_index(value: str | None) -> int | None:
+    """Blind index of a phone number in any common format, or ``None`` if it is not a number."""
+    normalized = crypto.normalize_phone(value, current_app.config["PHONE_REGION"]) if value else None
+    return indexer().compute("leads|phone", normalized) if normalized else None
+
+
+def email_index(value: str | None) -> int | None:
+    """Blind index of an e-mail address in any letter case."""
+    return indexer().compute("leads|email", crypto.normalize_email(value)) if value else None
+
+
+def name_dob_index(last_name: str | None, dob: dt.date | None) -> int | None:
+    """Compound blind index of last name and date of birth (never the name alone)."""
+    if not last_name or not dob:
+        return None
+    return indexer().compute("leads|name_dob", f"{crypto.normalize_text(last_name)}|{dob.isoformat()}")
+
+
+class Enquiry(LeadOwned, db.Model):
+    """One public-form submission, immutable, attached to a lead."""
+
+    __tablename__ = "enquiries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    idempotency_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    crisis: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_version: Mapped[str] = mapped_column(String(32))
+    consented_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    privacy_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    consent_ip_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answers = Encrypted("json")
+    consent_ip = Encrypted()
+
+    lead: Mapped[Lead] = relationship(back_populates="enquiries")
+
+
+class Insurance(LeadOwned, db.Model):
+    """A lead's coverage as the patient gave it, plus the verification of benefits."""
+
+    __tablename__ = "insurances"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    coverage_type: Mapped[str] = mapped_column(String(16), default=CoverageType.NOT_SURE)
+    patient_is_policyholder: Mapped[bool | None] = mapped_column(Boolean)
+    vob_status: Mapped[str] = mapped_column(String(16), default="not_started")
+    vob_outcome: Mapped[str | None] = mapped_column(String(32))
+    pa_status: Mapped[str | None] = mapped_column(String(24))
+    pa_units: Mapped[int | None] = mapped_column(Integer)
+    pa_start: Mapped[dt.date | None] = mapped_column()
+    pa_end: Mapped[dt.date | None] = mapped_column()
+    verified_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    carrier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    member_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    group_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    policyholder_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    benefits_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    pa_auth_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    carrier = Encrypted()
+    member_id = Encrypted()
+    group_number = Encrypted()
+    policyholder = Encrypted("json")  # name, dob, relationship when not the patient
+    benefits = Encrypted("json")  # network, deductible, coinsurance, reference number…
+    pa_auth_number = Encrypted()
+
+    lead: Mapped[Lead] = relationship(back_populates="insurances")
+    cards: Mapped[list[InsuranceCard]] = relationship(back_populates="insurance", cascade="all, delete-orphan")
+
+
+class InsuranceCard(LeadOwned, db.Model):
+    """A photo or scan of one side of an insurance card, encrypted, never served publicly."""
+
+    __tablename__ = "insurance_cards"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    insurance_id: Mapped[str] = mapped_column(ForeignKey("insurances.id", ondelete="CASCADE"), index=True)
+    side: Mapped[str] = mapped_column(String(8))
+    media_type: Mapped[str] = mapped_column(String(40))
+    size: Mapped[int] = mapped_column(Integer)
+    content_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    content = Encrypted("bytes")
+
+    insurance: Mapped[Insurance] = relationship(back_populates="cards")
+
+    @property
+    def lead(self) -> Lead:  # type: ignore[override]
+        """The lead whose data key encrypts this card."""
+        return self.insurance.lead
+
+
+class Screening(LeadOwned, db.Model):
+    """An eligibility pre-screen: answers and reasons encrypted, outcome plain for queues."""
+
+    __tablename__ = "screenings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    performed_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    performed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(24))
+    signed_off_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    result_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answers = Encrypted("json")
+    result = Encrypted("json")
+
+    lead: Mapped[Lead] = relationship()
+
+
+class ContactAttempt(LeadOwned, db.Model):
+    """One call, text or e-mail to a lead and how it went."""
+
+    __tablename__ = "contact_attempts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    channel: Mapped[str] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(24))
+    note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    note = Encrypted()
+
+    lead: Mapped[Lead] = relationship()
+
+
+class Callback(Identified, db.Model):
+    """A scheduled callback; done when the next attempt is logged or it is cancelled."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (Index("ix_callbacks_due", "done_at", "due_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    assignee_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), index=True)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    lead: Mapped[Lead] = relationship()
+
+
+class LeadEvent(LeadOwned, db.Model):
+    """One entry of a lead's timeline: created, returned, stage change, note, assignment…"""
+
+    __tablename__ = "lead_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(24))
+    from_stage: Mapped[str | None] = mapped_column(String(24))
+    to_stage: Mapped[str | None] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(String(40))
+    body_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    body = Encrypted()
+
+    lead: Mapped[Lead] = relationship()
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+class AuditEvent(db.Model):
+    """One link of the append-only, HMAC-chained audit log. Details never hold PHI."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_object", "object_type", "object_id"),
+        Index("ix_audit_actor_at", "actor_id", "at"),
+    )
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    actor_kind: Mapped[str] = mapped_column(String(8))  # user | public | system
+    actor_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(48), index=True)
+    object_type: Mapped[str | None] = mapped_column(String(24))
+    object_id: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    request_id: Mapped[str | None] = mapped_column(String(36))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_mac: Mapped[bytes] = mapped_column(LargeBinary)
+    mac: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+AUDIT_APPEND_ONLY_DDL = {
+    "sqlite": [
+        "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+        "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    ],
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger AS $$ "
+        "BEGIN RAISE EXCEPTION 'audit_events is append-only'; END; $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER audit_events_no_update BEFORE UPDATE OR DELETE ON audit_events "
+        "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+    ],
+}
+
+
+@event.listens_for(AuditEvent.__table__, "after_create")
+def _make_audit_append_only(target: Any, connection: Any, **kw: Any) -> None:
+    """Install the triggers that refuse UPDATE and DELETE on the audit log."""
+    for statement in AUDIT_APPEND_ONLY_DDL.get(connection.dialect.name, []):
+        connection.exec_driver_sql(statement)

@@ -1,0 +1,146 @@
+"""Configuration layers and the start-up checks that refuse an unsafe deployment.
+
+Layers, later wins: :data:`DEFAULTS` → ``instance/config.py`` → ``CRM_*`` environment
+variables → the test config. In development mode a missing secret key and keyring are
+generated into ``instance/`` with mode 0600; in production mode they must be provided.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from . import crypto
+
+DEFAULTS: dict[str, Any] = {
+    "MODE": "development",  # or "production"
+    "DATABASE_URL": None,  # defaults to instance/crm.sqlite3
+    "KEYRING": None,  # JSON document; else KEYRING_FILE
+    "KEYRING_FILE": None,  # defaults to instance/keyring.json
+    "AUTO_MIGRATE": None,  # defaults to True in development
+    "BLIND_INDEX_ROWS": 1_000_000,
+    "PHONE_REGION": "US",
+    "TIMEZONE": "America/Los_Angeles",
+    "CLINIC_NAME": "Intake Clinic",
+    "CLINIC_PHONE": "(949) 555-0100",
+    "CLINIC_ADDRESS": "100 Example Way, Suite 200, Irvine, CA 92618",
+    "CLINIC_HOURS": "Monday to Friday, 8 am to 6 pm",
+    "LOCAL_CRISIS_LINE": "OC Links (855) 625-4657, 24/7",
+    "CONSENT_VERSION": "2026-01",
+    "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
+    "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)
+    "SESSION_IDLE_MINUTES": 15,
+    "SESSION_MAX_HOURS": 12,
+    "REQUIRE_TOTP_FOR_ALL": False,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
+    "ENQUIRY_MIN_FILL_SECONDS": 3,
+    "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
+    "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+    "MAX_FORM_PARTS": 200,
+    "WTF_CSRF_TIME_LIMIT": 4 * 3600,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+}
+
+WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "you-will-never-guess"}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(SystemExit):
+    """A refusal to start: exits with a one-line, actionable message and no traceback."""
+
+    def __init__(self, message: str):
+        super().__init__(f"crm: refusing to start: {message}")
+
+
+def load(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Apply the configuration layers and derive the settings that depend on them."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("CRM")
+    if test_config:
+        app.config.from_mapping(test_config)
+    production = app.config["MODE"] == "production"
+    app.config.setdefault("SECRET_KEY", None)
+    if app.config["HTTPS"] is None:
+        app.config["HTTPS"] = production
+    if app.config["AUTO_MIGRATE"] is None:
+        app.config["AUTO_MIGRATE"] = not production and not app.testing
+    instance = Path(app.instance_path)
+    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"] or f"sqlite:///{instance / 'crm.sqlite3'}"
+    app.config["SESSION_COOKIE_SECURE"] = app.config["HTTPS"]
+    app.config["SESSION_COOKIE_NAME"] = "__Host-crm" if app.config["HTTPS"] else "crm"
+    app.config["PREFERRED_URL_SCHEME"] = "https" if app.config["HTTPS"] else "http"
+    app.config["RATELIMIT_HEADERS_ENABLED"] = True
+    if not production:
+        _ensure_instance_secret(app, instance)
+    _check_secret_key(app.config["SECRET_KEY"])
+
+
+def is_production(app: Flask) -> bool:
+    """True when the app runs in production mode."""
+    return app.config["MODE"] == "production"
+
+
+def _ensure_instance_secret(app: Flask, instance: Path) -> None:
+    """Generate ``instance/secret_key`` (0600) on first run when no key was configured."""
+    if app.config["SECRET_KEY"]:
+        return
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    app.config["SECRET_KEY"] = path.read_text().strip()
+
+
+def _check_secret_key(key: str | bytes | None) -> None:
+    if not key:
+        raise ConfigError("SECRET_KEY is not set; set CRM_SECRET_KEY to 32+ random bytes")
+    text = key.decode(errors="replace") if isinstance(key, bytes) else key
+    if text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10:
+        raise ConfigError(
+            "SECRET_KEY is weak; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        )
+
+
+def load_keyring(app: Flask) -> crypto.Keyring:
+    """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development."""
+    if app.config["KEYRING"]:
+        try:
+            return crypto.Keyring.from_json(app.config["KEYRING"])
+        except crypto.KeyringError as exc:
+            raise ConfigError(f"CRM_KEYRING: {exc}") from None
+    path = keyring_path(app)
+    if not path.exists():
+        if is_production(app):
+            raise ConfigError(f"keyring {path} is missing; restore it or set CRM_KEYRING")
+        crypto.write_keyring_file(path, crypto.Keyring.generate())
+    try:
+        return crypto.read_keyring_file(path)
+    except crypto.KeyringError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def keyring_path(app: Flask) -> Path:
+    """Where the keyring file lives (``instance/keyring.json`` unless configured)."""
+    return Path(app.config["KEYRING_FILE"] or Path(app.instance_path) / "keyring.json")
+
+
+def save_keyring(app: Flask, ring: crypto.Keyring) -> None:
+    """Persist a changed keyring to its file; an environment keyring must be updated by hand."""
+    if app.config["KEYRING"]:
+        raise crypto.KeyringError("the keyring comes from CRM_KEYRING; update that variable instead")
+    crypto.write_keyring_file(keyring_path(app), ring)
+
+
+def file_is_private(path: Path) -> bool:
+    """True when neither group nor others have any access to ``path``."""
+    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)

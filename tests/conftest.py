@@ -1,0 +1,153 @@
+"""Shared fixtures: a fresh app per test on SQLite (default) or PostgreSQL (TEST_DATABASE_URL).
+
+On PostgreSQL each test run gets its own schema, dropped at the end, and every table is
+emptied after each test; on SQLite each test gets its own database file.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import create_engine, text
+
+from crm import create_app, crypto
+from crm.models import Lead, Role, User, UserSession, db, utcnow
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> Iterator[str | None]:
+    """Create a throw-away PostgreSQL schema for this run (None on SQLite)."""
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(TEST_DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    yield schema
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+def database_config(tmp_path, schema: str | None) -> dict:
+    """Connection settings for one test: a SQLite file, or the run's PostgreSQL schema."""
+    if schema is None:
+        return {"DATABASE_URL": f"sqlite:///{tmp_path / 'test.sqlite3'}"}
+    return {
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "SQLALCHEMY_ENGINE_OPTIONS": {"connect_args": {"options": f"-csearch_path={schema}"}},
+    }
+
+
+@pytest.fixture
+def keyring() -> crypto.Keyring:
+    """A fresh, ephemeral keyring: tests never touch a real one."""
+    return crypto.Keyring.generate()
+
+
+@pytest.fixture
+def config(tmp_path, pg_schema, keyring) -> dict:
+    """The test configuration; tests may adjust it before requesting ``app``."""
+    return {
+        "TESTING": True,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "KEYRING": keyring.to_json(),
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "ENQUIRY_MIN_FILL_SECONDS": 0,
+        "BLIND_INDEX_ROWS": 100_000,
+        **database_config(tmp_path, pg_schema),
+    }
+
+
+@pytest.fixture
+def app(config, tmp_path) -> Iterator[Flask]:
+    """A fresh application with an empty schema."""
+    application = create_app(config, instance_path=str(tmp_path / "instance"))
+    with application.app_context():
+        db.create_all()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        if db.engine.dialect.name == "postgresql":
+            tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
+            with db.engine.begin() as conn:
+                conn.execute(text(f"TRUNCATE {tables} CASCADE"))
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    """A test client for ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    """A CLI runner for ``app``."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_user(app) -> Callable[..., User]:
+    """Return a factory of staff users (no password unless given)."""
+
+    def factory(email: str | None = None, role: Role = Role.COORDINATOR, **kwargs) -> User:
+        with app.app_context():
+            user = User(email=email or f"{uuid.uuid4().hex[:8]}@clinic.test", role=role, **kwargs)
+            db.session.add(user)
+            db.session.commit()
+            db.session.refresh(user)
+            db.session.expunge(user)
+            return user
+
+    return factory
+
+
+@pytest.fixture
+def login_as(app) -> Callable[[FlaskClient, User], str]:
+    """Return a helper that signs ``user`` in on ``client`` with a real server session row."""
+
+    def sign_in(client: FlaskClient, user: User, second_factor: bool = True) -> str:
+        token = crypto.random_token()
+        now = utcnow()
+        with app.app_context():
+            db.session.add(
+                UserSession(
+                    id=crypto.token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
+                    reauth_at=now, second_factor_at=now if second_factor else None,
+                )
+            )
+            db.session.commit()
+        with client.session_transaction() as sess:
+            sess["_user_id"] = token
+            sess["_fresh"] = True
+            sess.permanent = True
+        return token
+
+    return sign_in
+
+
+@pytest.fixture
+def make_lead(app) -> Callable[..., str]:
+    """Return a factory that stores a lead with the given plain attributes and returns its id."""
+
+    def factory(**attrs) -> str:
+        attrs.setdefault("first_name", "Test")
+        attrs.setdefault("last_name", "Patient")
+        with app.app_context():
+            lead = Lead(**attrs)
+            db.session.add(lead)
+            db.session.commit()
+            return lead.id
+
+    return factory
