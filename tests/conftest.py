@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
+from hypothesis import HealthCheck, settings
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
@@ -20,6 +21,14 @@ from crm import create_app, crypto
 from crm.models import Lead, Role, User, UserSession, db, utcnow
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+settings.register_profile(
+    "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +160,6 @@ def make_lead(app) -> Callable[..., str]:
             return lead.id
 
     return factory
+
+
+pytest_plugins = ["tests.browser"]

@@ -1,0 +1,25 @@
+"""Administration blueprint: staff accounts (``users``) and the audit viewer (``audit``).
+
+Every admin endpoint answers 403 to coordinators: the blueprint checks the role before
+any view runs, so a new admin page cannot forget it.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask_login import current_user
+
+from ..auth import deny
+from ..models import Role
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+@bp.before_request
+def require_admin() -> None:
+    """Refuse (403, audited) every admin endpoint to anyone but an admin."""
+    if current_user.is_authenticated and current_user.role != Role.ADMIN:
+        deny("admin_only")
+
+
+from . import audit, users  # noqa: E402,F401  (views register on bp)
