@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, settings
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, settings
 from sqlalchemy import create_engine, text
 
 from crm import create_app, crypto
