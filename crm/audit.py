@@ -1,9 +1,12 @@
-"""Append events to the HMAC-chained audit log, in the caller's transaction.
+"""Append events to the HMAC-chained audit log, verify the chain and sign its head.
 
-``mac_n = HMAC-SHA256(audit key, mac_{n-1} || canonical JSON of row n)``, with the audit
-key from the keyring (never the database). One writer at a time: ``BEGIN IMMEDIATE`` on
+``mac_n = HMAC-SHA256(audit key, mac_{n-1} || canonical row n)``, with the audit key
+from the keyring (never the database). One writer at a time: ``BEGIN IMMEDIATE`` on
 SQLite (see ``crm.database``) and a transaction-scoped advisory lock on PostgreSQL, so
 concurrent requests never fork the chain. Details carry codes and ids, never PHI.
+
+A chain alone cannot show that its newest events were cut off; a signed head exported
+off the box (``seq``, ``mac``, ``at`` with an Ed25519 signature) can.
 """
 
 from __future__ import annotations
@@ -13,53 +16,141 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _esc
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import g, has_request_context, request
-from sqlalchemy import select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
+from . import crypto
 from .models import AuditEvent, User, db, keyring, utcnow
 
 GENESIS_MAC = bytes(32)
 ADVISORY_LOCK_ID = 727_274_001
-_SAFE_DETAIL = re.compile(r"^[A-Za-z0-9_.:/-]{0,80}$")
+HEAD_FORMAT = "crm-audit-head-v1"
+VERIFY_BATCH = 20_000
+_CODE = re.compile(r"^[a-z0-9_.:/-]{0,80}$")
+_UUID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?$")
+_DIGIT_RUN = re.compile(r"\d{7}")  # phone, member or record numbers; counts are ints, not text
+
+#: The action vocabulary; :func:`record` refuses anything else, so a typo cannot hide an event.
+ACTIONS = frozenset(
+    {
+        "sign_in", "sign_out", "session_expired", "session_revoked", "second_factor",
+        "password_changed", "reauthenticated", "user_created", "user_invited",
+        "user_deactivated", "user_reactivated", "role_changed", "access_denied",
+        "enquiry_received", "lead_viewed", "field_revealed", "card_viewed", "lead_exported",
+        "stage_changed", "lead_assigned", "note_added", "attempt_logged", "callback_scheduled",
+        "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
+        "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
+        "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
+        "settings_changed",
+    }
+)
+OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})
+
+#: Columns in canonical order (keys sorted), then the two MACs; the verifier reads exactly these.
+CHAIN_COLUMNS = (
+    AuditEvent.seq,
+    AuditEvent.action,
+    AuditEvent.actor_id,
+    AuditEvent.actor_kind,
+    AuditEvent.at,
+    AuditEvent.details,
+    AuditEvent.ip,
+    AuditEvent.object_id,
+    AuditEvent.object_type,
+    AuditEvent.outcome,
+    AuditEvent.request_id,
+    AuditEvent.prev_mac,
+    AuditEvent.mac,
+)
+
+
+# --- canonical form and MACs ----------------------------------------------------------
+
+
+def _json(value: str | None) -> str:
+    return "null" if value is None else _esc(value)
+
+
+def _iso(at: dt.datetime | str) -> str:
+    """ISO-8601 with microseconds; SQLite's driver hands back the stored text, not a datetime."""
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+    return at.isoformat(timespec="microseconds")
+
+
+def canonical_row(
+    seq: int,
+    action: str,
+    actor_id: str | None,
+    actor_kind: str,
+    at: dt.datetime | str,
+    details: str,
+    ip: str | None,
+    object_id: str | None,
+    object_type: str | None,
+    outcome: str,
+    request_id: str | None,
+) -> bytes:
+    """Return the canonical JSON of one event: sorted keys, no spaces, ISO time with Z.
+
+    ``details`` is embedded as stored: :func:`check_details` already wrote it as canonical
+    JSON, so the verifier never re-parses it and any rewrite of the text breaks the MAC.
+    """
+    return (
+        f'{{"action":{_esc(action)},"actor_id":{_json(actor_id)},"actor_kind":{_esc(actor_kind)},'
+        f'"at":"{_iso(at)}Z","details":{details},"ip":{_json(ip)},'
+        f'"object_id":{_json(object_id)},"object_type":{_json(object_type)},'
+        f'"outcome":{_esc(outcome)},"request_id":{_json(request_id)},"seq":{seq:d}}}'
+    ).encode()
 
 
 def canonical(event: AuditEvent) -> bytes:
     """Return the canonical bytes of an event without its MACs."""
-    row = {
-        "seq": event.seq,
-        "at": event.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "actor_kind": event.actor_kind,
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "object_type": event.object_type,
-        "object_id": event.object_id,
-        "outcome": event.outcome,
-        "ip": event.ip,
-        "request_id": event.request_id,
-        "details": json.loads(event.details),
-    }
-    return json.dumps(row, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_row(
+        event.seq, event.action, event.actor_id, event.actor_kind, event.at, event.details,
+        event.ip, event.object_id, event.object_type, event.outcome, event.request_id,
+    )
 
 
 def compute_mac(key: bytes, prev_mac: bytes, event: AuditEvent) -> bytes:
     """MAC of an event chained to its predecessor."""
-    return hmac.new(key, bytes(prev_mac) + canonical(event), hashlib.sha256).digest()
+    return hmac.digest(key, bytes(prev_mac) + canonical(event), hashlib.sha256)
+
+
+def _is_code(value: str) -> bool:
+    """True for ids, ISO times and short lower-case codes: never names, free text or long numbers."""
+    if _UUID.match(value) or _ISO_TIME.match(value):
+        return True
+    return bool(_CODE.match(value)) and not _DIGIT_RUN.search(value)
 
 
 def check_details(details: dict[str, Any]) -> str:
-    """Serialise details, refusing anything but short codes, numbers and booleans (no PHI)."""
+    """Serialise details, refusing anything but short codes, numbers and booleans (no PHI).
+
+    Capitalised words, spaces, ``@`` and runs of seven or more digits are refused, which
+    keeps out names, free text, e-mail addresses and phone or member numbers.
+    """
     for key, value in details.items():
-        if not _SAFE_DETAIL.match(key):
+        if not _is_code(key):
             raise ValueError(f"audit detail key {key!r} is not a code")
         values = value if isinstance(value, list) else [value]
         for item in values:
-            if isinstance(item, str) and not _SAFE_DETAIL.match(item):
+            if isinstance(item, str) and not _is_code(item):
                 raise ValueError(f"audit detail {key!r} must be a code, not free text")
             if not isinstance(item, str | int | float | bool | type(None)):
                 raise ValueError(f"audit detail {key!r} has an unsupported type")
     return json.dumps(details, sort_keys=True, separators=(",", ":"))
+
+
+# --- writing --------------------------------------------------------------------------
 
 
 def _lock_chain() -> None:
@@ -82,6 +173,13 @@ def _request_facts() -> tuple[str | None, str | None]:
     return request.remote_addr, g.get("request_id")
 
 
+def _check_vocabulary(action: str, object_type: str | None) -> None:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown audit action {action!r}")
+    if object_type is not None and object_type not in OBJECT_TYPES:
+        raise ValueError(f"unknown audit object type {object_type!r}")
+
+
 def record(
     action: str,
     *,
@@ -96,8 +194,10 @@ def record(
     """Append one event to the chain and flush it; the caller's commit makes it durable.
 
     ``actor_kind`` defaults to ``user`` when an actor is given, else ``system``; pass
-    ``public`` for anonymous visitors.
+    ``public`` for anonymous visitors. Inside a request the client IP and request id
+    are filled in.
     """
+    _check_vocabulary(action, object_type)
     serialized = check_details(details or {})
     _lock_chain()
     seq, prev_mac = head()
@@ -120,3 +220,273 @@ def record(
     db.session.add(event)
     db.session.flush()
     return event
+
+
+# --- reading ---------------------------------------------------------------------------
+
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """What the viewer and the export select: all given conditions must hold.
+
+    ``since`` and ``until`` are naive UTC (``until`` exclusive); ``before`` and ``after``
+    are keyset cursors (a seq) for paging towards older or newer events.
+    """
+
+    actor_id: str | None = None
+    lead_id: str | None = None
+    action: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    before: int | None = None
+    after: int | None = None
+
+    def criteria(self) -> list[ColumnElement[bool]]:
+        """SQL conditions for the filter (without the paging cursors)."""
+        conditions: list[ColumnElement[bool]] = []
+        if self.actor_id:
+            conditions.append(AuditEvent.actor_id == self.actor_id)
+        if self.lead_id:
+            conditions += [AuditEvent.object_type == "lead", AuditEvent.object_id == self.lead_id]
+        if self.action:
+            conditions.append(AuditEvent.action == self.action)
+        if self.since:
+            conditions.append(AuditEvent.at >= self.since)
+        if self.until:
+            conditions.append(AuditEvent.at < self.until)
+        return conditions
+
+    def codes(self) -> dict[str, Any]:
+        """The filter as audit details (ids, codes and ISO times only)."""
+        values = {name: getattr(self, name) for name in ("actor_id", "lead_id", "action", "since", "until")}
+        return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in values.items() if v}
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of events, newest first, with each actor's e-mail and the cursors around it."""
+
+    rows: list[Row]
+    newer: int | None
+    older: int | None
+
+
+def _with_actor_email() -> Any:
+    return select(AuditEvent, User.email.label("actor_email")).outerjoin(User, User.id == AuditEvent.actor_id)
+
+
+def page_of_events(filters: AuditFilter, size: int = PAGE_SIZE) -> Page:
+    """Return a keyset page of the filtered events, newest first.
+
+    Keyset paging (``seq < before`` / ``seq > after``) reads only one page of an index,
+    however deep the page, where an offset would walk every skipped row.
+    """
+    stmt = _with_actor_email().where(*filters.criteria())
+    if filters.after is not None:
+        stmt = stmt.where(AuditEvent.seq > filters.after).order_by(AuditEvent.seq)
+        rows = db.session.execute(stmt.limit(size + 1)).all()
+        more, rows = len(rows) > size, rows[:size][::-1]
+        return Page(rows, rows[0].AuditEvent.seq if more else None, rows[-1].AuditEvent.seq if rows else None)
+    if filters.before is not None:
+        stmt = stmt.where(AuditEvent.seq < filters.before)
+    rows = db.session.execute(stmt.order_by(AuditEvent.seq.desc()).limit(size + 1)).all()
+    more, rows = len(rows) > size, rows[:size]
+    newer = rows[0].AuditEvent.seq if rows and filters.before is not None else None
+    return Page(rows, newer, rows[-1].AuditEvent.seq if more else None)
+
+
+EXPORT_COLUMNS = (
+    "seq", "at", "actor_kind", "actor_id", "actor_email", "action", "object_type", "object_id",
+    "outcome", "ip", "request_id", "details", "prev_mac", "mac",
+)
+
+
+def export_rows(filters: AuditFilter) -> Iterator[tuple]:
+    """Yield the filtered events oldest first as CSV-ready tuples (:data:`EXPORT_COLUMNS`)."""
+    columns = (
+        AuditEvent.seq, AuditEvent.at, AuditEvent.actor_kind, AuditEvent.actor_id, User.email,
+        AuditEvent.action, AuditEvent.object_type, AuditEvent.object_id, AuditEvent.outcome,
+        AuditEvent.ip, AuditEvent.request_id, AuditEvent.details, AuditEvent.prev_mac, AuditEvent.mac,
+    )
+    for row in scan(columns, *filters.criteria(), join=(User, User.id == AuditEvent.actor_id)):
+        *values, prev_mac, mac = row
+        values[1] = f"{_iso(values[1])}Z"
+        yield (*values, bytes(prev_mac).hex(), bytes(mac).hex())
+
+
+def scan(
+    columns: Sequence[Any], *criteria: ColumnElement[bool], join: tuple | None = None, batch: int = 5000
+) -> Iterator[Row]:
+    """Yield rows in ascending seq order, one keyset batch per short read.
+
+    The first column must be :attr:`AuditEvent.seq`; ``join`` is an optional outer join
+    ``(entity, on)``. Memory stays constant, and on SQLite (where every transaction takes
+    the write lock) a writer waits for one batch at most.
+    """
+    base = select(*columns).where(*criteria)
+    if join is not None:
+        base = base.outerjoin(*join)
+    after: int | None = None
+    while True:
+        stmt = base if after is None else base.where(AuditEvent.seq > after)
+        with db.engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(AuditEvent.seq).limit(batch)).all()
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+# --- verification -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Outcome of a verification: the events checked and the head, or the first bad seq."""
+
+    count: int
+    head_seq: int
+    head_mac: bytes
+    bad_seq: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when no defect was found."""
+        return self.bad_seq is None
+
+
+REASONS = {
+    "missing": "the event is missing (gap in the sequence)",
+    "out_of_order": "the event is out of sequence",
+    "prev_mac_mismatch": "prev_mac is not the previous event's MAC (reordered, removed or forged)",
+    "mac_mismatch": "the MAC does not match the event's contents (modified or forged)",
+    "malformed": "the event's stored values cannot be read (modified or forged)",
+    "truncated": "the log ends before the signed head (the tail was cut)",
+    "head_mac_mismatch": "the event's MAC differs from the signed head",
+}
+
+
+def _driver_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
+    """Run a SELECT through the driver's cursor in a connection of its own.
+
+    This skips SQLAlchemy's result processing (costlier than the MACs when verifying) and,
+    on SQLite, the ``BEGIN IMMEDIATE`` of every SQLAlchemy transaction: a single statement
+    reads a consistent snapshot without taking the write lock.
+    """
+    with db.engine.connect() as conn:
+        compiled = stmt.compile(dialect=conn.dialect)
+        values = compiled.construct_params(params)
+        args = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(str(compiled), args)
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+
+def _chain_rows(end: int, batch: int) -> Iterator[tuple]:
+    """Yield the chain's rows up to seq ``end`` as driver tuples, in keyset batches."""
+    stmt = (
+        select(*CHAIN_COLUMNS)
+        .where(AuditEvent.seq > bindparam("after"), AuditEvent.seq <= bindparam("end"))
+        .order_by(AuditEvent.seq)
+        .limit(batch)
+    )
+    after = -(2**62)  # below any seq, so stray rows with seq <= 0 are read and reported
+    while True:
+        rows = _driver_rows(stmt, {"after": after, "end": end})
+        yield from rows
+        if len(rows) < batch:
+            return
+        after = rows[-1][0]
+
+
+def verify_chain(
+    key: bytes, *, checkpoint: tuple[int, bytes] | None = None, batch: int = VERIFY_BATCH
+) -> Verdict:
+    """Walk the whole chain in seq order and return a :class:`Verdict`.
+
+    Checks that seqs run 1, 2, 3… without gaps, that each ``prev_mac`` is the previous
+    event's MAC, and that each MAC matches the event. With a ``checkpoint`` (a signed head's
+    ``(seq, mac)``), also checks the log still holds that event with that MAC.
+    Events appended while the walk runs are left for the next run.
+    """
+    expected, prev = 1, GENESIS_MAC
+    want_seq, want_mac = checkpoint or (0, GENESIS_MAC)
+    digest = hmac.digest
+    for seq, *fields, prev_mac, mac in _chain_rows(head_seq_now(), batch):
+        if seq != expected:
+            return Verdict(expected - 1, expected - 1, prev, *_gap(seq, expected))
+        if prev_mac != prev:
+            return Verdict(seq - 1, seq - 1, prev, seq, "prev_mac_mismatch")
+        try:
+            good = digest(key, prev_mac + canonical_row(seq, *fields), hashlib.sha256) == mac
+        except (TypeError, ValueError):
+            return Verdict(seq - 1, seq - 1, prev, seq, "malformed")
+        if not good:
+            return Verdict(seq - 1, seq - 1, prev, seq, "mac_mismatch")
+        if seq == want_seq and mac != want_mac:
+            return Verdict(seq - 1, seq - 1, prev, seq, "head_mac_mismatch")
+        expected, prev = seq + 1, mac
+    count = expected - 1
+    if want_seq > count:
+        return Verdict(count, count, prev, count + 1, "truncated")
+    return Verdict(count, count, prev)
+
+
+def _gap(seq: int, expected: int) -> tuple[int, str]:
+    """Name the first bad seq when the sequence jumps: the missing one, or the stray one."""
+    return (expected, "missing") if seq > expected else (seq, "out_of_order")
+
+
+def head_seq_now() -> int:
+    """The newest seq in a read of its own, outside any open transaction (0 for an empty log)."""
+    return _driver_rows(select(func.max(AuditEvent.seq)), {})[0][0] or 0
+
+
+# --- signed heads ------------------------------------------------------------------------
+
+
+def _head_message(seq: int, mac_hex: str, at: str) -> bytes:
+    doc = {"at": at, "format": HEAD_FORMAT, "mac": mac_hex, "seq": seq}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _public_hex(ring: crypto.Keyring) -> str:
+    return ring.signing_key().public_key().public_bytes_raw().hex()
+
+
+def sign_head(ring: crypto.Keyring, event: AuditEvent) -> dict[str, Any]:
+    """Return a signed head document for ``event`` (normally the newest one)."""
+    at = f"{event.at.isoformat(timespec='microseconds')}Z"
+    message = _head_message(event.seq, bytes(event.mac).hex(), at)
+    return {
+        "format": HEAD_FORMAT,
+        "seq": event.seq,
+        "mac": bytes(event.mac).hex(),
+        "at": at,
+        "public_key": _public_hex(ring),
+        "signature": ring.signing_key().sign(message).hex(),
+    }
+
+
+def check_signed_head(ring: crypto.Keyring, doc: dict[str, Any]) -> tuple[int, bytes]:
+    """Return ``(seq, mac)`` of a signed head made with this keyring, else raise ``ValueError``."""
+    try:
+        seq, mac_hex, at = int(doc["seq"]), str(doc["mac"]), str(doc["at"])
+        signature = bytes.fromhex(doc["signature"])
+        foreign = doc.get("format") != HEAD_FORMAT or doc.get("public_key") != _public_hex(ring)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("the head file is malformed") from None
+    if foreign:
+        raise ValueError("the head was not signed by this keyring's audit signing key")
+    public: Ed25519PublicKey = ring.signing_key().public_key()
+    try:
+        public.verify(signature, _head_message(seq, mac_hex, at))
+    except InvalidSignature:
+        raise ValueError("the head's signature does not verify") from None
+    return seq, bytes.fromhex(mac_hex)

@@ -27,6 +27,7 @@ import secrets
 import stat
 import unicodedata
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import phonenumbers
@@ -78,6 +79,11 @@ class MasterKey:
     kid: int
     status: str
     key: bytes = field(repr=False)
+
+    @cached_property
+    def aead(self) -> AESGCM:
+        """The AES-GCM instance for this key, built once (wrapping 100,000 keys reuses it)."""
+        return AESGCM(self.key)
 
 
 @dataclass
@@ -222,7 +228,7 @@ def wrap_data_key(ring: Keyring, lead_id: str, dek: bytes) -> tuple[int, bytes, 
     """Wrap ``dek`` under the primary key; return ``(kid, nonce, wrapped)``."""
     master = ring.primary
     nonce = os.urandom(NONCE_BYTES)
-    wrapped = AESGCM(master.key).encrypt(nonce, dek, _wrap_aad(lead_id, master.kid))
+    wrapped = master.aead.encrypt(nonce, dek, _wrap_aad(lead_id, master.kid))
     return master.kid, nonce, wrapped
 
 
@@ -230,9 +236,14 @@ def unwrap_data_key(ring: Keyring, lead_id: str, kid: int, nonce: bytes, wrapped
     """Unwrap a lead's data key, raising :class:`DecryptionError` on tamper."""
     master = ring.usable(kid)
     try:
-        return AESGCM(master.key).decrypt(nonce, wrapped, _wrap_aad(lead_id, kid))
+        return master.aead.decrypt(nonce, wrapped, _wrap_aad(lead_id, kid))
     except InvalidTag:
         raise DecryptionError(f"data key of lead {lead_id} failed authentication") from None
+
+
+def rewrap_data_key(ring: Keyring, lead_id: str, kid: int, nonce: bytes, wrapped: bytes) -> tuple[int, bytes, bytes]:
+    """Unwrap a lead's data key and wrap it again under the primary key (rotation step)."""
+    return wrap_data_key(ring, lead_id, unwrap_data_key(ring, lead_id, kid, nonce, wrapped))
 
 
 # --- field values --------------------------------------------------------------------
@@ -241,27 +252,35 @@ def unwrap_data_key(ring: Keyring, lead_id: str, kid: int, nonce: bytes, wrapped
 class FieldCipher:
     """Encrypts and decrypts the fields of one lead with its data key."""
 
-    __slots__ = ("_aead", "version")
+    __slots__ = ("_aead", "_aads", "_header", "version")
 
     def __init__(self, dek: bytes, version: int = 1):
         self._aead = AESGCM(dek)
+        self._header = bytes((FIELD_FORMAT, version))
+        self._aads: dict[tuple[str, str, str, bytes], bytes] = {}
         self.version = version
+
+    def _aad(self, table: str, column: str, row_id: str, header: bytes) -> bytes:
+        """Associated data ``crm|v1|table|column|row id|header``, memoised per lead for speed."""
+        key = (table, column, row_id, header)
+        aad = self._aads.get(key)
+        if aad is None:
+            aad = self._aads[key] = f"crm|v1|{table}|{column}|{row_id}|".encode() + header
+        return aad
 
     def encrypt(self, table: str, column: str, row_id: str, plaintext: bytes) -> bytes:
         """Return ``header || nonce || ciphertext+tag`` bound to table, column and row."""
-        header = bytes((FIELD_FORMAT, self.version))
+        header = self._header
         nonce = os.urandom(NONCE_BYTES)
-        aad = b"crm|v1|%s|%s|%s|%s" % (table.encode(), column.encode(), row_id.encode(), header)
-        return header + nonce + self._aead.encrypt(nonce, plaintext, aad)
+        return header + nonce + self._aead.encrypt(nonce, plaintext, self._aad(table, column, row_id, header))
 
     def decrypt(self, table: str, column: str, row_id: str, blob: bytes) -> bytes:
         """Return the plaintext of ``blob``, raising :class:`DecryptionError` on any mismatch."""
-        header = bytes(blob[:2])
-        if len(blob) < 2 + NONCE_BYTES + 16 or header[0] != FIELD_FORMAT:
+        if len(blob) < 2 + NONCE_BYTES + 16 or blob[0] != FIELD_FORMAT:
             raise DecryptionError(f"{table}.{column} is not a v1 field value")
-        aad = b"crm|v1|%s|%s|%s|%s" % (table.encode(), column.encode(), row_id.encode(), header)
+        aad = self._aad(table, column, row_id, blob[:2])
         try:
-            return self._aead.decrypt(bytes(blob[2:14]), bytes(blob[14:]), aad)
+            return self._aead.decrypt(blob[2:14], blob[14:], aad)
         except InvalidTag:
             raise DecryptionError(f"{table}.{column} failed authentication") from None
 
@@ -272,7 +291,7 @@ def seal(ring: Keyring, purpose: str, row_id: str, plaintext: bytes) -> bytes:
     header = bytes((SEALED_FORMAT,)) + master.kid.to_bytes(4, "big")
     nonce = os.urandom(NONCE_BYTES)
     aad = b"crm|v1|sealed|%s|%s|%s" % (purpose.encode(), row_id.encode(), header)
-    return header + nonce + AESGCM(master.key).encrypt(nonce, plaintext, aad)
+    return header + nonce + master.aead.encrypt(nonce, plaintext, aad)
 
 
 def sealed_kid(blob: bytes) -> int:
@@ -288,7 +307,7 @@ def unseal(ring: Keyring, purpose: str, row_id: str, blob: bytes) -> bytes:
     master = ring.usable(sealed_kid(blob))
     aad = b"crm|v1|sealed|%s|%s|%s" % (purpose.encode(), row_id.encode(), header)
     try:
-        return AESGCM(master.key).decrypt(bytes(blob[5:17]), bytes(blob[17:]), aad)
+        return master.aead.decrypt(bytes(blob[5:17]), bytes(blob[17:]), aad)
     except InvalidTag:
         raise DecryptionError(f"sealed {purpose} failed authentication") from None
 

@@ -1,10 +1,16 @@
-"""Request ids and the security headers every response carries."""
+"""Request ids and the security headers every response carries.
+
+The CSP allows no inline script or style and no third-party origin; ``data:`` images carry
+the locally rendered enrolment QR code. HSTS goes out whenever the app is served over
+HTTPS; behind a TLS-terminating proxy set ``PROXY_FIX`` so the forwarded scheme and client
+address are trusted.
+"""
 
 from __future__ import annotations
 
 import uuid
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 CSP = (
@@ -29,7 +35,7 @@ def set_security_headers(response: Response) -> Response:
     headers["Cross-Origin-Opener-Policy"] = "same-origin"
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
-    if request.is_secure:
+    if request.is_secure or current_app.config["HTTPS"]:
         headers["Strict-Transport-Security"] = HSTS
     if request.endpoint != "static":
         # Staff pages and every response that may carry PHI must never be cached.

@@ -64,6 +64,7 @@ def indexer() -> crypto.BlindIndexer:
 
 class Role(StrEnum):
     COORDINATOR = "coordinator"
+    CLINICIAN = "clinician"
     ADMIN = "admin"
 
 
@@ -194,6 +195,7 @@ class Encrypted:
     def __init__(self, kind: str = "str", on_set: str | None = None):
         self.kind = kind
         self.on_set = on_set
+        self.encode, self.decode = _CODECS[kind]
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -205,35 +207,32 @@ class Encrypted:
         blob = getattr(obj, self.column)
         if blob is None:
             return None
-        raw = obj.field_cipher().decrypt(obj.__tablename__, self.name, obj.id, blob)
-        return self._decode(raw)
+        return self.decode(obj.field_cipher().decrypt(obj.__tablename__, self.name, obj.id, blob))
 
     def __set__(self, obj: Any, value: Any) -> None:
         blob = None
         if value is not None and value != "":
-            raw = self._encode(value)
-            blob = obj.field_cipher().encrypt(obj.__tablename__, self.name, obj.id, raw)
+            blob = self.encrypt_value(obj.field_cipher(), obj.__tablename__, obj.id, value)
         setattr(obj, self.column, blob)
         if self.on_set:
             getattr(obj, self.on_set)()
 
-    def _encode(self, value: Any) -> bytes:
-        if self.kind == "bytes":
-            return bytes(value)
-        if self.kind == "date":
-            return value.isoformat().encode()
-        if self.kind == "json":
-            return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
-        return str(value).encode()
+    def encrypt_value(self, cipher: crypto.FieldCipher, table: str, row_id: str, value: Any) -> bytes:
+        """Return the stored ciphertext of a non-empty ``value``; bulk loaders share this encoding."""
+        return cipher.encrypt(table, self.name, row_id, self.encode(value))
 
-    def _decode(self, raw: bytes) -> Any:
-        if self.kind == "bytes":
-            return raw
-        if self.kind == "date":
-            return dt.date.fromisoformat(raw.decode())
-        if self.kind == "json":
-            return json.loads(raw)
-        return raw.decode()
+
+def _encode_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+#: ``kind`` → (encode to bytes, decode from bytes) for :class:`Encrypted`.
+_CODECS: dict[str, tuple[Any, Any]] = {
+    "str": (lambda value: str(value).encode(), bytes.decode),
+    "bytes": (bytes, bytes),
+    "date": (lambda value: value.isoformat().encode(), lambda raw: dt.date.fromisoformat(raw.decode())),
+    "json": (_encode_json, json.loads),
+}
 
 
 def encrypted_names(model: type) -> list[str]:
@@ -386,13 +385,15 @@ class Lead(Identified, db.Model):
         Index("ix_leads_stage_created", "stage", "created_at"),
         Index("ix_leads_assignee_stage", "assignee_id", "stage"),
         Index("ix_leads_urgent", "urgent", "acknowledged_at"),
+        Index("ix_leads_source_created", "source", "created_at"),
+        Index("ix_leads_assignee_created", "assignee_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     reference: Mapped[str] = mapped_column(String(16), unique=True)
     stage: Mapped[str] = mapped_column(String(24), default=Stage.NEW)
     stage_reason: Mapped[str | None] = mapped_column(String(40))
-    source: Mapped[str] = mapped_column(String(24), default=LeadSource.WEB_FORM, index=True)
+    source: Mapped[str] = mapped_column(String(24), default=LeadSource.WEB_FORM)
     utm_source: Mapped[str | None] = mapped_column(String(80))
     utm_medium: Mapped[str | None] = mapped_column(String(80))
     utm_campaign: Mapped[str | None] = mapped_column(String(80))
@@ -664,16 +665,21 @@ class AuditEvent(db.Model):
     """One link of the append-only, HMAC-chained audit log. Details never hold PHI."""
 
     __tablename__ = "audit_events"
+    # The viewer filters by lead, actor or action and pages newest-first by seq.
     __table_args__ = (
-        Index("ix_audit_object", "object_type", "object_id"),
+        Index("ix_audit_object", "object_type", "object_id", "seq"),
         Index("ix_audit_actor_at", "actor_id", "at"),
+        Index("ix_audit_actor_seq", "actor_id", "seq"),
+        Index("ix_audit_action_seq", "action", "seq"),
     )
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    )
     at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     actor_kind: Mapped[str] = mapped_column(String(8))  # user | public | system
     actor_id: Mapped[str | None] = mapped_column(String(36))
-    action: Mapped[str] = mapped_column(String(48), index=True)
+    action: Mapped[str] = mapped_column(String(48))
     object_type: Mapped[str | None] = mapped_column(String(24))
     object_id: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))

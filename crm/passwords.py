@@ -1,8 +1,14 @@
-"""Password hashing (argon2id) and the NIST SP 800-63B-4 password rules."""
+"""Password hashing (argon2id) and the NIST SP 800-63B-4 password rules.
+
+Lengths count Unicode code points after NFKC normalisation; nothing is truncated and no
+composition rule applies. The blocklist ships with the package, so checks work offline.
+"""
 
 from __future__ import annotations
 
+import re
 import unicodedata
+from collections.abc import Iterable
 from functools import cache
 from importlib import resources
 
@@ -14,7 +20,10 @@ HASHER = PasswordHasher(time_cost=2, memory_cost=48 * 1024, parallelism=1)
 MIN_LENGTH_SINGLE_FACTOR = 15
 MIN_LENGTH_WITH_TOTP = 8
 MAX_LENGTH = 256
+MIN_DISTINCT_CHARACTERS = 4
 CONTEXT_WORDS = ("ketamine", "spravato", "esketamine")
+_TRIMMED = "0123456789!@#$%^&*()-_=+.,;:?~ "
+_NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def hash_password(password: str) -> str:
@@ -41,25 +50,43 @@ def _normalize(password: str) -> str:
 
 @cache
 def blocklist() -> frozenset[str]:
-    """Common and breached passwords shipped with the package, so the check works offline."""
-    text = resources.files("crm").joinpath("data/common-passwords.txt").read_text()
-    return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip())
+    """Common and breached passwords shipped with the package (``#`` lines are comments)."""
+    text = resources.files("crm").joinpath("data/common-passwords.txt").read_text(encoding="utf-8")
+    lines = (line.strip().casefold() for line in text.splitlines())
+    return frozenset(line for line in lines if line and not line.startswith("#"))
 
 
-def password_problem(password: str, *, has_totp: bool, context: tuple[str, ...] = ()) -> str | None:
-    """Return why ``password`` is unacceptable, or ``None``. No composition rules, no expiry."""
+def context_words(email: str = "", clinic_name: str = "") -> tuple[str, ...]:
+    """Words a password must not contain: the clinic's name and treatments, the user's e-mail."""
+    local, _, domain = email.casefold().partition("@")
+    name = clinic_name.casefold()
+    pieces = [local, _compact(local), domain.split(".")[0], _compact(name), *name.split()]
+    return CONTEXT_WORDS + tuple(p for p in pieces if len(p) >= 4)
+
+
+def _compact(text: str) -> str:
+    return _NOT_ALNUM.sub("", text)
+
+
+def password_problem(password: str, *, has_totp: bool, context: Iterable[str] = CONTEXT_WORDS) -> str | None:
+    """Return why ``password`` is unacceptable, or ``None``.
+
+    :param has_totp: the account signs in with a second factor, which lowers the minimum.
+    :param context: words the password must not contain (see :func:`context_words`).
+    """
+    normalized = _normalize(password)
     minimum = MIN_LENGTH_WITH_TOTP if has_totp else MIN_LENGTH_SINGLE_FACTOR
-    length = len(_normalize(password))
-    if length < minimum:
-        return f"Use at least {minimum} characters."
-    if length > MAX_LENGTH:
+    if len(normalized) < minimum:
+        return f"Use at least {minimum} characters (spaces count; a few unrelated words work well)."
+    if len(normalized) > MAX_LENGTH:
         return f"Use at most {MAX_LENGTH} characters."
-    folded = _normalize(password).casefold()
-    if folded in blocklist() or folded.strip("0123456789!. ") in blocklist():
-        return "That password is too common. Choose something less predictable."
-    for word in CONTEXT_WORDS + tuple(w.casefold() for w in context if len(w) >= 4):
-        if word and word in folded:
-            return "Don't use the clinic's name, its treatments or your e-mail in your password."
+    folded = normalized.casefold()
+    if len(set(folded)) < MIN_DISTINCT_CHARACTERS:
+        return "That password repeats too few characters. Choose something less predictable."
+    if {folded, folded.strip(_TRIMMED), _compact(folded)} & blocklist():
+        return "That password is on a list of common passwords. Choose something less predictable."
+    if any(word in folded or word in _compact(folded) for word in context if word):
+        return "Don't use the clinic's name, its treatments or your e-mail address in your password."
     return None
 
 

@@ -1,14 +1,98 @@
-"""Public pages: the confidential enquiry form, the thank-you page, privacy notice, health."""
+"""Public pages: the confidential enquiry form, the thank-you page, privacy notice, health.
+
+Each rendering of the form carries a signed, single-use token: its signature time
+enforces a minimum fill time, and its digest makes a repeated POST (double click, back
+button) land on the same thank-you page instead of storing the enquiry twice.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import text
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
 
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from itsdangerous import BadData, URLSafeTimedSerializer
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
+
+from . import crypto
 from .auth import public
-from .models import db
+from .forms.public import EnquiryForm, read_card
+from .limits import counts_as_submission, enquiry_limit, limiter
+from .models import db, new_reference
+from .operations.enquiries import Card, Consent, Contact, Coverage, Submission, find_by_digest, receive_enquiry
 
 bp = Blueprint("public", __name__)
+
+TOKEN_SALT = "crm.public.enquiry-form"  # noqa: S105 - a namespace, not a secret
+ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "heard_about", "veteran",
+                 "need_help_now", "coverage_type", "message")
+TOO_QUICK = "Please check your answers, then press “Send my enquiry” again."
+
+
+@dataclass(frozen=True)
+class FormToken:
+    """A verified form token: the digest that identifies one rendering, and its age."""
+
+    digest: str
+    age_seconds: float
+
+
+def issue_form_token() -> str:
+    """Sign a fresh random nonce; the signature carries the time the form was shown."""
+    return _serializer().dumps(crypto.random_token(16))
+
+
+def read_form_token(value: str | None) -> FormToken | None:
+    """Verify a form token; ``None`` when it is missing, forged or malformed."""
+    try:
+        nonce, signed_at = _serializer().loads(value or "", return_timestamp=True)
+    except BadData:
+        return None
+    if not isinstance(nonce, str):
+        return None
+    age = (dt.datetime.now(dt.UTC) - signed_at).total_seconds()
+    return FormToken(hashlib.sha256(nonce.encode()).hexdigest(), age)
+
+
+def _serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+
+
+@bp.route("/", methods=["GET", "POST"])
+@public
+@limiter.limit(enquiry_limit, methods=["POST"], deduct_when=counts_as_submission)
+def enquiry():
+    """Show the enquiry form; store a valid submission once and redirect to the thank-you page."""
+    form = EnquiryForm()
+    if request.method == "GET":
+        return _show_form(form)
+    if form.website.data:
+        return _pretend_received()
+    token = read_form_token(form.form_token.data)
+    if token and (stored := find_by_digest(token.digest)):
+        return _thank(stored.lead.reference, stored.crisis)
+    valid = form.validate()
+    if form.is_minor():
+        return render_template("public/adults_only.html", urgent=form.need_help_now.data == "yes")
+    if not valid:
+        return _show_form(form)
+    if token is None or token.age_seconds < current_app.config["ENQUIRY_MIN_FILL_SECONDS"]:
+        form.form_errors.append(TOO_QUICK)
+        return _show_form(form)
+    return _store(form, token)
+
+
+@bp.get("/thanks")
+@public
+def thanks():
+    """Confirm receipt with the reference code (never PHI); crisis resources first when urgent."""
+    receipt = session.get("enquiry")
+    if not receipt:
+        return redirect(url_for("public.enquiry"))
+    return render_template("public/thanks.html", reference=receipt["reference"], urgent=receipt["urgent"])
 
 
 @bp.get("/privacy")
@@ -25,3 +109,100 @@ def health():
     db.session.execute(text("SELECT 1"))
     db.session.rollback()
     return {"status": "ok"}
+
+
+def _show_form(form: EnquiryForm) -> str:
+    """Render the form, giving it a fresh token unless it already carries a valid one."""
+    if read_form_token(form.form_token.data) is None:
+        form.form_token.data = issue_form_token()
+    return render_template("public/enquiry.html", form=form)
+
+
+def _store(form: EnquiryForm, token: FormToken) -> Response:
+    """Commit the enquiry in one transaction; a concurrent duplicate resolves to the first."""
+    stored = receive_enquiry(_submission(form, token.digest))
+    reference, urgent = stored.lead.reference, stored.crisis
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        stored = find_by_digest(token.digest)
+        if stored is None:
+            raise
+        reference, urgent = stored.lead.reference, stored.crisis
+    current_app.logger.info("enquiry stored")
+    return _thank(reference, urgent)
+
+
+def _thank(reference: str, urgent: bool) -> Response:
+    """Carry the receipt in the session and redirect (post/redirect/get)."""
+    session["enquiry"] = {"reference": reference, "urgent": urgent}
+    return redirect(url_for("public.thanks"), code=303)
+
+
+def _pretend_received() -> Response:
+    """Show a bot the usual success, with a made-up reference, and store nothing."""
+    current_app.logger.info("enquiry honeypot filled; nothing stored")
+    return _thank(new_reference(), False)
+
+
+def _submission(form: EnquiryForm, digest: str) -> Submission:
+    """Translate the validated form into the operation's input."""
+    cards = []
+    for side, upload in (("front", form.card_front.data), ("back", form.card_back.data)):
+        card = read_card(upload)
+        if card:
+            cards.append(Card(side, *card))
+    return Submission(
+        contact=_contact(form),
+        coverage=_coverage(form),
+        consent=Consent(
+            version=current_app.config["CONSENT_VERSION"],
+            ip=request.remote_addr,
+            privacy_ack=bool(form.privacy_ack.data),
+            marketing=bool(form.marketing_consent.data),
+        ),
+        idempotency_digest=digest,
+        crisis=form.need_help_now.data == "yes",
+        answers={
+            **{name: form[name].data for name in ANSWER_FIELDS},
+            "consent_user_agent": (request.user_agent.string or "")[:200],
+        },
+        cards=tuple(cards),
+    )
+
+
+def _contact(form: EnquiryForm) -> Contact:
+    return Contact(
+        first_name=form.first_name.data,
+        last_name=form.last_name.data,
+        dob=form.dob.data,
+        phone=form.phone.data or None,
+        email=form.email.data or None,
+        zip_code=form.zip_code.data or None,
+        preferences={
+            "contact_method": form.preferred_contact.data,
+            "best_time": form.best_time.data,
+            "voicemail_ok": bool(form.voicemail_ok.data),
+            "text_ok": bool(form.text_ok.data),
+        },
+    )
+
+
+def _coverage(form: EnquiryForm) -> Coverage:
+    holder = {"yes": True, "no": False}.get(form.is_policyholder.data)
+    policyholder = None
+    if holder is False:
+        policyholder = {
+            "name": form.policyholder_name.data,
+            "dob": form.policyholder_dob.data.isoformat() if form.policyholder_dob.data else None,
+            "relationship": form.policyholder_relationship.data,
+        }
+    return Coverage(
+        coverage_type=form.coverage_type.data,
+        carrier=form.carrier.data or None,
+        member_id=form.member_id.data or None,
+        group_number=form.group_number.data or None,
+        patient_is_policyholder=holder,
+        policyholder=policyholder,
+    )

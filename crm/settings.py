@@ -7,6 +7,7 @@ generated into ``instance/`` with mode 0600; in production mode they must be pro
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import stat
@@ -26,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "BLIND_INDEX_ROWS": 1_000_000,
     "PHONE_REGION": "US",
     "TIMEZONE": "America/Los_Angeles",
+    "REVEAL_MINUTES": 10,  # how long a revealed member ID and card stay visible to that user
+    "LEADS_PAGE_SIZE": 50,
     "CLINIC_NAME": "Intake Clinic",
     "CLINIC_PHONE": "(949) 555-0100",
     "CLINIC_ADDRESS": "100 Example Way, Suite 200, Irvine, CA 92618",
@@ -37,6 +40,13 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_IDLE_MINUTES": 15,
     "SESSION_MAX_HOURS": 12,
     "REQUIRE_TOTP_FOR_ALL": False,
+    "SESSION_REAUTH_MINUTES": 5,  # role, password and second-factor changes need recent re-entry
+    "INVITATION_HOURS": 72,  # lifetime of a set-password link
+    "LOGIN_BACKOFF_AFTER": 5,  # consecutive failures per account before waits start (doubling)
+    "LOGIN_BACKOFF_MAX_SECONDS": 900,
+    "LOGIN_LOCK_AFTER": 50,  # consecutive failures that lock until an admin unlocks (NIST: <= 100)
+    "LOGIN_IP_LIMIT": 30,  # failed attempts per address within the window below
+    "LOGIN_IP_WINDOW_MINUTES": 15,
     "RATELIMIT_STORAGE_URI": "memory://",
     "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
     "ENQUIRY_MIN_FILL_SECONDS": 3,
@@ -102,9 +112,10 @@ def _ensure_instance_secret(app: Flask, instance: Path) -> None:
 
 
 def _check_secret_key(key: str | bytes | None) -> None:
+    """Refuse a missing key, a well-known placeholder, or one too short or repetitive to be random."""
     if not key:
         raise ConfigError("SECRET_KEY is not set; set CRM_SECRET_KEY to 32+ random bytes")
-    text = key.decode(errors="replace") if isinstance(key, bytes) else key
+    text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
     if text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10:
         raise ConfigError(
             "SECRET_KEY is weak; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
@@ -113,9 +124,12 @@ def _check_secret_key(key: str | bytes | None) -> None:
 
 def load_keyring(app: Flask) -> crypto.Keyring:
     """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development."""
-    if app.config["KEYRING"]:
+    document = app.config["KEYRING"]
+    if document:
+        if isinstance(document, dict):  # from_prefixed_env already parsed CRM_KEYRING's JSON
+            document = json.dumps(document)
         try:
-            return crypto.Keyring.from_json(app.config["KEYRING"])
+            return crypto.Keyring.from_json(document)
         except crypto.KeyringError as exc:
             raise ConfigError(f"CRM_KEYRING: {exc}") from None
     path = keyring_path(app)

@@ -6,6 +6,7 @@ emptied after each test; on SQLite each test gets its own database file.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import uuid
@@ -15,10 +16,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, settings
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
+from sqlalchemy import inspect as sa_inspect
 
 from crm import create_app, crypto
-from crm.models import Lead, Role, User, UserSession, db, utcnow
+from crm.models import AuditEvent, Lead, Role, User, UserSession, db, utcnow
+from tests import sentinels
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -87,11 +90,38 @@ def app(config, tmp_path) -> Iterator[Flask]:
     yield application
     with application.app_context():
         db.session.remove()
+        audit_leaks = phi_in_audit_rows()
         if db.engine.dialect.name == "postgresql":
             tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         db.engine.dispose()
+    assert not audit_leaks, f"PHI sentinel(s) in audit rows (seq, sentinels): {audit_leaks}"
+
+
+def phi_sentinels_in(texts) -> list[str]:
+    """Return every PHI sentinel that occurs in any of ``texts``."""
+    return sorted({s for s in sentinels.ALL for t in texts if t and s in t})
+
+
+def phi_in_audit_rows() -> list[tuple[int, list[str]]]:
+    """Return ``(seq, sentinels)`` for audit rows whose text (details, object and actor ids…) holds PHI."""
+    if "audit_events" not in sa_inspect(db.engine).get_table_names():
+        return []
+    text_columns = [c for c in AuditEvent.__table__.columns if c.type.python_type is str]
+    with db.engine.connect() as conn:
+        rows = conn.execute(select(AuditEvent.seq, *text_columns)).all()
+    return [(row.seq, found) for row in rows if (found := phi_sentinels_in(map(str, row[1:])))]
+
+
+@pytest.fixture(autouse=True)
+def no_phi_in_logs(caplog) -> Iterator[None]:
+    """Fail any test whose captured logs carry a PHI sentinel (``app`` teardown checks audit rows)."""
+    yield
+    formatter = logging.Formatter()
+    records = [r for when in ("setup", "call", "teardown") for r in caplog.get_records(when)]
+    leaks = phi_sentinels_in(formatter.format(r) for r in records)
+    assert not leaks, f"PHI sentinel(s) in captured logs: {leaks}"
 
 
 @pytest.fixture

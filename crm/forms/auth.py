@@ -1,12 +1,75 @@
-"""Sign-in and account forms."""
+"""Sign-in and account forms: field shape and messages; checking secrets is the view's job."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Regexp
+
+#: Generous bound on what is hashed; the password rules themselves allow up to 256 characters.
+PASSWORD_INPUT_MAX = 1024
 
 
 class LoginForm(FlaskForm):
-    """E-mail and password; checking them is the view's job, not the form's."""
+    """E-mail and password."""
 
-    email = EmailField("E-mail", validators=[DataRequired("Enter your e-mail."), Length(max=254)])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."), Length(max=1024)])
+    email = EmailField("E-mail", validators=[DataRequired("Enter your e-mail."), Length(max=254)],
+                       render_kw={"autocomplete": "username", "autofocus": True})
+    password = PasswordField(
+        "Password", validators=[DataRequired("Enter your password."), Length(max=PASSWORD_INPUT_MAX)],
+        render_kw={"autocomplete": "current-password"},
+    )
+
+
+class CodeForm(FlaskForm):
+    """A six-digit code from an authenticator app."""
+
+    code = StringField(
+        "6-digit code",
+        validators=[
+            DataRequired("Enter the 6-digit code."),
+            Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message="Enter 6 digits."),
+        ],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "autofocus": True, "size": 8},
+    )
+
+
+class RecoveryForm(FlaskForm):
+    """One of the recovery codes shown at enrolment."""
+
+    code = StringField("Recovery code", validators=[DataRequired("Enter a recovery code."), Length(max=40)],
+                       render_kw={"autocomplete": "off", "autofocus": True, "spellcheck": "false"})
+
+
+class ReauthForm(FlaskForm):
+    """Confirm identity again before a sensitive change; the code only when TOTP is enrolled."""
+
+    password = PasswordField(
+        "Password", validators=[DataRequired("Enter your password."), Length(max=PASSWORD_INPUT_MAX)],
+        render_kw={"autocomplete": "current-password", "autofocus": True},
+    )
+    code = StringField("6-digit code from your authenticator app", validators=[Length(max=12)],
+                       render_kw={"autocomplete": "one-time-code", "inputmode": "numeric", "size": 8})
+
+
+class NewPasswordForm(FlaskForm):
+    """Choose a password (set from an invitation link)."""
+
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired("Choose a password."), Length(max=PASSWORD_INPUT_MAX)],
+        render_kw={"autocomplete": "new-password", "autofocus": True},
+    )
+    confirm = PasswordField(
+        "New password again",
+        validators=[DataRequired("Type the password again."), EqualTo("new_password", "The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+class PasswordChangeForm(NewPasswordForm):
+    """Change a password: the current one is required."""
+
+    current_password = PasswordField(
+        "Current password",
+        validators=[DataRequired("Enter your current password."), Length(max=PASSWORD_INPUT_MAX)],
+        render_kw={"autocomplete": "current-password", "autofocus": True},
+    )

@@ -1,16 +1,32 @@
-"""Staff account use cases."""
+"""Staff account use cases: accounts, invitations, passwords, second factors and sessions.
+
+Every function changes rows, writes its audit event and flushes; the caller commits.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+import datetime as dt
 
-from .. import audit
-from ..models import Role, User, db, utcnow
-from ..passwords import hash_password, password_problem
+from flask import current_app
+from sqlalchemy import delete, func, select, update
+
+from .. import audit, crypto, throttle, totp
+from ..models import Invitation, RecoveryCode, Role, User, UserSession, db, keyring, utcnow
+from ..passwords import (
+    MIN_LENGTH_SINGLE_FACTOR,
+    MIN_LENGTH_WITH_TOTP,
+    context_words,
+    hash_password,
+    password_problem,
+    verify_password,
+)
 
 
 class AccountError(ValueError):
     """A user-facing reason an account change was refused."""
+
+
+# --- accounts ------------------------------------------------------------------------
 
 
 def create_user(email: str, role: Role, *, password: str | None = None, actor: User | None = None,
@@ -19,14 +35,276 @@ def create_user(email: str, role: Role, *, password: str | None = None, actor: U
     email = email.strip().lower()
     if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
         raise AccountError("An account with that e-mail already exists.")
-    user = User(email=email, role=Role(role), display_name=display_name)
+    user = User(email=email, role=Role(role), display_name=display_name.strip())
     if password is not None:
-        problem = password_problem(password, has_totp=False, context=(email.split("@")[0],))
-        if problem:
-            raise AccountError(problem)
-        user.password_hash = hash_password(password)
-        user.password_changed_at = utcnow()
+        _set_password(user, password)
     db.session.add(user)
     db.session.flush()
     audit.record("user_created", actor=actor, object_type="user", object_id=user.id, details={"role": str(role)})
     return user
+
+
+def invite_user(email: str, role: Role, display_name: str, actor: User) -> tuple[User, str]:
+    """Create an account without a password and return it with its set-password token."""
+    user = create_user(email, role, actor=actor, display_name=display_name)
+    return user, issue_invitation(user, actor)
+
+
+def deactivate_user(user: User, actor: User) -> int:
+    """Disable an account and revoke all its sessions; returns how many were revoked."""
+    if user.id == actor.id:
+        raise AccountError("You can't deactivate your own account.")
+    if user.role == Role.ADMIN and _active_admins() <= 1:
+        raise AccountError("Keep at least one active admin.")
+    user.is_active_flag = False
+    count = revoke_sessions(user, "deactivated")
+    audit.record("user_deactivated", actor=actor, object_type="user", object_id=user.id,
+                 details={"sessions_revoked": count})
+    db.session.flush()
+    return count
+
+
+def reactivate_user(user: User, actor: User, ip: str) -> None:
+    """Enable an account again and clear any sign-in lock."""
+    user.is_active_flag = True
+    locked = throttle.is_locked(user)
+    throttle.unlock(user, ip)
+    audit.record("user_reactivated", actor=actor, object_type="user", object_id=user.id,
+                 details={"unlocked": locked})
+    db.session.flush()
+
+
+def change_role(user: User, role: Role, actor: User) -> None:
+    """Give ``user`` another role; the last active admin cannot be demoted."""
+    role = Role(role)
+    if user.role == role:
+        return
+    if user.role == Role.ADMIN and _active_admins() <= 1:
+        raise AccountError("Keep at least one active admin.")
+    previous, user.role = user.role, role
+    audit.record("role_changed", actor=actor, object_type="user", object_id=user.id,
+                 details={"from": str(previous), "to": str(role)})
+    db.session.flush()
+
+
+def _active_admins() -> int:
+    return db.session.scalar(
+        select(func.count(User.id)).where(User.role == Role.ADMIN, User.is_active_flag.is_(True))
+    ) or 0
+
+
+def second_factor_required(user: User) -> bool:
+    """True for admins, and for everyone when ``REQUIRE_TOTP_FOR_ALL`` is set."""
+    return user.role == Role.ADMIN or bool(current_app.config["REQUIRE_TOTP_FOR_ALL"])
+
+
+# --- passwords and invitations -------------------------------------------------------
+
+
+def minimum_password_length(user: User) -> int:
+    """8 characters when the account signs in with a second factor (enrolled or enforced), else 15."""
+    with_totp = user.has_totp or second_factor_required(user)
+    return MIN_LENGTH_WITH_TOTP if with_totp else MIN_LENGTH_SINGLE_FACTOR
+
+
+def _set_password(user: User, password: str) -> None:
+    """Check ``password`` against the rules and store its hash, or raise :class:`AccountError`."""
+    words = context_words(user.email, current_app.config["CLINIC_NAME"])
+    with_totp = minimum_password_length(user) == MIN_LENGTH_WITH_TOTP
+    problem = password_problem(password, has_totp=with_totp, context=words)
+    if problem:
+        raise AccountError(problem)
+    user.password_hash = hash_password(password)
+    user.password_changed_at = utcnow()
+
+
+def change_password(user: User, current: str, new: str, keep: UserSession | None) -> int:
+    """Change a password after checking the current one; revokes every other session."""
+    if not verify_password(user.password_hash, current):
+        raise AccountError("Your current password is not correct.")
+    _set_password(user, new)
+    count = revoke_sessions(user, "password_changed", keep=keep)
+    audit.record("password_changed", actor=user, object_type="user", object_id=user.id,
+                 details={"via": "account", "sessions_revoked": count})
+    db.session.flush()
+    return count
+
+
+def rehash_password(user: User, password: str) -> None:
+    """Re-hash a just-verified password with today's parameters (no rule check, no audit)."""
+    user.password_hash = hash_password(password)
+
+
+def issue_invitation(user: User, actor: User) -> str:
+    """Create a single-use, expiring set-password token; earlier unused ones stop working."""
+    now = utcnow()
+    db.session.execute(
+        update(Invitation)
+        .where(Invitation.user_id == user.id, Invitation.used_at.is_(None), Invitation.expires_at > now)
+        .values(expires_at=now)
+    )
+    token = crypto.random_token()
+    hours = int(current_app.config["INVITATION_HOURS"])
+    db.session.add(Invitation(id=crypto.token_digest(token), user_id=user.id, created_by=actor.id,
+                              created_at=now, expires_at=now + dt.timedelta(hours=hours)))
+    audit.record("user_invited", actor=actor, object_type="user", object_id=user.id, details={"hours": hours})
+    db.session.flush()
+    return token
+
+
+def find_invitation(token: str) -> Invitation | None:
+    """Return the invitation behind ``token`` if it is unused, unexpired and its account active."""
+    invitation = db.session.get(Invitation, crypto.token_digest(token))
+    if invitation is None or invitation.used_at is not None or invitation.expires_at <= utcnow():
+        return None
+    user = db.session.get(User, invitation.user_id)
+    return invitation if user is not None and user.is_active_flag else None
+
+
+def accept_invitation(invitation: Invitation, password: str) -> User:
+    """Set the invited account's password, use up the token and revoke older sessions."""
+    user = db.session.get(User, invitation.user_id)
+    _set_password(user, password)
+    invitation.used_at = utcnow()
+    count = revoke_sessions(user, "password_changed")
+    throttle.unlock(user, "-")
+    audit.record("password_changed", actor=user, object_type="user", object_id=user.id,
+                 details={"via": "invitation", "sessions_revoked": count})
+    db.session.flush()
+    return user
+
+
+# --- second factor -------------------------------------------------------------------
+
+
+def totp_secret(user: User) -> str:
+    """Decrypt the user's TOTP seed."""
+    return crypto.unseal(keyring(), "totp", user.id, user.totp_secret_sealed).decode()
+
+
+def seal_pending_secret(user: User, secret: str) -> bytes:
+    """Encrypt a seed that is being enrolled, bound to the user, for the signed session cookie."""
+    return crypto.seal(keyring(), "totp-pending", user.id, secret.encode())
+
+
+def unseal_pending_secret(user: User, blob: bytes) -> str:
+    """Decrypt a seed sealed by :func:`seal_pending_secret`."""
+    return crypto.unseal(keyring(), "totp-pending", user.id, blob).decode()
+
+
+def enrol_second_factor(user: User, secret: str, code: str) -> list[str] | None:
+    """Store ``secret`` once ``code`` proves the app has it; returns new recovery codes or None."""
+    step = totp.matching_step(secret, code, None)
+    if step is None:
+        return None
+    user.totp_secret_sealed = crypto.seal(keyring(), "totp", user.id, secret.encode())
+    user.totp_last_step = step
+    codes = _replace_recovery_codes(user)
+    audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
+                 details={"event": "enrolled"})
+    db.session.flush()
+    return codes
+
+
+def check_second_factor(user: User, code: str) -> bool:
+    """Accept a TOTP code once: its step must be newer than the last one used. Audited."""
+    step = totp.matching_step(totp_secret(user), code, user.totp_last_step) if user.has_totp else None
+    if step is not None:
+        user.totp_last_step = step
+    event = "verified" if step is not None else "failed"
+    audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
+                 outcome="success" if step is not None else "failure", details={"event": event})
+    db.session.flush()
+    return step is not None
+
+
+def use_recovery_code(user: User, code: str) -> int | None:
+    """Spend one unused recovery code; returns how many remain, or None when none matched."""
+    unused = list(db.session.scalars(
+        select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+    ))
+    match = next((row for row in unused if totp.recovery_code_matches(row.code_hash, code)), None)
+    if match is not None:
+        match.used_at = utcnow()
+    audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
+                 outcome="success" if match else "failure",
+                 details={"event": "recovery_used" if match else "failed"})
+    db.session.flush()
+    return len(unused) - 1 if match is not None else None
+
+
+def replace_recovery_codes(user: User) -> list[str]:
+    """Issue a fresh set of recovery codes, voiding the old ones; audited."""
+    codes = _replace_recovery_codes(user)
+    audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
+                 details={"event": "recovery_codes_replaced"})
+    db.session.flush()
+    return codes
+
+
+def _replace_recovery_codes(user: User) -> list[str]:
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    db.session.add_all(RecoveryCode(user_id=user.id, code_hash=totp.hash_recovery_code(c)) for c in codes)
+    return codes
+
+
+def reset_second_factor(user: User, actor: User) -> int:
+    """Remove a user's TOTP seed and recovery codes and revoke their sessions."""
+    user.totp_secret_sealed = None
+    user.totp_last_step = None
+    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    count = revoke_sessions(user, "second_factor_reset") if actor.id != user.id else 0
+    audit.record("second_factor", actor=actor, object_type="user", object_id=user.id,
+                 details={"event": "reset", "sessions_revoked": count})
+    db.session.flush()
+    return count
+
+
+def unused_recovery_codes(user: User) -> int:
+    """How many recovery codes the user has left."""
+    return db.session.scalar(
+        select(func.count(RecoveryCode.id)).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+    ) or 0
+
+
+# --- sessions ------------------------------------------------------------------------
+
+
+def live_sessions(user: User) -> list[UserSession]:
+    """The user's sessions that are not revoked, newest first (expired ones die on next use)."""
+    return list(db.session.scalars(
+        select(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        .order_by(UserSession.last_seen_at.desc())
+    ))
+
+
+def revoke_sessions(user: User, reason: str, *, keep: UserSession | None = None) -> int:
+    """Revoke every live session of ``user`` except ``keep``; returns how many. Not audited."""
+    now = utcnow()
+    count = 0
+    for row in live_sessions(user):
+        if keep is None or row.id != keep.id:
+            row.revoked_at, row.revoked_reason = now, reason
+            count += 1
+    db.session.flush()
+    return count
+
+
+def sign_out_everywhere(user: User, actor: User, *, keep: UserSession | None = None) -> int:
+    """Revoke all of ``user``'s sessions except ``keep`` on request of the user or an admin; audited."""
+    count = revoke_sessions(user, "revoked", keep=keep)
+    audit.record("session_revoked", actor=actor, object_type="user", object_id=user.id,
+                 details={"own": actor.id == user.id, "count": count})
+    db.session.flush()
+    return count
+
+
+def revoke_session(row: UserSession, actor: User) -> None:
+    """Revoke one session on request of its owner or an admin; audited."""
+    if row.revoked_at is None:
+        row.revoked_at, row.revoked_reason = utcnow(), "revoked"
+    audit.record("session_revoked", actor=actor, object_type="user", object_id=row.user_id,
+                 details={"own": actor.id == row.user_id})
+    db.session.flush()

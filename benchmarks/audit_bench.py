@@ -1,0 +1,266 @@
+"""Audit benchmarks: chain verification throughput and the audit append's cost per request.
+
+Run from the project root:
+
+    .venv/bin/python benchmarks/audit_bench.py verify [--events 1000000]
+    .venv/bin/python benchmarks/audit_bench.py overhead [--requests 4000] [--concurrency 16]
+
+``verify`` builds a chained log in a temporary SQLite database (MACs precomputed, bulk
+insert), then times :func:`crm.audit.verify_chain` against a plain streaming read of
+the same rows. ``overhead`` serves the application with gunicorn (threads) on a
+temporary SQLite database and compares the latency of an enquiry-like write with and
+without the audit append, under concurrent keep-alive connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import hmac
+import http.client
+import json
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import insert
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from crm import audit, create_app, crypto  # noqa: E402
+from crm.models import AuditEvent, db  # noqa: E402
+
+ACTIONS = ("lead_viewed", "stage_changed", "note_added", "sign_in", "field_revealed", "enquiry_received")
+INSERT_CHUNK = 20_000
+
+
+def bench_app(directory: Path, ring: crypto.Keyring, **extra: object):
+    """An application on a fresh SQLite file in ``directory``."""
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "KEYRING": ring.to_json(),
+        "DATABASE_URL": f"sqlite:///{directory / 'bench.sqlite3'}",
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        **extra,
+    }
+    app = create_app(config, instance_path=str(directory / "instance"))
+    with app.app_context():
+        db.create_all()
+    return app
+
+
+def _rows(count: int, key: bytes):
+    """Yield chained event rows as dicts, MACs computed as the writer would."""
+    prev = audit.GENESIS_MAC
+    start = dt.datetime(2026, 1, 1)
+    users = [str(uuid.uuid4()) for _ in range(12)]
+    for seq in range(1, count + 1):
+        row = {
+            "seq": seq,
+            "action": ACTIONS[seq % len(ACTIONS)],
+            "actor_id": users[seq % len(users)],
+            "actor_kind": "user",
+            "at": start + dt.timedelta(milliseconds=250 * seq),
+            "details": '{"field":"phone"}' if seq % 3 else "{}",
+            "ip": f"10.0.{seq % 250}.{seq % 200}",
+            "object_id": str(uuid.UUID(int=seq % 40_000)),
+            "object_type": "lead",
+            "outcome": "success",
+            "request_id": str(uuid.UUID(int=seq)),
+        }
+        fields = [row[c.key] for c in audit.CHAIN_COLUMNS[:-2]]
+        row["prev_mac"] = prev
+        row["mac"] = prev = hmac.digest(key, prev + audit.canonical_row(*fields), hashlib.sha256)
+        yield row
+
+
+def build_log(count: int, key: bytes) -> float:
+    """Insert ``count`` chained events in chunks; returns seconds taken."""
+    began = time.perf_counter()
+    chunk: list[dict] = []
+    for row in _rows(count, key):
+        chunk.append(row)
+        if len(chunk) == INSERT_CHUNK:
+            _insert(chunk)
+            chunk = []
+    if chunk:
+        _insert(chunk)
+    return time.perf_counter() - began
+
+
+def _insert(chunk: list[dict]) -> None:
+    with db.engine.begin() as conn:
+        conn.execute(insert(AuditEvent.__table__), chunk)
+
+
+def timed(label: str, count: int, func) -> float:
+    """Run ``func``, print its rate over ``count`` events and return the rate."""
+    began = time.perf_counter()
+    result = func()
+    seconds = time.perf_counter() - began
+    rate = count / seconds
+    print(f"{label:<34} {seconds:7.2f} s  {rate:>11,.0f} events/s   {result}")
+    return rate
+
+
+def run_verify(events: int) -> None:
+    """Build ``events`` chained events and time verification against a raw read."""
+    ring = crypto.Keyring.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        app = bench_app(Path(tmp), ring)
+        with app.app_context():
+            print(f"built {events:,} events in {build_log(events, ring.audit_key):.1f} s")
+            raw = timed("raw read (same batches, no checks)", events,
+                        lambda: sum(1 for _ in audit.scan(audit.CHAIN_COLUMNS)))
+            rate = timed("verify_chain", events, lambda: audit.verify_chain(ring.audit_key))
+            print(f"verify / raw read: {rate / raw:.2f}   target >= 100,000 events/s: "
+                  f"{'met' if rate >= 100_000 else 'NOT met'}")
+            time_viewer_queries(app)
+
+
+def time_viewer_queries(app) -> None:
+    """Time the admin viewer's page queries on the big log (newest page, filters, deep page)."""
+    from crm.admin.audit import AuditFilter, page_of_events
+
+    lead = str(uuid.UUID(int=1234))
+    cases = {
+        "newest page, no filter": AuditFilter(),
+        "action filter": AuditFilter(action="field_revealed"),
+        "lead filter": AuditFilter(lead_id=lead),
+        "date range (one day)": AuditFilter(date_from=dt.date(2026, 1, 2), date_to=dt.date(2026, 1, 2)),
+        "deep keyset page (before=500000)": AuditFilter(before=500_000),
+    }
+    with app.test_request_context():
+        for label, filters in cases.items():
+            began = time.perf_counter()
+            page = page_of_events(filters)
+            print(f"viewer query: {label:<34} {1000 * (time.perf_counter() - began):7.1f} ms "
+                  f"({len(page.rows)} rows)")
+
+
+# --- overhead under concurrency -----------------------------------------------------------
+
+
+def _request(conn: http.client.HTTPConnection, path: str, body: bytes) -> float:
+    began = time.perf_counter()
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    response.read()
+    if response.status != 200:
+        raise RuntimeError(f"{path} answered {response.status}")
+    return time.perf_counter() - began
+
+
+def _client(port: int, per_client: int, results: dict[str, list[float]], lock: threading.Lock) -> None:
+    """Alternate plain and audited requests on one keep-alive connection."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    body = b"source=web_form&first_name=Bench&last_name=Mark&phone=9495550100"
+    mine: dict[str, list[float]] = {"plain": [], "audited": []}
+    for i in range(per_client):
+        kind = ("plain", "audited")[i % 2]
+        mine[kind].append(_request(conn, f"/bench/{kind}", body))
+    conn.close()
+    with lock:
+        for kind, values in mine.items():
+            results[kind].extend(values)
+
+
+def _wait_for(port: int, process: subprocess.Popen) -> None:
+    for _ in range(200):
+        if process.poll() is not None:
+            raise RuntimeError("the benchmark server exited")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/health")
+            conn.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the benchmark server did not start")
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def run_overhead(requests: int, concurrency: int, workers: int, port: int) -> None:
+    """Serve the bench app with gunicorn and compare p50/p95 of plain and audited writes."""
+    ring = crypto.Keyring.generate()
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_app(Path(tmp), ring)  # creates the schema
+        env = {**os.environ, "BENCH_DIR": tmp, "BENCH_KEYRING": ring.to_json()}
+        threads = max(1, concurrency // workers)
+        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
+                   "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
+                   "benchmarks.audit_bench_app:app"]
+        server = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parent.parent)
+        try:
+            _wait_for(port, server)
+            _load(port, concurrency, requests // 10)  # warm-up
+            results: dict[str, list[float]] = {"plain": [], "audited": []}
+            began = time.perf_counter()
+            _load(port, concurrency, requests, results)
+            seconds = time.perf_counter() - began
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    _report(results, concurrency, workers, threads, seconds)
+
+
+def _load(port: int, concurrency: int, requests: int, results: dict | None = None) -> None:
+    results = results if results is not None else {"plain": [], "audited": []}
+    lock = threading.Lock()
+    per_client = max(2, requests // concurrency)
+    clients = [threading.Thread(target=_client, args=(port, per_client, results, lock))
+               for _ in range(concurrency)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+
+
+def _report(results: dict[str, list[float]], concurrency: int, workers: int, threads: int,
+            seconds: float) -> None:
+    total = sum(len(v) for v in results.values())
+    print(f"{total} requests, {concurrency} connections, gunicorn {workers} workers x {threads} threads, "
+          f"{total / seconds:,.0f} req/s")
+    stats = {}
+    for kind, values in results.items():
+        stats[kind] = {"p50": 1000 * _percentile(values, 50), "p95": 1000 * _percentile(values, 95)}
+        print(f"  {kind:<8} n={len(values):5d}  p50 {stats[kind]['p50']:6.2f} ms  p95 {stats[kind]['p95']:6.2f} ms")
+    added = stats["audited"]["p95"] - stats["plain"]["p95"]
+    print(f"  p95 added by the audit append: {added:+.2f} ms (target <= 2 ms: "
+          f"{'met' if added <= 2 else 'NOT met'})")
+    print(json.dumps({"p95_added_ms": round(added, 3), **stats}))
+
+
+def main() -> None:
+    """Parse the command line and run one benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="which", required=True)
+    verify = sub.add_parser("verify")
+    verify.add_argument("--events", type=int, default=1_000_000)
+    overhead = sub.add_parser("overhead")
+    overhead.add_argument("--requests", type=int, default=4000)
+    overhead.add_argument("--concurrency", type=int, default=16)
+    overhead.add_argument("--workers", type=int, default=2)
+    overhead.add_argument("--port", type=int, default=8765)
+    args = parser.parse_args()
+    if args.which == "verify":
+        run_verify(args.events)
+    else:
+        run_overhead(args.requests, args.concurrency, args.workers, args.port)
+
+
+if __name__ == "__main__":
+    main()

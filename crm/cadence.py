@@ -1,0 +1,75 @@
+"""Contact cadence and clinic-time helpers: pure functions over naive-UTC datetimes.
+
+The cadence (``data/cadence.json``, domain.md §6) says when the next call is due after a
+number of unanswered calls; suggestions land inside the clinic's calling window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+RULES: dict[str, Any] = json.loads((Path(__file__).parent / "data" / "cadence.json").read_text())
+
+
+def to_local(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """Convert a naive-UTC datetime to an aware datetime in ``zone``."""
+    return value.replace(tzinfo=dt.UTC).astimezone(zone)
+
+
+def to_utc(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
+    """Convert a naive wall-clock time in ``zone`` to naive UTC."""
+    return local.replace(tzinfo=zone).astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def local_day_bounds(now: dt.datetime, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """Naive-UTC start and end of the clinic's calendar day that contains ``now``."""
+    day = to_local(now, zone).date()
+    start = dt.datetime.combine(day, dt.time())
+    return to_utc(start, zone), to_utc(start + dt.timedelta(days=1), zone)
+
+
+def _clock(text: str) -> dt.time:
+    return dt.time.fromisoformat(text)
+
+
+def fit_window(due: dt.datetime, zone: ZoneInfo, rules: dict[str, Any] = RULES) -> dt.datetime:
+    """Move a naive-UTC time into the calling window: later that day or the next morning."""
+    local = to_local(due, zone).replace(tzinfo=None)
+    start, end = _clock(rules["call_window"]["start"]), _clock(rules["call_window"]["end"])
+    if local.time() < start:
+        local = dt.datetime.combine(local.date(), start)
+    elif local.time() >= end:
+        local = dt.datetime.combine(local.date() + dt.timedelta(days=1), start)
+    return to_utc(local, zone)
+
+
+def step_due(created_at: dt.datetime, step: dict[str, Any], zone: ZoneInfo,
+             rules: dict[str, Any] = RULES) -> dt.datetime:
+    """When one cadence step falls due, before fitting it to the calling window."""
+    if "after_minutes" in step:
+        return created_at + dt.timedelta(minutes=step["after_minutes"])
+    day = to_local(created_at, zone).date() + dt.timedelta(days=step["day"])
+    return to_utc(dt.datetime.combine(day, _clock(rules["call_window"]["start"])), zone)
+
+
+def is_exhausted(calls_made: int, rules: dict[str, Any] = RULES) -> bool:
+    """True once every call in the cadence has been made without reaching the lead."""
+    return calls_made >= len(rules["steps"])
+
+
+def suggest_next(created_at: dt.datetime, calls_made: int, now: dt.datetime, zone: ZoneInfo,
+                 rules: dict[str, Any] = RULES) -> dt.datetime | None:
+    """The naive-UTC time the next call is due, never in the past, or None when exhausted."""
+    if is_exhausted(calls_made, rules):
+        return None
+    due = max(step_due(created_at, rules["steps"][calls_made], zone, rules), now)
+    return fit_window(due, zone, rules)
+
+
+def next_step_label(calls_made: int, rules: dict[str, Any] = RULES) -> str | None:
+    """What the next cadence step asks the coordinator to do."""
+    return None if is_exhausted(calls_made, rules) else rules["steps"][calls_made]["label"]

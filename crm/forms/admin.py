@@ -1,0 +1,30 @@
+"""User administration forms."""
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, RadioField, StringField
+from wtforms.validators import DataRequired, Email, Length
+
+from ..models import Role
+
+ROLE_CHOICES = [
+    (Role.COORDINATOR.value, "Coordinator: works leads"),
+    (Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),
+]
+
+
+class InviteForm(FlaskForm):
+    """Invite a staff member; they choose their own password from the link."""
+
+    email = EmailField(
+        "Work e-mail",
+        validators=[DataRequired("Enter an e-mail address."), Email("Enter a valid e-mail."), Length(max=254)],
+    )
+    display_name = StringField("Name shown to colleagues", validators=[Length(max=120)])
+    role = RadioField("Role", choices=ROLE_CHOICES, default=Role.COORDINATOR.value,
+                      validators=[DataRequired("Choose a role.")])
+
+
+class RoleForm(FlaskForm):
+    """Change a user's role."""
+
+    role = RadioField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role.")])

@@ -1,0 +1,318 @@
+"""Coordinator workspace forms: list filters, search, contact actions, stage, VOB, screening."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    DateField,
+    DateTimeLocalField,
+    DecimalField,
+    Field,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from .. import eligibility, vob
+from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
+
+DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
+                "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
+SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback"),
+         ("stage_changed", "Longest in stage")]
+
+
+def code_label(code: str) -> str:
+    """Turn a stored code such as ``insurance_review`` into ``Insurance review``."""
+    return code.replace("_", " ").capitalize()
+
+
+def _choices(codes: list[str] | tuple[str, ...], blank: str | None = None) -> list[tuple[str, str]]:
+    head = [("", blank)] if blank is not None else []
+    return head + [(str(code), code_label(str(code))) for code in codes]
+
+
+def parse_date(text: str, today: dt.date | None = None) -> dt.date:
+    """Parse a date of birth typed in any common US or ISO format; two-digit years are never future."""
+    text = " ".join(text.replace(",", " ").split())
+    for fmt in DATE_FORMATS:
+        try:
+            parsed = dt.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+        today = today or dt.date.today()
+        if parsed > today and "%y" in fmt:
+            parsed = parsed.replace(year=parsed.year - 100)
+        return parsed
+    raise ValueError("Enter the date of birth as MM/DD/YYYY.")
+
+
+class FlexibleDateField(StringField):
+    """A text date field accepting ``05/04/1980``, ``1980-05-04``, ``May 4, 1980`` and similar."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        self.data = None
+        text = (valuelist[0] if valuelist else "").strip()
+        self.raw_text = text
+        if text:
+            try:
+                self.data = parse_date(text)
+            except ValueError as exc:
+                raise ValueError(str(exc)) from None
+
+    def _value(self) -> str:
+        return getattr(self, "raw_text", "") or (self.data.strftime("%m/%d/%Y") if self.data else "")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    """A set of checkboxes for a multiple choice."""
+
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+class ConfirmForm(FlaskForm):
+    """A button-only form: claim, acknowledge, reveal, sign off (CSRF token only)."""
+
+
+class LeadFilterForm(FlaskForm):
+    """Lead list filters, read from the query string (codes and dates only, never PHI)."""
+
+    class Meta:
+        csrf = False
+
+    stage = SelectField("Stage", choices=_choices(list(Stage), "Any stage"), default="")
+    assignee = SelectField("Assignee", choices=[("", "Anyone"), ("me", "Me"), ("none", "Unassigned")], default="")
+    source = SelectField("Source", choices=_choices(list(LeadSource), "Any source"), default="")
+    urgency = SelectField("Urgency", default="",
+                          choices=[("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")])
+    created_from = DateField("Submitted from", validators=[Optional()])
+    created_to = DateField("Submitted to", validators=[Optional()])
+    sort = SelectField("Sort", choices=SORTS, default="newest")
+    page = IntegerField("Page", validators=[Optional(), NumberRange(min=1, max=100_000)], default=1)
+
+
+class SearchForm(FlaskForm):
+    """Find a lead by phone, e-mail, or last name with date of birth."""
+
+    query = StringField("Phone, e-mail or last name", validators=[
+        DataRequired("Enter a phone number, an e-mail address or a last name."), Length(max=254)])
+    dob = FlexibleDateField("Date of birth (with a last name)")
+
+
+class AttemptForm(FlaskForm):
+    """One contact attempt and how it went."""
+
+    channel = SelectField("Channel", choices=_choices(list(Channel)), default=Channel.CALL)
+    outcome = SelectField("Outcome", choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
+    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=2000)])
+
+
+class CallbackForm(FlaskForm):
+    """When to call next (clinic time) and who calls."""
+
+    due_at = DateTimeLocalField("Call back at", format="%Y-%m-%dT%H:%M",
+                                validators=[InputRequired("Choose when to call back.")])
+    caller = SelectField("Caller", choices=[("", "Lead's coordinator")], default="")
+
+
+class NoteForm(FlaskForm):
+    """A free-text note, stored encrypted."""
+
+    body = TextAreaField("Note", validators=[DataRequired("Write the note first."), Length(max=4000)])
+
+
+class AssignForm(FlaskForm):
+    """Give the lead to a coordinator."""
+
+    assignee = SelectField("Assign to", validators=[DataRequired("Choose a coordinator.")])
+
+
+def _reason_choices() -> dict[str, list[tuple[str, str]]]:
+    groups = {f"{code_label(stage)}": _choices(reasons) for stage, reasons in EXIT_REASONS.items()}
+    groups["Reopen"] = _choices(REOPEN_REASONS)
+    return groups
+
+
+class StageForm(FlaskForm):
+    """Move the lead along the pipeline; exits and reopens need a reason."""
+
+    target = SelectField("Move to", validators=[DataRequired("Choose a stage.")])
+    reason = SelectField("Reason (exits and reopens)", choices=[("", "—")], default="")
+    expected = HiddenField()
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.reason.choices = {"": [("", "—")], **_reason_choices()}
+
+
+def _vob(name: str) -> list[tuple[str, str]]:
+    return [tuple(pair) for pair in vob.RULES["choices"][name]]
+
+
+def _money(label: str) -> DecimalField:
+    return DecimalField(label, places=2, validators=[Optional(), NumberRange(min=0, max=1_000_000)])
+
+
+class VobForm(FlaskForm):
+    """Verification of benefits (domain.md §3) with the prior-authorisation sub-status."""
+
+    carrier = StringField("Payer", validators=[Optional(), Length(max=120)])
+    plan_name = StringField("Plan / product", validators=[Optional(), Length(max=120)])
+    coverage_type = SelectField("Plan type", choices=_choices(list(CoverageType)), default=CoverageType.PPO)
+    funding = SelectField("Funding", choices=_vob("funding"), default="")
+    member_id = StringField("Member ID (blank keeps the stored one)", validators=[Optional(), Length(max=64)])
+    group_number = StringField("Group # (blank keeps the stored one)", validators=[Optional(), Length(max=64)])
+    effective_date = DateField("Effective", validators=[Optional()])
+    term_date = DateField("Terminates", validators=[Optional()])
+    provider_phone = StringField("Provider services phone", validators=[Optional(), Length(max=32)])
+    bh_carveout = StringField("Behavioral-health carve-out", validators=[Optional(), Length(max=120)])
+    pbm = StringField("PBM / specialty pharmacy", validators=[Optional(), Length(max=120)])
+    secondary = SelectField("Secondary coverage", choices=_vob("yes_no_unknown"), default="")
+    subscriber_relationship = SelectField("Subscriber is patient's", choices=_vob("relationship"), default="")
+    subscriber_name = StringField("Subscriber name", validators=[Optional(), Length(max=120)])
+    subscriber_dob = DateField("Subscriber DOB", validators=[Optional()])
+    subscriber_employer = StringField("Employer", validators=[Optional(), Length(max=120)])
+    network_clinic = SelectField("Clinic network", choices=_vob("network"), default="")
+    network_provider = SelectField("Provider network", choices=_vob("network"), default="")
+    oon_benefits = SelectField("OON benefits", choices=_vob("yes_no_unknown"), default="")
+    inn_deductible = _money("INN deductible")
+    inn_deductible_met = _money("INN deductible met")
+    inn_oop_max = _money("INN OOP max")
+    inn_oop_met = _money("INN OOP met")
+    inn_coinsurance = IntegerField("INN coinsurance %", validators=[Optional(), NumberRange(min=0, max=100)])
+    oon_deductible = _money("OON deductible")
+    oon_deductible_met = _money("OON deductible met")
+    oon_oop_max = _money("OON OOP max")
+    oon_oop_met = _money("OON OOP met")
+    oon_coinsurance = IntegerField("OON coinsurance %", validators=[Optional(), NumberRange(min=0, max=100)])
+    copay_office = _money("Office copay")
+    copay_specialist = _money("Specialist copay")
+    copay_behavioral = _money("Behavioral-health copay")
+    deductible_applies = SelectField("Deductible applies", choices=_vob("yes_no_unknown"), default="")
+    spravato_benefit = SelectField("Spravato benefit", choices=_vob("benefit"), default="")
+    pa_drug = SelectField("PA for drug", choices=_vob("yes_no_unknown"), default="")
+    pa_admin = SelectField("PA for administration / visits", choices=_vob("yes_no_unknown"), default="")
+    pa_reviewer = StringField("PA reviewed by (delegated vendor)", validators=[Optional(), Length(max=120)])
+    codes_verified = MultiCheckboxField("Codes verified", choices=_vob("codes"))
+    visit_limits = StringField("Visit limits", validators=[Optional(), Length(max=120)])
+    method = SelectField("Method", choices=_vob("method"), default="")
+    rep_name = StringField("Rep name", validators=[Optional(), Length(max=80)])
+    reference_number = StringField("Call reference #", validators=[Optional(), Length(max=64)])
+    notes = TextAreaField("VOB notes", validators=[Optional(), Length(max=2000)])
+    vob_status = SelectField("VOB status", choices=[tuple(p) for p in vob.RULES["statuses"]], default="in_progress")
+    vob_outcome = SelectField("Outcome", choices=[("", "—")] + [tuple(p) for p in vob.RULES["outcomes"]], default="")
+    pa_status = SelectField("PA status", choices=[("", "—")] + [tuple(p) for p in vob.RULES["pa_statuses"]],
+                            default="")
+    pa_auth_number = StringField("Auth #", validators=[Optional(), Length(max=64)])
+    pa_units = IntegerField("Approved units", validators=[Optional(), NumberRange(min=1, max=10_000)])
+    pa_start = DateField("Auth start", validators=[Optional()])
+    pa_end = DateField("Auth end", validators=[Optional()])
+
+    COLUMNS = ("coverage_type", "vob_status", "vob_outcome", "pa_status", "pa_units", "pa_start", "pa_end")
+    SECRETS = ("carrier", "member_id", "group_number", "pa_auth_number")
+    POLICYHOLDER = ("subscriber_relationship", "subscriber_name", "subscriber_dob", "subscriber_employer")
+
+    def vob_data(self) -> dict[str, Any]:
+        """Split the answers into plain columns, encrypted fields, policyholder and benefits."""
+        plain = {name: self[name].data or None for name in self.COLUMNS + self.SECRETS}
+        kept = set(self.COLUMNS + self.SECRETS + self.POLICYHOLDER) | {"csrf_token"}
+        plain["policyholder"] = {name: _jsonable(self[name].data) for name in self.POLICYHOLDER}
+        relationship = self.subscriber_relationship.data
+        plain["patient_is_policyholder"] = relationship == "self" if relationship else None
+        plain["benefits"] = {f.name: _jsonable(f.data) for f in self if f.name not in kept}
+        return plain
+
+    def load(self, stored: dict[str, Any]) -> None:
+        """Prefill from a stored verification (member ID and group number stay blank)."""
+        for name, value in stored.items():
+            if name in self and name not in ("member_id", "group_number") and value not in (None, ""):
+                self[name].data = _from_json(self[name], value)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if value is None or isinstance(value, str | int | list):
+        return value
+    return str(value)
+
+
+def _from_json(field: Field, value: Any) -> Any:
+    if isinstance(field, DateField) and isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    return value
+
+
+# --- screening: the checklist, PHQ-9 and C-SSRS come from data/eligibility.json ---------
+
+YES_NO = [("", "—"), ("yes", "Yes"), ("no", "No")]
+
+
+class ScreeningForm(FlaskForm):
+    """Spravato pre-screen checklist, PHQ-9 and C-SSRS screener; fields are built from the rules."""
+
+    adequate_trials = IntegerField(eligibility.RULES["indication"]["trials_label"],
+                                   validators=[Optional(), NumberRange(min=0, max=30)])
+    q6_recent = SelectField(eligibility.RULES["cssrs"]["recency_label"], choices=YES_NO, default="")
+
+    def validate_q6_recent(self, field: Field) -> None:
+        """Ask how recent the behaviour was whenever question 6 is yes."""
+        if self["cssrs_q6"].data == "yes" and not field.data:
+            raise ValidationError("Question 6 was yes: say whether it was within the past 3 months.")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Require C-SSRS questions 3 to 5 when question 2 is yes (the screener's skip rule)."""
+        valid = super().validate(extra_validators)
+        if self["cssrs_q2"].data == "yes":
+            for name in eligibility.RULES["cssrs"]["asked_if_q2"]:
+                if not self[f"cssrs_{name}"].data:
+                    self[f"cssrs_{name}"].errors.append("Question 2 was yes: answer this question too.")
+                    valid = False
+        return valid
+
+    def answers(self) -> dict[str, Any]:
+        """Checklist answers keyed by criterion name."""
+        data = {c["name"]: self[c["name"]].data for c in eligibility.RULES["criteria"]}
+        data["adequate_trials"] = self.adequate_trials.data
+        return data
+
+    def phq9(self) -> list[int]:
+        """The nine PHQ-9 item scores."""
+        return [int(self[f"phq9_{i}"].data) for i in range(len(eligibility.RULES["phq9"]["items"]))]
+
+    def cssrs(self) -> dict[str, bool | None]:
+        """C-SSRS answers: True, False or None when not asked."""
+        return {name: {"yes": True, "no": False}.get(self[f"cssrs_{name}"].data)
+                for name, _text in eligibility.RULES["cssrs"]["questions"]}
+
+    def recent(self) -> bool | None:
+        """Whether question 6 behaviour was within the past 3 months."""
+        return {"yes": True, "no": False}.get(self.q6_recent.data)
+
+
+def _build_screening_fields() -> None:
+    rules = eligibility.RULES
+    for criterion in rules["criteria"]:
+        choices = [("", "—")] + [tuple(pair) for pair in rules["answers"][criterion["choices"]]]
+        setattr(ScreeningForm, criterion["name"], SelectField(
+            criterion["label"], choices=choices, validators=[DataRequired("Answer every checklist item.")]))
+    answers = [("", "—")] + [(str(score), f"{score}: {text}") for score, text in rules["phq9"]["answers"]]
+    for index, text in enumerate(rules["phq9"]["items"]):
+        setattr(ScreeningForm, f"phq9_{index}", SelectField(
+            f"{index + 1}. {text}", choices=answers, validators=[DataRequired("Score every PHQ-9 item.")]))
+    always = set(rules["cssrs"]["always_asked"])
+    for name, text in rules["cssrs"]["questions"]:
+        required = [DataRequired("Ask this C-SSRS question.")] if name in always else []
+        setattr(ScreeningForm, f"cssrs_{name}", SelectField(text, choices=YES_NO, validators=required))
+
+
+_build_screening_fields()

@@ -1,0 +1,159 @@
+"""Changes to a lead: each view loads (row-locked), validates, runs one operation, commits, redirects."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import abort, flash, redirect, request, url_for
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from .. import cadence, eligibility
+from ..auth import deny
+from ..forms.leads import AttemptForm, ConfirmForm, NoteForm, ScreeningForm, VobForm
+from ..models import Lead, Role, Screening, User, db
+from ..operations import insurance as ops_insurance
+from ..operations import leads as ops
+from ..operations import screening as ops_screening
+from . import bp, get_lead_or_404
+from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form
+from .queues import clinic_zone
+
+
+def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
+            message: str | Callable[[Any], str]) -> Any:
+    """Validate ``form``, run one operation, commit, flash and redirect back to the lead.
+
+    A form error re-renders the page with the errors; a refused state rule is flashed.
+    """
+    if not form.validate_on_submit():
+        return render_detail(lead, **{name: form})
+    lead_id = lead.id
+    try:
+        result = action()
+    except ValueError as exc:
+        db.session.rollback()
+        flash(str(exc), "error")
+        return redirect(url_for("leads.detail", lead_id=lead_id, _anchor=name))
+    db.session.commit()
+    flash(message(result) if callable(message) else message, "success")
+    return redirect(url_for("leads.detail", lead_id=lead_id, _anchor=name))
+
+
+@bp.post("/<uuid:lead_id>/claim")
+def claim(lead_id: uuid.UUID):
+    """Take an unassigned lead."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    return perform(lead, ConfirmForm(), "assign", lambda: ops.claim(lead, current_user), "Lead claimed.")
+
+
+@bp.post("/<uuid:lead_id>/assign")
+def assign(lead_id: uuid.UUID):
+    """Give the lead to a coordinator."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = assign_form(request.form)
+    return perform(lead, form, "assign",
+                   lambda: ops.assign(lead, db.session.get(User, form.assignee.data), current_user), "Lead assigned.")
+
+
+def _attempt_message(result: ops.AttemptResult) -> str:
+    parts = ["Attempt logged."]
+    if result.moved_to:
+        parts.append(f"Stage is now {result.moved_to.replace('_', ' ')}.")
+    if result.exhausted and not result.moved_to == "unreachable":
+        parts.append(cadence.RULES["exhausted_text"])
+    return " ".join(parts)
+
+
+@bp.post("/<uuid:lead_id>/attempts")
+def log_attempt(lead_id: uuid.UUID):
+    """Log a call, text or e-mail and how it went."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = AttemptForm()
+    return perform(lead, form, "attempt", lambda: ops.log_attempt(
+        lead, current_user, form.channel.data, form.outcome.data, form.note.data), _attempt_message)
+
+
+@bp.post("/<uuid:lead_id>/callbacks")
+def schedule_callback(lead_id: uuid.UUID):
+    """Schedule the next call, entered in clinic time."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = callback_form(request.form)
+    return perform(lead, form, "callback", lambda: ops.schedule_callback(
+        lead, current_user, cadence.to_utc(form.due_at.data, clinic_zone()), form.caller.data or None),
+        "Callback scheduled.")
+
+
+@bp.post("/<uuid:lead_id>/acknowledge")
+def acknowledge(lead_id: uuid.UUID):
+    """Acknowledge an urgent lead: you are now handling it."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    return perform(lead, ConfirmForm(), "urgent", lambda: ops.acknowledge_urgent(lead, current_user),
+                   "Urgent lead acknowledged.")
+
+
+@bp.post("/<uuid:lead_id>/notes")
+def add_note(lead_id: uuid.UUID):
+    """Add an encrypted note."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = NoteForm()
+    return perform(lead, form, "note", lambda: ops.add_note(lead, current_user, form.body.data), "Note added.")
+
+
+@bp.post("/<uuid:lead_id>/stage")
+def move_stage(lead_id: uuid.UUID):
+    """Move the lead along the pipeline; the server enforces the graph and the reasons."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = stage_form(lead, request.form)
+    return perform(lead, form, "stage", lambda: ops.move_stage(
+        lead, form.target.data, form.reason.data or None, current_user, expected=form.expected.data),
+        lambda _: f"Moved to {form.target.data.replace('_', ' ')}.")
+
+
+@bp.post("/<uuid:lead_id>/reveal")
+def reveal(lead_id: uuid.UUID):
+    """Reveal the member ID, group number and card images for a few minutes (audited)."""
+    lead = get_lead_or_404(lead_id)
+    return perform(lead, ConfirmForm(), "insurance",
+                   lambda: (ops.reveal_insurance(lead, current_user), remember_reveal(lead.id)),
+                   "Member ID and cards revealed for a few minutes.")
+
+
+@bp.post("/<uuid:lead_id>/insurance")
+def record_vob(lead_id: uuid.UUID):
+    """Record the verification of benefits and prior-authorisation status."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = VobForm()
+    return perform(lead, form, "insurance", lambda: ops_insurance.record_vob(lead, current_user, form.vob_data()),
+                   "Benefits check saved.")
+
+
+def _screening_message(screening: Screening) -> str:
+    risk = screening.result["cssrs_risk"]
+    if eligibility.is_escalation(risk):
+        return "High suicide risk: follow the escalation steps now. The lead is marked urgent."
+    return f"Screening recorded: {screening.outcome.replace('_', ' ')}."
+
+
+@bp.post("/<uuid:lead_id>/screenings")
+def record_screening(lead_id: uuid.UUID):
+    """Record a pre-screen: checklist, PHQ-9 and C-SSRS."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = ScreeningForm()
+    return perform(lead, form, "screening", lambda: ops_screening.record_screening(
+        lead, current_user, form.answers(), form.phq9(), form.cssrs(), form.recent()), _screening_message)
+
+
+@bp.post("/<uuid:lead_id>/screenings/<uuid:screening_id>/sign-off")
+def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
+    """Sign off a pre-screen as the reviewing clinician."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    screening = db.session.get(Screening, str(screening_id))
+    if screening is None or screening.lead_id != lead.id:
+        abort(404)
+    if current_user.role != Role.CLINICIAN:
+        deny("clinician_only")
+    return perform(lead, ConfirmForm(), "screening", lambda: ops_screening.sign_off(screening, current_user),
+                   "Screening signed off.")

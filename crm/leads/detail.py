@@ -1,0 +1,159 @@
+"""The lead page (every view audited), its action forms, and card images behind a reveal."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from flask import Response, abort, current_app, render_template, session
+from flask_login import current_user
+from flask_wtf import FlaskForm
+
+from .. import cadence, crypto, eligibility, vob
+from ..auth import deny
+from ..forms.leads import (
+    AssignForm,
+    AttemptForm,
+    CallbackForm,
+    ConfirmForm,
+    NoteForm,
+    ScreeningForm,
+    StageForm,
+    VobForm,
+    code_label,
+)
+from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
+from ..operations import leads as ops
+from . import bp, get_lead_or_404, present
+from .queues import clinic_zone
+
+REVEALED = "revealed"
+INLINE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "application/pdf"}
+
+
+def remember_reveal(lead_id: str) -> None:
+    """Keep this user's reveal of a lead's insurance identifiers for a few minutes."""
+    until = time.time() + 60 * current_app.config["REVEAL_MINUTES"]
+    live = {key: value for key, value in session.get(REVEALED, {}).items() if value > time.time()}
+    session[REVEALED] = {**live, lead_id: until}
+
+
+def is_revealed(lead_id: str) -> bool:
+    """True while this user's reveal of the lead is fresh."""
+    return session.get(REVEALED, {}).get(lead_id, 0) > time.time()
+
+
+# --- forms, shared by the page and by actions that fail validation -------------------
+
+
+def staff_choices() -> list[tuple[str, str]]:
+    """Active staff as select choices."""
+    users = present.staff_directory().values()
+    return [(u.id, present.staff_name(u)) for u in users if u.is_active_flag]
+
+
+def stage_form(lead: Lead, formdata: Any = None) -> StageForm:
+    """The stage form offering only the moves the pipeline allows from here."""
+    form = StageForm(formdata=formdata, expected=lead.stage)
+    form.target.choices = [("", "—")] + [(str(s), code_label(s)) for s in allowed_moves(Stage(lead.stage))]
+    return form
+
+
+def assign_form(formdata: Any = None) -> AssignForm:
+    """The assign form listing active staff."""
+    form = AssignForm(formdata=formdata)
+    form.assignee.choices = [("", "—")] + staff_choices()
+    return form
+
+
+def callback_form(formdata: Any = None, **data: Any) -> CallbackForm:
+    """The callback form listing active staff as callers."""
+    form = CallbackForm(formdata=formdata, **data)
+    form.caller.choices = [("", "Lead's coordinator")] + staff_choices()
+    return form
+
+
+def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
+    """Fresh action forms, prefilled from what the page already knows."""
+    suggested = view["cadence"]["suggested"]
+    local_due = cadence.to_local(suggested, clinic_zone()).replace(tzinfo=None) if suggested else None
+    vob_form = VobForm(formdata=None)
+    vob_form.load(present.vob_prefill(view["insurance"]))
+    age = view["contact"]["age"]
+    screening = ScreeningForm(formdata=None, adult=None if age is None else ("yes" if age >= 18 else "no"))
+    return {
+        "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
+        "callback": callback_form(due_at=local_due), "stage": stage_form(lead), "assign": assign_form(),
+        "vob": vob_form, "screening": screening,
+    }
+
+
+def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
+    """Everything the lead page shows, decrypted into plain values."""
+    users, now = present.staff_directory(), utcnow()
+    screens = present.screenings(lead, reader, users)
+    return {
+        "contact": present.contact_block(lead, reader),
+        "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
+        "revealed": is_revealed(lead.id),
+        "screenings": screens,
+        "timeline": present.timeline(lead, reader, users, screens),
+        "cadence": present.cadence_status(lead, now, clinic_zone()),
+        "callbacks": present.open_callbacks(lead),
+        "assignee": present.staff_name(users.get(lead.assignee_id)),
+        "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
+        "rules": eligibility.RULES,
+        "criteria_groups": criteria_groups(),
+        "vob_disclaimer": vob.RULES["disclaimer"],
+    }
+
+
+def criteria_groups() -> list[tuple[str, list[dict[str, Any]]]]:
+    """The screening checklist grouped by heading, in the order the rules list it."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for criterion in eligibility.RULES["criteria"]:
+        groups.setdefault(criterion["group"], []).append(criterion)
+    return list(groups.items())
+
+
+def render_detail(lead: Lead, **forms: FlaskForm) -> str:
+    """Render the lead page with fresh forms (or the given failing ones) and audit the view."""
+    reader = present.Reader()
+    view = build_view(lead, reader)
+    html = render_template("leads/detail.html", lead=lead, forms={**default_forms(lead, view), **forms}, **view)
+    ops.record_view(lead.id, current_user, reader.failed.get(lead.id, []))
+    db.session.commit()
+    return html
+
+
+# --- views ---------------------------------------------------------------------------
+
+
+@bp.get("/<uuid:lead_id>")
+def detail(lead_id: uuid.UUID):
+    """Show one lead: contact, insurance, screening, timeline and every action, audited."""
+    return render_detail(get_lead_or_404(lead_id))
+
+
+@bp.get("/<uuid:lead_id>/cards/<uuid:card_id>")
+def card(lead_id: uuid.UUID, card_id: uuid.UUID):
+    """Serve one insurance card image after a reveal; audited and never cached."""
+    lead = get_lead_or_404(lead_id)
+    item = db.session.get(InsuranceCard, str(card_id))
+    if item is None or item.insurance.lead_id != lead.id:
+        abort(404)
+    if not is_revealed(lead.id):
+        deny("reveal_required")
+    try:
+        content = item.content
+    except crypto.CryptoError:
+        ops.record_unreadable(lead.id, current_user, ["insurance_cards.content"])
+        db.session.commit()
+        return Response("unreadable", status=422, mimetype="text/plain")
+    ops.record_card_view(lead, item, current_user)
+    db.session.commit()
+    inline = item.media_type in INLINE_TYPES
+    return Response(content, mimetype=item.media_type if inline else "application/octet-stream",
+                    headers={"Cache-Control": "no-store, private",
+                             "Content-Disposition": "inline" if inline else "attachment"})

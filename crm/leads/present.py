@@ -1,0 +1,291 @@
+"""Read side of the workspace: decrypt what a page shows into plain values, never crashing.
+
+Templates receive plain values only. A field that fails to decrypt becomes
+:data:`UNREADABLE` and is remembered, so the view can audit ``decrypt_failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+
+from .. import cadence, crypto, eligibility, vob
+from ..models import (
+    Callback,
+    ContactAttempt,
+    Insurance,
+    Lead,
+    LeadEvent,
+    Screening,
+    User,
+    db,
+)
+from ..operations.leads import calls_made
+
+
+class _Unreadable:
+    """Marker for a value that failed authentication."""
+
+    def __str__(self) -> str:
+        return "unreadable"
+
+
+UNREADABLE: Any = _Unreadable()
+
+
+class Reader:
+    """Reads encrypted attributes, turning a failed decryption into :data:`UNREADABLE`."""
+
+    def __init__(self) -> None:
+        self.failed: dict[str, list[str]] = {}
+
+    def get(self, obj: Any, attr: str, lead_id: str) -> Any:
+        """The decrypted attribute, or the marker (remembered per lead) when it will not decrypt."""
+        try:
+            return getattr(obj, attr)
+        except crypto.CryptoError:
+            self.failed.setdefault(lead_id, []).append(f"{obj.__tablename__}.{attr}")
+            return UNREADABLE
+
+
+def mask_tail(value: Any, keep: int = 4) -> str:
+    """Show only the last ``keep`` characters of an identifier."""
+    if value is None or value is UNREADABLE:
+        return str(value or "")
+    text = str(value)
+    return "•" * max(len(text) - keep, 4) + (text[-keep:] if len(text) > keep else "")
+
+
+def mask_phone(value: Any) -> str:
+    """Show a phone number as ``•••-•••-0142``: enough to confirm, not to dial."""
+    if value is None or value is UNREADABLE:
+        return str(value or "")
+    digits = re.sub(r"\D", "", str(value))
+    return f"•••-•••-{digits[-4:]}" if len(digits) >= 4 else "•••"
+
+
+def short_name(first: Any, last: Any) -> str:
+    """First name and last initial, or ``unreadable``."""
+    if first is UNREADABLE or last is UNREADABLE:
+        return str(UNREADABLE)
+    first, last = first or "", last or ""
+    return f"{first} {last[:1]}.".strip() if last else first
+
+
+# --- lists ---------------------------------------------------------------------------
+
+
+@dataclass
+class LeadRow:
+    """What a list needs to pick a lead: no full identifiers."""
+
+    id: str
+    reference: str
+    name: str
+    phone: str
+    stage: str
+    urgent: bool
+    acknowledged: bool
+    source: str
+    assignee: str
+    created_at: dt.datetime
+    next_callback_at: dt.datetime | None
+    waiting: dt.timedelta
+    speed_to_lead: dt.timedelta | None
+    due_at: dt.datetime | None = None
+    overdue: bool = False
+
+
+def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetime,
+             due_at: dt.datetime | None = None) -> LeadRow:
+    """Decrypt one lead's name and phone into a list row."""
+    first = reader.get(lead, "first_name", lead.id)
+    last = reader.get(lead, "last_name", lead.id)
+    assignee = users.get(lead.assignee_id) if lead.assignee_id else None
+    return LeadRow(
+        id=lead.id, reference=lead.reference, name=short_name(first, last),
+        phone=mask_phone(reader.get(lead, "phone", lead.id)), stage=lead.stage, urgent=lead.urgent,
+        acknowledged=lead.acknowledged_at is not None, source=lead.source,
+        assignee=staff_name(assignee), created_at=lead.created_at, next_callback_at=lead.next_callback_at,
+        waiting=now - lead.created_at,
+        speed_to_lead=lead.first_attempt_at - lead.created_at if lead.first_attempt_at else None,
+        due_at=due_at, overdue=due_at is not None and due_at < now,
+    )
+
+
+def staff_name(user: User | None) -> str:
+    """How a staff member is named on screen."""
+    return (user.display_name or user.email) if user else ""
+
+
+def staff_directory() -> dict[str, User]:
+    """Every staff account by id (a clinic has tens, not thousands)."""
+    return {user.id: user for user in db.session.scalars(db.select(User))}
+
+
+# --- detail --------------------------------------------------------------------------
+
+
+@dataclass
+class TimelineEntry:
+    """One line of a lead's history."""
+
+    at: dt.datetime
+    kind: str
+    actor: str = ""
+    summary: str = ""
+    body: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def age_on(dob: Any, today: dt.date) -> int | None:
+    """Whole years between ``dob`` and ``today``."""
+    if not isinstance(dob, dt.date):
+        return None
+    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
+
+
+def contact_block(lead: Lead, reader: Reader) -> dict[str, Any]:
+    """The lead's identity and contact details, decrypted."""
+    values = {name: reader.get(lead, name, lead.id)
+              for name in ("first_name", "last_name", "dob", "phone", "email", "zip_code", "preferences")}
+    phone = values["phone"]
+    region = current_app.config["PHONE_REGION"]
+    values["tel"] = crypto.normalize_phone(phone, region) if isinstance(phone, str) else None
+    values["age"] = age_on(values["dob"], dt.date.today())
+    return values
+
+
+def insurance_block(lead: Lead, reader: Reader, revealed: bool) -> dict[str, Any] | None:
+    """The latest insurance with member ID and group number masked unless revealed."""
+    if not lead.insurances:
+        return None
+    ins: Insurance = lead.insurances[-1]
+    member_id = reader.get(ins, "member_id", lead.id)
+    group = reader.get(ins, "group_number", lead.id)
+    return {
+        "record": ins,
+        "carrier": reader.get(ins, "carrier", lead.id),
+        "member_id": member_id if revealed else mask_tail(member_id),
+        "group_number": group if revealed else mask_tail(group),
+        "auth_number": reader.get(ins, "pa_auth_number", lead.id),
+        "policyholder": reader.get(ins, "policyholder", lead.id) or {},
+        "benefits": reader.get(ins, "benefits", lead.id) or {},
+        "cards": list(ins.cards) if revealed else [],
+        "card_count": len(ins.cards),
+        "status": vob.label("statuses", ins.vob_status),
+        "outcome": vob.label("outcomes", ins.vob_outcome),
+        "pa_status": vob.label("pa_statuses", ins.pa_status),
+    }
+
+
+def vob_prefill(block: dict[str, Any] | None) -> dict[str, Any]:
+    """Stored verification answers in the shape of the VOB form."""
+    if not block:
+        return {}
+    ins: Insurance = block["record"]
+    stored = {name: getattr(ins, name) for name in
+              ("coverage_type", "vob_status", "vob_outcome", "pa_status", "pa_units", "pa_start", "pa_end")}
+    for name, key in (("carrier", "carrier"), ("pa_auth_number", "auth_number")):
+        stored[name] = block[key] if block[key] is not UNREADABLE else None
+    for part in ("policyholder", "benefits"):
+        if isinstance(block[part], dict):
+            stored.update(block[part])
+    return stored
+
+
+def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[str, Any]]:
+    """The lead's pre-screens, newest first, with their results and reason wording."""
+    rows = db.session.scalars(db.select(Screening).where(Screening.lead_id == lead.id)
+                              .order_by(Screening.performed_at.desc()))
+    out = []
+    for row in rows:
+        result = reader.get(row, "result", lead.id)
+        result = result if isinstance(result, dict) else {}
+        out.append({"record": row, "result": result, "by": staff_name(users.get(row.performed_by)),
+                    "signed_by": staff_name(users.get(row.signed_off_by)),
+                    "reasons": [eligibility.reason_text(code) for code in result.get("reasons", [])],
+                    "steps": eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])})
+    return out
+
+
+def cadence_status(lead: Lead, now: dt.datetime, zone: Any) -> dict[str, Any]:
+    """Where the lead is in the contact cadence and when the next call is due."""
+    made = calls_made(lead)
+    contacting = lead.stage in ("new", "contacting")
+    return {
+        "calls_made": made,
+        "steps": len(cadence.RULES["steps"]),
+        "next_label": cadence.next_step_label(made) if contacting else None,
+        "suggested": cadence.suggest_next(lead.created_at, made, now, zone),
+        "exhausted": contacting and cadence.is_exhausted(made),
+        "exhausted_text": cadence.RULES["exhausted_text"],
+        "exhausted_reason": cadence.RULES["exhausted_reason"],
+    }
+
+
+def open_callbacks(lead: Lead) -> list[Callback]:
+    """Callbacks not yet done, soonest first."""
+    return list(db.session.scalars(db.select(Callback).where(
+        Callback.lead_id == lead.id, Callback.done_at.is_(None)).order_by(Callback.due_at)))
+
+
+# --- timeline ------------------------------------------------------------------------
+
+
+def timeline(lead: Lead, reader: Reader, users: dict[str, User], screens: list[dict[str, Any]]) -> list[TimelineEntry]:
+    """Enquiries, attempts, callbacks, stage changes, notes, assignments and screens, newest first."""
+    entries = _enquiries(lead, reader) + _attempts(lead, reader, users) + _events(lead, reader, users)
+    entries += _callbacks(lead, users)
+    entries += [TimelineEntry(s["record"].performed_at, "screening", s["by"],
+                              f"Pre-screen: {s['record'].outcome.replace('_', ' ')}") for s in screens]
+    return sorted(entries, key=lambda entry: entry.at, reverse=True)
+
+
+def _enquiries(lead: Lead, reader: Reader) -> list[TimelineEntry]:
+    out = []
+    for enquiry in lead.enquiries:
+        answers = reader.get(enquiry, "answers", lead.id)
+        summary = "Enquiry received" + (" (crisis answer)" if enquiry.crisis else "")
+        out.append(TimelineEntry(enquiry.received_at, "enquiry", "", summary,
+                                 details=answers if isinstance(answers, dict) else {"answers": answers}))
+    return out
+
+
+def _attempts(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
+    rows = db.session.scalars(db.select(ContactAttempt).where(ContactAttempt.lead_id == lead.id))
+    return [TimelineEntry(row.at, "attempt", staff_name(users.get(row.user_id)),
+                          f"{row.channel.capitalize()}: {row.outcome.replace('_', ' ')}",
+                          reader.get(row, "note", lead.id)) for row in rows]
+
+
+_EVENT_SUMMARY = {
+    "stage_changed": lambda e: f"Stage {e.from_stage or '—'} → {e.to_stage}" + (f" ({e.reason})" if e.reason else ""),
+    "assigned": lambda e: "Claimed" if e.reason == "claimed" else "Assigned",
+    "note": lambda e: "Note",
+    "acknowledged": lambda e: "Urgent flag acknowledged",
+    "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
+    "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
+}
+
+
+def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
+    rows = db.session.scalars(db.select(LeadEvent).where(LeadEvent.lead_id == lead.id))
+    out = []
+    for row in rows:
+        summary = _EVENT_SUMMARY.get(row.kind, lambda e: e.kind.replace("_", " ").capitalize())(row)
+        out.append(TimelineEntry(row.at, row.kind, staff_name(users.get(row.actor_id)), summary,
+                                 reader.get(row, "body", lead.id)))
+    return out
+
+
+def _callbacks(lead: Lead, users: dict[str, User]) -> list[TimelineEntry]:
+    rows = db.session.scalars(db.select(Callback).where(Callback.lead_id == lead.id))
+    return [TimelineEntry(row.created_at, "callback", staff_name(users.get(row.created_by)),
+                          "Callback scheduled", details={"due": row.due_at,
+                                                         "caller": staff_name(users.get(row.assignee_id))})
+            for row in rows]

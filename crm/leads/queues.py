@@ -1,0 +1,103 @@
+"""Home queues, the lead list and blind-index search."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user
+
+from ..forms.leads import LeadFilterForm, SearchForm
+from ..models import Lead, db, utcnow
+from ..operations import leads as ops
+from . import bp
+from . import queries as q
+from .present import Reader, lead_row, staff_directory, staff_name
+
+SEARCH_HITS = "search_hits"
+
+
+def clinic_zone() -> ZoneInfo:
+    """The clinic's time zone (configurable, default America/Los_Angeles)."""
+    return ZoneInfo(current_app.config["TIMEZONE"])
+
+
+def audit_unreadable(reader: Reader) -> None:
+    """Audit and commit every field a list failed to decrypt."""
+    for lead_id, fields in reader.failed.items():
+        ops.record_unreadable(lead_id, current_user, fields)
+    if reader.failed:
+        db.session.commit()
+
+
+@bp.get("/home")
+def home():
+    """Show the day's queues: unacknowledged urgent leads first, then callbacks, new leads, counts."""
+    now, zone, reader, users = utcnow(), clinic_zone(), Reader(), staff_directory()
+    queues = {
+        "urgent": [lead_row(lead, reader, users, now) for lead in q.urgent_unacknowledged()],
+        "today": [lead_row(c.lead, reader, users, now, c.due_at)
+                  for c in q.my_callbacks_today(current_user, now, zone)],
+        "overdue": [lead_row(c.lead, reader, users, now, c.due_at) for c in q.overdue_callbacks(now)],
+        "new": [lead_row(lead, reader, users, now) for lead in q.new_unassigned()],
+    }
+    counts = q.stage_counts()
+    audit_unreadable(reader)
+    return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None))
+
+
+@bp.get("/")
+def index():
+    """List leads by stage, assignee, source, urgency and date; decrypt only the rows shown."""
+    users = staff_directory()
+    form = LeadFilterForm(request.args)
+    form.assignee.choices += [(u.id, staff_name(u)) for u in users.values() if u.is_active_flag]
+    form.validate()
+    filters = {name: value for name, value in form.data.items() if name not in form.errors}
+    page = filters.get("page") or 1
+    query = q.list_query(filters, current_user, clinic_zone())
+    leads, more = q.page_of(query, page, current_app.config["LEADS_PAGE_SIZE"])
+    reader, now = Reader(), utcnow()
+    rows = [lead_row(lead, reader, users, now) for lead in leads]
+    audit_unreadable(reader)
+    return render_template("leads/index.html", form=form, rows=rows, page=page, more=more)
+
+
+@bp.route("/search", methods=["GET", "POST"])
+def search():
+    """Find leads by phone, e-mail or last name + DOB; a POST, so no identifier reaches a URL or log."""
+    form = SearchForm()
+    if form.validate_on_submit():
+        reader = Reader()
+        try:
+            found = q.find_leads(form.query.data, form.dob.data, current_app.config["PHONE_REGION"], reader)
+        except ValueError as exc:
+            form.query.errors.append(str(exc))
+        else:
+            audit_unreadable(reader)
+            return _show_hits(found)
+    return render_template("leads/search.html", form=form, rows=_remembered_hits())
+
+
+def _show_hits(found: list[Lead]):
+    """Open a single match; remember several (ids only) for the results page."""
+    if len(found) == 1:
+        session.pop(SEARCH_HITS, None)
+        return redirect(url_for("leads.detail", lead_id=found[0].id))
+    session[SEARCH_HITS] = [lead.id for lead in found]
+    if not found:
+        flash("No lead matches that search.", "info")
+    return redirect(url_for("leads.search"))
+
+
+def _remembered_hits() -> list:
+    """Rows for the ids the last search found."""
+    ids = session.get(SEARCH_HITS) or []
+    if not ids:
+        return []
+    leads = db.session.scalars(q.with_keys(db.select(Lead).where(Lead.id.in_(ids))
+                                           .order_by(Lead.created_at.desc())))
+    reader, users, now = Reader(), staff_directory(), utcnow()
+    rows = [lead_row(lead, reader, users, now) for lead in leads]
+    audit_unreadable(reader)
+    return rows

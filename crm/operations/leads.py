@@ -1,0 +1,256 @@
+"""Coordinator actions on a lead: views and reveals, assignment, contact, callbacks, notes, stages.
+
+Each function checks its state rules before changing anything (raising ``ValueError`` with a
+message the view can flash, never PHI), then changes rows, flushes and audits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+
+from .. import audit, cadence
+from ..models import (
+    EXIT_REASONS,
+    EXIT_STAGES,
+    REOPEN_REASONS,
+    REOPENABLE_STAGES,
+    Callback,
+    ContactAttempt,
+    Insurance,
+    InsuranceCard,
+    Lead,
+    LeadEvent,
+    Screening,
+    Stage,
+    User,
+    allowed_moves,
+    db,
+    move_needs_reason,
+    utcnow,
+)
+
+REVEALED_FIELDS = ["member_id", "group_number", "cards"]
+
+
+def record(action: str, lead_id: str, actor: User | None, outcome: str = "success", **details: object) -> None:
+    """Audit an action on a lead (details are codes and ids only)."""
+    audit.record(action, actor=actor, object_type="lead", object_id=lead_id, outcome=outcome, details=details)
+
+
+def add_event(lead: Lead, actor: User | None, kind: str, at: dt.datetime | None = None, **fields: object) -> LeadEvent:
+    """Append an entry to the lead's timeline."""
+    event = LeadEvent(lead=lead, actor_id=actor.id if actor else None, kind=kind, at=at or utcnow(), **fields)
+    db.session.add(event)
+    return event
+
+
+# --- reads that must be audited ------------------------------------------------------
+
+
+def record_view(lead_id: str, actor: User, unreadable: list[str]) -> None:
+    """Audit a view of a lead, and any field that failed to decrypt while showing it."""
+    record("lead_viewed", lead_id, actor)
+    record_unreadable(lead_id, actor, unreadable)
+
+
+def record_unreadable(lead_id: str, actor: User, unreadable: list[str]) -> None:
+    """Audit fields that failed authentication (tampered, moved or shredded)."""
+    if unreadable:
+        record("decrypt_failed", lead_id, actor, outcome="failure", fields=sorted(set(unreadable)))
+
+
+def reveal_insurance(lead: Lead, actor: User) -> None:
+    """Audit an explicit reveal of the member ID, group number and card images."""
+    if not lead.insurances:
+        raise ValueError("There is no insurance on file to reveal.")
+    record("field_revealed", lead.id, actor, fields=REVEALED_FIELDS)
+
+
+def record_card_view(lead: Lead, card: InsuranceCard, actor: User) -> None:
+    """Audit one card image being served."""
+    record("card_viewed", lead.id, actor, card_id=card.id, side=card.side)
+
+
+# --- assignment ----------------------------------------------------------------------
+
+
+def assign(lead: Lead, assignee: User, actor: User) -> None:
+    """Give the lead (and its open callbacks) to ``assignee``."""
+    if not assignee.is_active_flag:
+        raise ValueError("That account is deactivated.")
+    if lead.assignee_id == assignee.id:
+        raise ValueError("The lead is already assigned to that person.")
+    lead.assignee_id = assignee.id
+    db.session.execute(update(Callback).where(Callback.lead_id == lead.id, Callback.done_at.is_(None))
+                       .values(assignee_id=assignee.id))
+    kind = "claimed" if assignee.id == actor.id else "assigned"
+    add_event(lead, actor, "assigned", reason=kind, body=assignee.display_name or assignee.email)
+    db.session.flush()
+    record("lead_assigned", lead.id, actor, assignee=assignee.id)
+
+
+def claim(lead: Lead, actor: User) -> None:
+    """Take an unassigned lead; someone else's lead must be reassigned explicitly."""
+    if lead.assignee_id and lead.assignee_id != actor.id:
+        raise ValueError("Another coordinator has this lead; use Assign to take it over.")
+    assign(lead, actor, actor)
+
+
+# --- contact -------------------------------------------------------------------------
+
+
+@dataclass
+class AttemptResult:
+    """What logging an attempt changed: the new stage, and whether the cadence is used up."""
+
+    moved_to: str | None
+    exhausted: bool
+
+
+def calls_made(lead: Lead) -> int:
+    """Unanswered attempts on the channels the cadence counts."""
+    return db.session.scalar(select(func.count()).select_from(ContactAttempt).where(
+        ContactAttempt.lead_id == lead.id,
+        ContactAttempt.channel.in_(cadence.RULES["counted_channels"]),
+        ContactAttempt.outcome.not_in(cadence.RULES["live_outcomes"]),
+    )) or 0
+
+
+def cadence_exhausted(lead: Lead) -> bool:
+    """True while a not-yet-contacted lead has had every call in the cadence."""
+    return lead.stage in (Stage.NEW, Stage.CONTACTING) and cadence.is_exhausted(calls_made(lead))
+
+
+def _close_callbacks(lead: Lead, now: dt.datetime) -> None:
+    db.session.execute(update(Callback).where(Callback.lead_id == lead.id, Callback.done_at.is_(None))
+                       .values(done_at=now))
+    lead.next_callback_at = None
+
+
+def _stage_after_attempt(lead: Lead, outcome: str) -> Stage | None:
+    if outcome in cadence.RULES["live_outcomes"]:
+        return Stage.CONTACTED if lead.stage in (Stage.NEW, Stage.CONTACTING) else None
+    return Stage.CONTACTING if lead.stage == Stage.NEW else None
+
+
+def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str | None = None,
+                now: dt.datetime | None = None) -> AttemptResult:
+    """Record a call, text or e-mail; advance the stage and close due callbacks."""
+    if not lead.is_open:
+        raise ValueError("Reopen the lead before logging contact.")
+    now = now or utcnow()
+    db.session.add(ContactAttempt(lead=lead, user_id=actor.id, at=now, channel=channel, outcome=outcome,
+                                  note=note or None))
+    lead.attempt_count = (lead.attempt_count or 0) + 1
+    lead.first_attempt_at = lead.first_attempt_at or now
+    if outcome in cadence.RULES["live_outcomes"]:
+        lead.first_contact_at = lead.first_contact_at or now
+    _close_callbacks(lead, now)
+    target = _stage_after_attempt(lead, outcome)
+    if target:
+        move_stage(lead, target, None, actor, now=now)
+    db.session.flush()
+    record("attempt_logged", lead.id, actor, channel=channel, outcome=outcome)
+    return _after_cadence(lead, actor, target, now)
+
+
+def _after_cadence(lead: Lead, actor: User, moved_to: Stage | None, now: dt.datetime) -> AttemptResult:
+    """Move an exhausted lead to unreachable when the rules say so; otherwise just report it."""
+    exhausted = cadence_exhausted(lead)
+    if exhausted and cadence.RULES["on_exhausted"] == Stage.UNREACHABLE:
+        move_stage(lead, Stage.UNREACHABLE, cadence.RULES["exhausted_reason"], actor, now=now)
+        moved_to = Stage.UNREACHABLE
+    return AttemptResult(moved_to, exhausted)
+
+
+def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id: str | None = None,
+                      now: dt.datetime | None = None) -> Callback:
+    """Schedule the next call (replacing any open one) for the lead's coordinator or ``assignee_id``."""
+    now = now or utcnow()
+    if not lead.is_open:
+        raise ValueError("Closed leads get no callbacks; reopen the lead first.")
+    if due_at <= now:
+        raise ValueError("Pick a callback time in the future.")
+    _close_callbacks(lead, now)
+    callback = Callback(lead=lead, assignee_id=assignee_id or lead.assignee_id or actor.id, due_at=due_at,
+                        created_by=actor.id, created_at=now)
+    db.session.add(callback)
+    lead.next_callback_at = due_at
+    db.session.flush()
+    record("callback_scheduled", lead.id, actor, callback_id=callback.id)
+    return callback
+
+
+def acknowledge_urgent(lead: Lead, actor: User, now: dt.datetime | None = None) -> None:
+    """Record who took charge of an urgent lead, and when."""
+    if not lead.urgent:
+        raise ValueError("This lead is not flagged urgent.")
+    if lead.acknowledged_at is not None:
+        raise ValueError("Someone has already acknowledged this lead.")
+    lead.acknowledged_by, lead.acknowledged_at = actor.id, now or utcnow()
+    add_event(lead, actor, "acknowledged", at=lead.acknowledged_at)
+    db.session.flush()
+    record("urgent_acknowledged", lead.id, actor)
+
+
+def add_note(lead: Lead, actor: User, body: str) -> LeadEvent:
+    """Add an encrypted note to the timeline."""
+    body = body.strip()
+    if not body:
+        raise ValueError("Write the note first.")
+    event = add_event(lead, actor, "note", body=body)
+    db.session.flush()
+    record("note_added", lead.id, actor, event_id=event.id)
+    return event
+
+
+# --- stages --------------------------------------------------------------------------
+
+
+def readiness_problem(lead: Lead) -> str | None:
+    """Why the lead cannot be eligible yet: it needs a passing pre-screen and finished benefits."""
+    screening = db.session.scalars(select(Screening).where(Screening.lead_id == lead.id)
+                                   .order_by(Screening.performed_at.desc()).limit(1)).first()
+    passed = screening is not None and (
+        screening.outcome == "eligible" or screening.outcome == "needs_review" and screening.signed_off_at)
+    if not passed:
+        return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review)."
+    finished = db.session.scalar(select(func.count()).select_from(Insurance).where(
+        Insurance.lead_id == lead.id,
+        (Insurance.vob_status == "verified") | (Insurance.coverage_type == "self_pay")))
+    return None if finished else "Eligible needs a verified benefits check or a self-pay decision."
+
+
+def check_move(lead: Lead, target: str, reason: str | None, expected: str | None = None) -> None:
+    """Refuse a move the pipeline does not allow, or an exit or reopen without a valid reason."""
+    source = Stage(lead.stage)
+    if expected and expected != source:
+        raise ValueError("The lead changed stage meanwhile; check the page and try again.")
+    if target not in allowed_moves(source):
+        raise ValueError("The pipeline does not allow that move from this stage.")
+    if move_needs_reason(source, Stage(target)):
+        valid = REOPEN_REASONS if source in REOPENABLE_STAGES else EXIT_REASONS[Stage(target)]
+        if reason not in valid:
+            raise ValueError("Choose a reason that fits this move.")
+    if target == Stage.ELIGIBLE:
+        problem = readiness_problem(lead)
+        if problem:
+            raise ValueError(problem)
+
+
+def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
+               now: dt.datetime | None = None, expected: str | None = None) -> None:
+    """Move the lead to ``target`` as the pipeline allows, recording who, when and why."""
+    check_move(lead, target, reason, expected)
+    now = now or utcnow()
+    source = lead.stage
+    reason = reason if move_needs_reason(Stage(source), Stage(target)) else None
+    if target in EXIT_STAGES:
+        _close_callbacks(lead, now)
+    lead.stage, lead.stage_reason, lead.stage_changed_at = target, reason, now
+    add_event(lead, actor, "stage_changed", at=now, from_stage=source, to_stage=target, reason=reason)
+    db.session.flush()
+    record("stage_changed", lead.id, actor, **{"from": str(source), "to": str(target)})

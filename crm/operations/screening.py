@@ -1,0 +1,48 @@
+"""Eligibility pre-screens: record the checklist and scores, escalate crisis risk, clinician sign-off."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from .. import eligibility
+from ..models import Lead, Role, Screening, User, db, utcnow
+from .leads import add_event, record
+
+
+def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: list[int],
+                     cssrs: dict[str, bool | None], q6_recent: bool | None = None,
+                     now: dt.datetime | None = None) -> Screening:
+    """Score and store a pre-screen; high C-SSRS risk marks the lead urgent and escalates."""
+    if not lead.is_open:
+        raise ValueError("Reopen the lead before screening.")
+    result = eligibility.evaluate(answers, phq9, cssrs, q6_recent)
+    screening = Screening(lead=lead, performed_by=actor.id, performed_at=now or utcnow(), outcome=result.outcome,
+                          answers={"checklist": answers, "phq9": phq9, "cssrs": cssrs, "q6_recent": q6_recent},
+                          result=result.as_dict())
+    db.session.add(screening)
+    db.session.flush()
+    record("screening_recorded", lead.id, actor, screening_id=screening.id)
+    if eligibility.is_escalation(result.cssrs_risk):
+        escalate_crisis(lead, actor, screening)
+    return screening
+
+
+def escalate_crisis(lead: Lead, actor: User, screening: Screening) -> None:
+    """Flag the lead urgent (to be acknowledged again) and log the immutable escalation event."""
+    lead.urgent = True
+    lead.acknowledged_by = lead.acknowledged_at = None
+    add_event(lead, actor, "crisis_escalated", at=screening.performed_at)
+    db.session.flush()
+    record("crisis_escalated", lead.id, actor, screening_id=screening.id)
+
+
+def sign_off(screening: Screening, actor: User, now: dt.datetime | None = None) -> None:
+    """Record the clinician who reviewed a pre-screen, and when."""
+    if actor.role != Role.CLINICIAN:
+        raise PermissionError("Only a clinician can sign off a screening.")
+    if screening.signed_off_at is not None:
+        raise ValueError("This screening is already signed off.")
+    screening.signed_off_by, screening.signed_off_at = actor.id, now or utcnow()
+    db.session.flush()
+    record("screening_signed_off", screening.lead_id, actor, screening_id=screening.id)

@@ -1,0 +1,589 @@
+"""The public enquiry form: validation, storage, dedupe, abuse controls, durability, encryption."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import io
+import json
+import re
+import socket
+import uuid
+from pathlib import Path
+
+import itsdangerous.timed
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+
+from crm.models import (
+    AuditEvent,
+    Enquiry,
+    Insurance,
+    InsuranceCard,
+    Lead,
+    LeadEvent,
+    Stage,
+    User,
+    db,
+)
+from crm.public import issue_form_token
+from tests import sentinels as s
+
+CARRIER = "Quillcarrier Mutual"
+DOB = "1984-03-09"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"CARD-FRONT-SENTINEL-" * 40
+PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n" + b"CARD-BACK-SENTINEL-" * 40
+SUBMITTED = (*s.ALL, CARRIER, DOB, b"CARD-FRONT-SENTINEL", b"CARD-BACK-SENTINEL")
+
+
+def valid_form(**overrides) -> dict:
+    """A complete, valid submission using PHI sentinels; ``None`` removes a field."""
+    data = {
+        "first_name": s.FIRST_NAME,
+        "last_name": s.LAST_NAME,
+        "dob": DOB,
+        "phone": s.PHONE,
+        "email": s.EMAIL,
+        "zip_code": s.ZIP_CODE,
+        "preferred_contact": "call",
+        "best_time": "morning",
+        "voicemail_ok": "y",
+        "text_ok": "y",
+        "interest": "spravato",
+        "concerns": ["depression", "anxiety"],
+        "meds_tried": "two_plus",
+        "has_psychiatrist": "yes",
+        "heard_about": "doctor",
+        "veteran": "no",
+        "need_help_now": "no",
+        "coverage_type": "ppo",
+        "carrier": CARRIER,
+        "member_id": s.MEMBER_ID,
+        "group_number": s.GROUP_NUMBER,
+        "is_policyholder": "yes",
+        "message": s.MESSAGE,
+        "contact_consent": "y",
+        "privacy_ack": "y",
+    }
+    for name, value in overrides.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    return data
+
+
+def fresh_token(app) -> str:
+    """A form token exactly as a rendering of the form would carry."""
+    with app.test_request_context():
+        return issue_form_token()
+
+
+def submit(client, app, token: str | None = None, **overrides):
+    """POST the form with a fresh (or given) token."""
+    data = valid_form(**overrides)
+    data["form_token"] = token or fresh_token(app)
+    return client.post("/", data=data)
+
+
+def row_counts(app) -> dict[str, int]:
+    """Rows in every table."""
+    with app.app_context():
+        return {
+            table.name: db.session.execute(text(f'SELECT COUNT(*) FROM "{table.name}"')).scalar_one()
+            for table in db.metadata.sorted_tables
+        }
+
+
+def assert_nothing_stored(app) -> None:
+    counts = row_counts(app)
+    assert not any(counts.values()), counts
+
+
+def the_lead(app) -> Lead:
+    return db.session.scalars(select(Lead)).one()
+
+
+def errors_in(response) -> list[tuple[str, str]]:
+    found = re.findall(r'<p class="error" id="([^"]+)-error">([^<]+)</p>', response.get_data(as_text=True))
+    return [(field, html.unescape(message)) for field, message in found]
+
+
+def years_ago(years: int, days: int = 0) -> str:
+    today = dt.date.today()
+    return (today.replace(year=today.year - years) - dt.timedelta(days=days)).isoformat()
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def test_form_shows_every_section_labelled_with_consent_wording(client, app):
+    page = client.get("/").get_data(as_text=True)
+    for legend in ("About you", "What you are looking for", "Do you need help right now?", "Insurance",
+                   "Your message", "Your consent"):
+        assert f"<legend><h2>{legend}</h2></legend>" in page
+    ids = set(re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', page))
+    labelled = set(re.findall(r'<label for="([^"]+)"', page))
+    assert ids - {"csrf_token", "form_token"} <= labelled
+    assert "may contact me at the number above by call or text, including with automated technology" in page
+    assert app.config["CLINIC_NAME"] + " may contact me" in page
+    assert "Consent is not a condition of receiving services" in page
+    assert 'href="/privacy"' in page
+    assert "Share only what you&#39;re comfortable sharing" in page
+    assert "This form is not monitored 24/7" in page
+    assert "Your information is confidential" in page
+    assert 'enctype="multipart/form-data"' in page and "novalidate" in page
+    assert "<script" not in page
+
+
+def test_each_rendering_gets_its_own_token(client):
+    tokens = {re.search(r'name="form_token" type="hidden" value="([^"]+)"', client.get("/").get_data(as_text=True))
+              .group(1) for _ in range(3)}
+    assert len(tokens) == 3
+
+
+# --- validation --------------------------------------------------------------------------
+
+PPO_NOT_HOLDER = {"is_policyholder": "no", "policyholder_name": "Pat Holder", "policyholder_dob": "1960-01-02",
+                  "policyholder_relationship": "spouse"}
+
+VALIDATION_CASES = [
+    ({"first_name": ""}, "first_name", "Enter your first name."),
+    ({"first_name": "x" * 81}, "first_name", "Please keep this to 80 characters or fewer."),
+    ({"last_name": "   "}, "last_name", "Enter your last name."),
+    ({"dob": ""}, "dob", "Enter your date of birth."),
+    ({"dob": "1984-02-31"}, "dob", "Enter your date of birth as a real date, for example 04/23/1985."),
+    ({"dob": "yesterday"}, "dob", "Enter your date of birth as a real date, for example 04/23/1985."),
+    ({"dob": "2999-01-01"}, "dob", "The date of birth can't be in the future."),
+    ({"dob": "1880-01-01"}, "dob", "Please check the year of the date of birth."),
+    ({"phone": "123"}, "phone", "Enter a phone number we can call, like (949) 555-0100."),
+    ({"phone": "", "email": ""}, "phone", "Give us a phone number or an e-mail address so we can reach you."),
+    ({"phone": "", "preferred_contact": "text"}, "phone",
+     "To hear from us by phone or text, please enter your phone number."),
+    ({"email": "", "preferred_contact": "email"}, "email",
+     "To hear from us by e-mail, please enter your e-mail address."),
+    ({"email": "not-an-address"}, "email", "Enter an e-mail address like name@example.com."),
+    ({"zip_code": "9261"}, "zip_code", "Enter a 5-digit ZIP code."),
+    ({"need_help_now": None}, "need_help_now", "Please tell us whether you need help right now."),
+    ({"coverage_type": None}, "coverage_type", "Choose your kind of coverage, or “Not sure”."),
+    ({"carrier": ""}, "carrier", "Enter the name of your insurance company."),
+    ({"member_id": ""}, "member_id", "Enter the member ID from your insurance card."),
+    ({"member_id": "<b>1</b>"}, "member_id",
+     "The member ID can use letters, numbers, spaces and dashes (up to 30)."),
+    ({"group_number": "G" * 31}, "group_number",
+     "The group number can use letters, numbers, spaces and dashes (up to 30)."),
+    ({"is_policyholder": None}, "is_policyholder", "Please tell us whether you are the policyholder."),
+    ({**PPO_NOT_HOLDER, "policyholder_name": ""}, "policyholder_name", "Enter the policyholder's full name."),
+    ({**PPO_NOT_HOLDER, "policyholder_dob": ""}, "policyholder_dob",
+     "Enter the policyholder's date of birth."),
+    ({**PPO_NOT_HOLDER, "policyholder_dob": "13/45/1960"}, "policyholder_dob",
+     "Enter the policyholder's date of birth as a real date, for example 04/23/1985."),
+    ({**PPO_NOT_HOLDER, "policyholder_relationship": ""}, "policyholder_relationship",
+     "Choose the policyholder's relationship to you."),
+    ({"message": "m" * 1001}, "message", "Please keep your message to 1,000 characters or fewer."),
+    ({"contact_consent": None}, "contact_consent", "Please agree to be contacted so we can reply to you."),
+    ({"privacy_ack": None}, "privacy_ack", "Please confirm you have read the privacy notice."),
+    ({"card_front": (io.BytesIO(b"just text, not a picture"), "card.jpg", "image/jpeg")}, "card_front",
+     "Card photos must be JPEG, PNG or PDF files."),
+    ({"card_back": (io.BytesIO(b"\xff\xd8\xff\xe0" + b"0" * (5 * 1024 * 1024)), "big.jpg", "image/jpeg")},
+     "card_back", "Each card photo must be 5 MB or smaller."),
+]
+
+
+@pytest.mark.parametrize(("overrides", "field", "message"), VALIDATION_CASES,
+                         ids=[f"{c[1]}-{i}" for i, c in enumerate(VALIDATION_CASES)])
+def test_validation_message_next_to_field_and_in_summary(client, app, overrides, field, message):
+    response = submit(client, app, **overrides)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert errors_in(response) == [(field, message)]
+    assert f'<li><a href="#{field}">{message}</a></li>' in html.unescape(page)
+    assert re.search(rf'id="{field}"[^>]*aria-describedby="[^"]*{field}-error|'
+                     rf'aria-describedby="[^"]*{field}-error"[^>]*id="{field}"', page)
+    assert_nothing_stored(app)
+
+
+def test_commercial_details_are_optional_for_other_coverage(client, app):
+    response = submit(client, app, coverage_type="medicare", carrier="", member_id="", is_policyholder=None)
+    assert response.status_code == 303
+    with app.app_context():
+        assert db.session.scalars(select(Insurance)).one().coverage_type == "medicare"
+
+
+def test_values_are_kept_on_re_render_but_files_are_not(client, app):
+    response = submit(client, app, privacy_ack=None,
+                      card_front=(io.BytesIO(PNG), "front.png", "image/png"))
+    page = response.get_data(as_text=True)
+    assert f'value="{s.FIRST_NAME}"' in page and f'value="{s.EMAIL}"' in page and f'value="{DOB}"' in page
+    assert s.MESSAGE in page
+    assert re.search(r'id="need_help_now-1"[^>]*checked|checked[^>]*id="need_help_now-1"', page)
+    assert "CARD-FRONT-SENTINEL" not in page
+    assert "please choose them again" in page
+
+
+def test_user_input_is_escaped_on_re_render(client, app):
+    response = submit(client, app, first_name='"><script>alert(1)</script>', privacy_ack=None)
+    page = response.get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&#34;&gt;&lt;script&gt;" in page
+
+
+# --- a stored enquiry ----------------------------------------------------------------------
+
+
+def test_valid_submission_stores_lead_enquiry_insurance_cards_and_audit(client, app):
+    files = {"card_front": (io.BytesIO(PNG), "front.png", "image/png"),
+             "card_back": (io.BytesIO(PDF), "back.jpg", "image/jpeg")}
+    response = submit(client, app, marketing_consent="y", **files)
+    assert response.status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert (lead.first_name, lead.last_name, lead.dob) == (s.FIRST_NAME, s.LAST_NAME, dt.date(1984, 3, 9))
+        assert (lead.phone, lead.email, lead.zip_code) == (s.PHONE, s.EMAIL, s.ZIP_CODE)
+        assert lead.stage == Stage.NEW and lead.source == "web_form" and not lead.urgent
+        assert lead.marketing_consent is True
+        assert lead.preferences == {"contact_method": "call", "best_time": "morning", "voicemail_ok": True,
+                                    "text_ok": True}
+        enquiry = db.session.scalars(select(Enquiry)).one()
+        assert enquiry.lead_id == lead.id and len(enquiry.idempotency_digest) == 64
+        assert enquiry.consent_version == app.config["CONSENT_VERSION"]
+        assert enquiry.privacy_ack and enquiry.marketing_consent and not enquiry.crisis
+        assert enquiry.consent_ip == "127.0.0.1"
+        assert abs(enquiry.consented_at - dt.datetime.now(dt.UTC).replace(tzinfo=None)) < dt.timedelta(minutes=1)
+        answers = enquiry.answers
+        assert answers["concerns"] == ["depression", "anxiety"] and answers["message"] == s.MESSAGE
+        assert answers["submitted"]["phone"] == s.PHONE
+        insurance = db.session.scalars(select(Insurance)).one()
+        assert (insurance.coverage_type, insurance.carrier, insurance.member_id, insurance.group_number) == (
+            "ppo", CARRIER, s.MEMBER_ID, s.GROUP_NUMBER)
+        assert insurance.patient_is_policyholder is True and insurance.policyholder is None
+        cards = {card.side: card for card in db.session.scalars(select(InsuranceCard))}
+        assert cards["front"].media_type == "image/png" and cards["front"].content == PNG
+        assert cards["back"].media_type == "application/pdf" and cards["back"].content == PDF
+        assert cards["back"].size == len(PDF)
+        events = db.session.scalars(select(LeadEvent)).all()
+        assert [(e.kind, e.to_stage) for e in events] == [("created", "new")]
+        event = db.session.scalars(select(AuditEvent)).one()
+        assert (event.action, event.actor_kind, event.object_type, event.object_id) == (
+            "enquiry_received", "public", "lead", lead.id)
+        assert json.loads(event.details) == {"returning": False, "urgent": False, "cards": 2}
+
+
+def test_policyholder_details_are_stored_when_patient_is_not_the_policyholder(client, app):
+    assert submit(client, app, **PPO_NOT_HOLDER).status_code == 303
+    with app.app_context():
+        insurance = db.session.scalars(select(Insurance)).one()
+        assert insurance.patient_is_policyholder is False
+        assert insurance.policyholder == {"name": "Pat Holder", "dob": "1960-01-02", "relationship": "spouse"}
+
+
+def test_post_redirect_get_shows_reference_and_no_phi(client, app, caplog):
+    response = submit(client, app)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/thanks"
+    page = client.get("/thanks")
+    body = page.get_data(as_text=True)
+    with app.app_context():
+        reference = the_lead(app).reference
+    assert page.status_code == 200 and reference in body
+    assert "We have received your enquiry" in body
+    assert page.headers["Cache-Control"] == "no-store"
+    for value in SUBMITTED:
+        text_value = value.decode() if isinstance(value, bytes) else value
+        assert text_value not in body
+        assert text_value not in response.headers["Location"]
+        assert all(text_value not in record.getMessage() for record in caplog.records)
+    assert client.get("/thanks").status_code == 200  # a refresh still shows the receipt
+
+
+def test_thanks_without_a_submission_goes_to_the_form(client):
+    response = client.get("/thanks")
+    assert response.status_code == 302 and response.headers["Location"] == "/"
+
+
+def test_mass_assignment_is_ignored(client, app):
+    response = submit(client, app, stage="eligible", role="admin", urgent="1", reference="HACK-0001",
+                      source="referral", lead_id="x", id="00000000-0000-0000-0000-000000000000")
+    assert response.status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert lead.stage == Stage.NEW and not lead.urgent and lead.source == "web_form"
+        assert lead.reference != "HACK-0001" and lead.id != "00000000-0000-0000-0000-000000000000"
+        assert db.session.scalar(select(db.func.count(User.id))) == 0
+
+
+# --- deduplication -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("second_phone", ["+1 949.555.0142", "949-555-0142", "(949) 555 0142"])
+def test_same_phone_in_another_format_joins_the_existing_lead(client, app, second_phone):
+    assert submit(client, app).status_code == 303
+    assert submit(client, app, phone=second_phone, email="other@example.net").status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert len(lead.enquiries) == 2
+        kinds = [e.kind for e in db.session.scalars(select(LeadEvent).order_by(LeadEvent.at))]
+        assert kinds == ["created", "returned"]
+        details = [json.loads(e.details) for e in db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq))]
+        assert [d["returning"] for d in details] == [False, True]
+
+
+def test_same_email_in_another_case_joins_the_existing_lead_and_fills_the_phone(client, app):
+    assert submit(client, app, phone="", preferred_contact="email").status_code == 303
+    assert submit(client, app, email=s.EMAIL.upper()).status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert len(lead.enquiries) == 2 and lead.phone == s.PHONE and lead.email == s.EMAIL
+
+
+@pytest.mark.parametrize("stage", [Stage.CLOSED, Stage.UNREACHABLE])
+def test_closed_or_unreachable_lead_reopens(client, app, make_lead, stage):
+    lead_id = make_lead(phone="949 555 0142", stage=stage, stage_reason="other")
+    assert submit(client, app, email="").status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert lead.id == lead_id and lead.stage == Stage.CONTACTING and lead.stage_reason == "patient_returned"
+        event = db.session.scalars(select(LeadEvent)).one()
+        assert (event.kind, event.from_stage, event.to_stage, event.reason) == (
+            "reopened", stage, Stage.CONTACTING, "patient_returned")
+
+
+def test_different_people_get_different_leads(client, app):
+    assert submit(client, app).status_code == 303
+    assert submit(client, app, phone="(714) 555-0199", email="someone.else@example.net").status_code == 303
+    with app.app_context():
+        assert len(db.session.scalars(select(Lead)).all()) == 2
+
+
+# --- double submit, honeypot, fill time, rate limit, CSRF, size ---------------------------
+
+
+def test_double_submit_is_stored_once_and_both_land_on_the_same_thanks(client, app):
+    token = fresh_token(app)
+    first = submit(client, app, token=token)
+    first_page = client.get("/thanks").get_data(as_text=True)
+    second = submit(client, app, token=token, message="changed my mind")
+    assert first.status_code == second.status_code == 303
+    assert second.headers["Location"] == "/thanks"
+    with app.app_context():
+        reference = the_lead(app).reference
+        assert db.session.scalar(select(db.func.count(Enquiry.id))) == 1
+        assert db.session.scalar(select(db.func.count(AuditEvent.seq))) == 1
+    assert reference in first_page and reference in client.get("/thanks").get_data(as_text=True)
+
+
+def test_honeypot_shows_success_and_stores_nothing(client, app):
+    response = submit(client, app, website="http://spam.example")
+    assert response.status_code == 303 and response.headers["Location"] == "/thanks"
+    page = client.get("/thanks").get_data(as_text=True)
+    assert "We have received your enquiry" in page and re.search(r'class="reference">[A-Z0-9]{4}-[A-Z0-9]{4}<', page)
+    assert_nothing_stored(app)
+
+
+@pytest.fixture
+def slow_fill(config):
+    config["ENQUIRY_MIN_FILL_SECONDS"] = 3
+    return config
+
+
+def test_too_quick_a_submission_is_asked_to_send_again(slow_fill, client, app, monkeypatch):
+    response = submit(client, app)
+    assert response.status_code == 200
+    assert "Please check your answers, then press “Send my enquiry” again." in response.get_data(as_text=True)
+    assert_nothing_stored(app)
+    signed_earlier = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp", lambda self: signed_earlier(self) - 5)
+    token = fresh_token(app)
+    monkeypatch.undo()
+    assert submit(client, app, token=token).status_code == 303
+
+
+@pytest.mark.parametrize("token", ["", "forged.token.value", "InRva2VuIg.AAAAAA.bad"])
+def test_missing_or_forged_token_stores_nothing_and_renews_the_token(client, app, token):
+    response = client.post("/", data={**valid_form(), "form_token": token})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Send my enquiry” again" in page
+    renewed = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    assert renewed != token
+    assert_nothing_stored(app)
+    assert submit(client, app, token=renewed).status_code == 303
+
+
+def redis_available() -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", 6379)) == 0
+
+
+@pytest.fixture(params=["memory://", "redis://127.0.0.1:6379"])
+def rate_limited(request, config):
+    if request.param.startswith("redis") and not redis_available():
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    config.update(RATELIMIT_ENABLED=True, ENQUIRY_RATE_LIMIT="2 per minute", RATELIMIT_STORAGE_URI=request.param,
+                  RATELIMIT_KEY_PREFIX=f"test-{uuid.uuid4().hex}")
+    return config
+
+
+def test_rate_limit_per_ip_gives_a_friendly_429(rate_limited, client, app):
+    for _ in range(3):
+        assert submit(client, app, privacy_ack=None).status_code == 200  # corrections don't count
+    assert submit(client, app).status_code == 303
+    assert submit(client, app, phone="(714) 555-0199", email="b@example.net").status_code == 303
+    blocked = submit(client, app, phone="(714) 555-0198", email="c@example.net")
+    page = blocked.get_data(as_text=True)
+    assert blocked.status_code == 429
+    assert "Too many attempts" in page and app.config["CLINIC_PHONE"] in page and "Traceback" not in page
+    other_ip = client.post("/", data={**valid_form(phone="(714) 555-0197", email="d@example.net"),
+                                      "form_token": fresh_token(app)},
+                           environ_base={"REMOTE_ADDR": "10.9.8.7"})
+    assert other_ip.status_code == 303
+    assert row_counts(app)["enquiries"] == 3
+
+
+def test_csrf_is_enforced_on_the_form(config, client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    tokenless = submit(client, app)
+    assert tokenless.status_code == 400
+    assert_nothing_stored(app)
+    page = client.get("/").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
+    form_token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
+    assert accepted.status_code == 303
+
+
+def test_oversize_body_gets_a_friendly_413(client, app):
+    too_big = app.config["MAX_CONTENT_LENGTH"] + 1
+    response = client.post("/", data={**valid_form(), "form_token": fresh_token(app),
+                                      "card_front": (io.BytesIO(b"\xff\xd8\xff" + b"0" * too_big), "x.jpg")})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 413
+    assert "Files must be 5 MB or smaller" in page and app.config["CLINIC_PHONE"] in page
+    assert_nothing_stored(app)
+
+
+# --- under 18, crisis ---------------------------------------------------------------------
+
+
+def test_under_18_gets_a_kind_message_and_nothing_is_stored(client, app):
+    response = submit(client, app, dob=years_ago(17, days=300), privacy_ack=None)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "Our clinic treats adults" in page and app.config["CLINIC_PHONE"] in page
+    assert "we haven't kept anything you entered" in page
+    assert s.FIRST_NAME not in page
+    assert_nothing_stored(app)
+
+
+def test_exactly_18_is_accepted(client, app):
+    assert submit(client, app, dob=years_ago(18)).status_code == 303
+
+
+def test_under_18_in_crisis_sees_crisis_resources_first(client, app):
+    page = submit(client, app, dob=years_ago(16), need_help_now="yes").get_data(as_text=True)
+    assert page.index("Help is available right now") < page.index("Our clinic treats adults")
+    assert_nothing_stored(app)
+
+
+@pytest.fixture
+def local_line(config):
+    config["LOCAL_CRISIS_LINE"] = "Test County Crisis Line (800) 555-0111"
+    return config
+
+
+def test_crisis_answer_marks_urgent_and_thanks_leads_with_crisis_resources(local_line, client, app):
+    response = submit(client, app, need_help_now="yes")
+    assert response.status_code == 303
+    page = client.get("/thanks").get_data(as_text=True)
+    with app.app_context():
+        lead = the_lead(app)
+        assert lead.urgent and lead.acknowledged_at is None
+        assert db.session.scalars(select(Enquiry)).one().crisis
+        assert json.loads(db.session.scalars(select(AuditEvent)).one().details)["urgent"] is True
+        reference = lead.reference
+    crisis = page.index("Help is available right now")
+    assert crisis < page.index("We have received your enquiry") < page.index(reference)
+    assert crisis < page.index('href="tel:911"') < page.index("We have received")
+    assert "Call or text <a href=\"tel:988\"" in page
+    assert "dial <a href=\"tel:988\"><strong>988</strong></a> then press <strong>1</strong>" in page
+    assert "Test County Crisis Line (800) 555-0111" in page
+    assert "marked it urgent" in page
+
+
+def test_crisis_on_a_returning_lead_raises_it_again(client, app, make_lead, make_user):
+    user = make_user()
+    make_lead(phone=s.PHONE, urgent=True, acknowledged_at=dt.datetime(2026, 1, 1), acknowledged_by=user.id)
+    assert submit(client, app, need_help_now="yes").status_code == 303
+    with app.app_context():
+        lead = the_lead(app)
+        assert lead.urgent and lead.acknowledged_at is None and lead.acknowledged_by is None
+
+
+# --- durability ----------------------------------------------------------------------------
+
+
+def _fail_commit(monkeypatch):
+    def boom(*args, **kwargs):
+        raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(db.session, "commit", boom)
+
+
+def _fail_second_flush(monkeypatch):
+    real_flush = db.session.flush
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OperationalError("INSERT", {}, Exception("database is locked"))
+        return real_flush(*args, **kwargs)
+
+    monkeypatch.setattr(db.session, "flush", flaky)
+
+
+@pytest.mark.parametrize("break_it", [_fail_commit, _fail_second_flush], ids=["commit", "flush"])
+def test_database_failure_gives_503_with_phone_and_stores_nothing(client, app, monkeypatch, caplog, break_it):
+    break_it(monkeypatch)
+    response = submit(client, app, card_front=(io.BytesIO(PNG), "front.png", "image/png"))
+    monkeypatch.undo()
+    page = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert app.config["CLINIC_PHONE"] in page and "nothing was saved" in page
+    assert "Traceback" not in page and "OperationalError" not in page and s.FIRST_NAME not in page
+    assert_nothing_stored(app)
+    assert any("database unavailable" in record.getMessage() for record in caplog.records)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert not any(value in logged for value in SUBMITTED if isinstance(value, str))
+
+
+# --- encryption at rest --------------------------------------------------------------------
+
+
+def test_raw_storage_holds_no_plaintext_of_any_submitted_value(client, app, config):
+    files = {"card_front": (io.BytesIO(PNG), "front.png", "image/png"),
+             "card_back": (io.BytesIO(PDF), "back.pdf", "application/pdf")}
+    assert submit(client, app, **PPO_NOT_HOLDER, **files).status_code == 303
+    needles = [v.encode() if isinstance(v, str) else v for v in (*SUBMITTED, "Pat Holder", "1960-01-02")]
+    with app.app_context():
+        encrypted_columns = 0
+        for table in db.metadata.sorted_tables:
+            for row in db.session.execute(text(f'SELECT * FROM "{table.name}"')).mappings():
+                for column, value in row.items():
+                    raw = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
+                    encrypted_columns += column.endswith("_enc") and value is not None
+                    assert not any(needle in raw for needle in needles), (table.name, column)
+        card_bytes = [bytes(b) for b in db.session.execute(text("SELECT content_enc FROM insurance_cards")).scalars()]
+        assert len(card_bytes) == 2 and all(len(b) > len(PDF) for b in card_bytes)
+        ip = db.session.execute(text("SELECT consent_ip_enc FROM enquiries")).scalar_one()
+        assert b"127.0.0.1" not in bytes(ip)
+        assert encrypted_columns >= 15
+        db.session.remove()
+        db.engine.dispose()
+    if config["DATABASE_URL"].startswith("sqlite"):
+        path = Path(config["DATABASE_URL"].removeprefix("sqlite:///"))
+        for file in (path, Path(f"{path}-wal")):
+            if file.exists():
+                content = file.read_bytes()
+                assert not any(needle in content for needle in needles), file.name
