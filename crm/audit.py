@@ -24,7 +24,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import g, has_request_context, request
-from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, insert, select, text
 
 from . import crypto
 from .models import AuditEvent, User, db, keyring, utcnow
@@ -161,7 +161,7 @@ def _lock_chain() -> None:
 
 def head() -> tuple[int, bytes]:
     """Return ``(seq, mac)`` of the newest event, or ``(0, GENESIS_MAC)`` for an empty log."""
-    row = db.session.execute(
+    row = db.session.connection().execute(
         select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1)
     ).first()
     return (row.seq, bytes(row.mac)) if row else (0, GENESIS_MAC)
@@ -191,7 +191,7 @@ def record(
     details: dict[str, Any] | None = None,
     at: dt.datetime | None = None,
 ) -> AuditEvent:
-    """Append one event to the chain and flush it; the caller's commit makes it durable.
+    """Append one event to the chain in the caller's transaction; the caller's commit makes it durable.
 
     ``actor_kind`` defaults to ``user`` when an actor is given, else ``system``; pass
     ``public`` for anonymous visitors. Inside a request the client IP and request id
@@ -199,6 +199,7 @@ def record(
     """
     _check_vocabulary(action, object_type)
     serialized = check_details(details or {})
+    db.session.flush()  # write the change being recorded first, before taking the chain lock
     _lock_chain()
     seq, prev_mac = head()
     ip, request_id = _request_facts()
@@ -217,8 +218,9 @@ def record(
         prev_mac=prev_mac,
     )
     event.mac = compute_mac(keyring().audit_key, prev_mac, event)
-    db.session.add(event)
-    db.session.flush()
+    # A Core INSERT on the session's connection: same transaction, a fraction of a flush's cost.
+    row = {column.key: getattr(event, column.key) for column in CHAIN_COLUMNS}
+    db.session.connection().execute(insert(AuditEvent.__table__), row)
     return event
 
 
@@ -252,16 +254,27 @@ class AuditFilter:
             conditions += [AuditEvent.object_type == "lead", AuditEvent.object_id == self.lead_id]
         if self.action:
             conditions.append(AuditEvent.action == self.action)
-        if self.since:
-            conditions.append(AuditEvent.at >= self.since)
-        if self.until:
-            conditions.append(AuditEvent.at < self.until)
+        in_range = ([AuditEvent.at >= self.since] if self.since else []) + (
+            [AuditEvent.at < self.until] if self.until else []
+        )
+        if in_range:
+            conditions += [*in_range, AuditEvent.seq.between(*_seq_bounds(in_range))]
         return conditions
 
     def codes(self) -> dict[str, Any]:
         """The filter as audit details (ids, codes and ISO times only)."""
         values = {name: getattr(self, name) for name in ("actor_id", "lead_id", "action", "since", "until")}
         return {k: v.isoformat() if isinstance(v, dt.datetime) else v for k, v in values.items() if v}
+
+
+def _seq_bounds(in_range: list[ColumnElement[bool]]) -> tuple[Any, Any]:
+    """The lowest and highest seq within a time range, from the ``at`` index.
+
+    Bounding seq lets a date filter walk the primary key in page order instead of
+    sorting every event of the range; it stays exact even if clocks stepped back.
+    """
+    scope = select(func.min(AuditEvent.seq), func.max(AuditEvent.seq)).where(*in_range).subquery()
+    return select(scope.c[0]).scalar_subquery(), select(scope.c[1]).scalar_subquery()
 
 
 @dataclass(frozen=True)

@@ -260,25 +260,26 @@ class FieldCipher:
         self._aads: dict[tuple[str, str, str, bytes], bytes] = {}
         self.version = version
 
-    def _aad(self, table: str, column: str, row_id: str, header: bytes) -> bytes:
+    def _aad(self, key: tuple[str, str, str, bytes]) -> bytes:
         """Associated data ``crm|v1|table|column|row id|header``, memoised per lead for speed."""
-        key = (table, column, row_id, header)
-        aad = self._aads.get(key)
-        if aad is None:
-            aad = self._aads[key] = f"crm|v1|{table}|{column}|{row_id}|".encode() + header
+        table, column, row_id, header = key
+        aad = self._aads[key] = f"crm|v1|{table}|{column}|{row_id}|".encode() + header
         return aad
 
     def encrypt(self, table: str, column: str, row_id: str, plaintext: bytes) -> bytes:
         """Return ``header || nonce || ciphertext+tag`` bound to table, column and row."""
         header = self._header
+        key = (table, column, row_id, header)
+        aad = self._aads.get(key) or self._aad(key)
         nonce = os.urandom(NONCE_BYTES)
-        return header + nonce + self._aead.encrypt(nonce, plaintext, self._aad(table, column, row_id, header))
+        return header + nonce + self._aead.encrypt(nonce, plaintext, aad)
 
     def decrypt(self, table: str, column: str, row_id: str, blob: bytes) -> bytes:
         """Return the plaintext of ``blob``, raising :class:`DecryptionError` on any mismatch."""
         if len(blob) < 2 + NONCE_BYTES + 16 or blob[0] != FIELD_FORMAT:
             raise DecryptionError(f"{table}.{column} is not a v1 field value")
-        aad = self._aad(table, column, row_id, blob[:2])
+        key = (table, column, row_id, blob[:2])
+        aad = self._aads.get(key) or self._aad(key)
         try:
             return self._aead.decrypt(blob[2:14], blob[14:], aad)
         except InvalidTag:

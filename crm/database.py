@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,23 @@ def init_app(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, compare_type=True)
     with app.app_context():
+        _make_sqlite_file_private()
         if app.config["AUTO_MIGRATE"]:
             flask_migrate.upgrade(directory=MIGRATIONS)
         _check_key_ids(app)
         _tell_about_first_admin(app)
+
+
+def _make_sqlite_file_private() -> None:
+    """Create or restrict an SQLite database to mode 0600; SQLite gives its -wal and -shm files that mode."""
+    url = db.engine.url
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # an empty file is a valid new database
+    for companion in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if companion.exists() and companion.stat().st_mode & 0o077:
+            companion.chmod(0o600)
 
 
 def _check_key_ids(app: Flask) -> None:

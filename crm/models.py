@@ -201,18 +201,25 @@ class Encrypted:
         self.name = name
         self.column = f"{name}_enc"
 
+    # Loaded column values live in the instance __dict__; reading them there is SQLAlchemy's
+    # own fast path and keeps a field read near the cost of the AES-GCM call itself.
+
     def __get__(self, obj: Any, owner: type) -> Any:
         if obj is None:
             return self
-        blob = getattr(obj, self.column)
+        loaded = obj.__dict__
+        blob = loaded[self.column] if self.column in loaded else getattr(obj, self.column)
         if blob is None:
             return None
-        return self.decode(obj.field_cipher().decrypt(obj.__tablename__, self.name, obj.id, blob))
+        row_id = loaded["id"] if "id" in loaded else obj.id
+        return self.decode(obj.field_cipher().decrypt(obj.__tablename__, self.name, row_id, blob))
 
     def __set__(self, obj: Any, value: Any) -> None:
         blob = None
         if value is not None and value != "":
-            blob = self.encrypt_value(obj.field_cipher(), obj.__tablename__, obj.id, value)
+            loaded = obj.__dict__
+            row_id = loaded["id"] if "id" in loaded else obj.id
+            blob = obj.field_cipher().encrypt(obj.__tablename__, self.name, row_id, self.encode(value))
         setattr(obj, self.column, blob)
         if self.on_set:
             getattr(obj, self.on_set)()

@@ -71,14 +71,12 @@ def enquiry():
         return _show_form(form)
     if form.website.data:
         return _pretend_received()
-    token = read_form_token(form.form_token.data)
-    if token and (stored := find_by_digest(token.digest)):
-        return _thank(stored.lead.reference, stored.crisis)
     valid = form.validate()
     if form.is_minor():
         return render_template("public/adults_only.html", urgent=form.need_help_now.data == "yes")
     if not valid:
         return _show_form(form)
+    token = read_form_token(form.form_token.data)
     if token is None or token.age_seconds < current_app.config["ENQUIRY_MIN_FILL_SECONDS"]:
         form.form_errors.append(TOO_QUICK)
         return _show_form(form)
@@ -119,8 +117,13 @@ def _show_form(form: EnquiryForm) -> str:
 
 
 def _store(form: EnquiryForm, token: FormToken) -> Response:
-    """Commit the enquiry in one transaction; a concurrent duplicate resolves to the first."""
-    stored = receive_enquiry(_submission(form, token.digest))
+    """Commit the enquiry in one transaction; a repeat of the same form resolves to the first.
+
+    Everything that needs no database is done first: on SQLite the first query takes the
+    write lock, which is then held until the commit.
+    """
+    submission = _submission(form, token.digest)
+    stored = find_by_digest(token.digest) or receive_enquiry(submission)
     reference, urgent = stored.lead.reference, stored.crisis
     try:
         db.session.commit()
@@ -130,7 +133,7 @@ def _store(form: EnquiryForm, token: FormToken) -> Response:
         if stored is None:
             raise
         reference, urgent = stored.lead.reference, stored.crisis
-    current_app.logger.info("enquiry stored")
+    current_app.logger.info("enquiry accepted")
     return _thank(reference, urgent)
 
 

@@ -100,8 +100,9 @@ def app(config, tmp_path) -> Iterator[Flask]:
 
 
 def phi_sentinels_in(texts) -> list[str]:
-    """Return every PHI sentinel that occurs in any of ``texts``."""
-    return sorted({s for s in sentinels.ALL for t in texts if t and s in t})
+    """Return every PHI sentinel that occurs in any of ``texts`` (any iterable of strings or None)."""
+    texts = [t for t in texts if t]
+    return sorted({s for s in sentinels.ALL for t in texts if s in t})
 
 
 def phi_in_audit_rows() -> list[tuple[int, list[str]]]:

@@ -199,7 +199,8 @@ def test_rotation_rewraps_everything_then_the_old_key_retires(populated, runner,
     with app.app_context():
         assert [json.loads(e.details).get("reason") for e in events("key_retired")] == ["in_use", "primary", None]
         assert [e.outcome for e in events("key_retired")] == ["refused", "refused", "success"]
-        assert db.session.get(Lead, populated["leads"][0]).first_name == f"{sentinels.FIRST_NAME}0"
+        names = sorted(db.session.get(Lead, lead_id).first_name for lead_id in populated["leads"])
+        assert names == [f"{sentinels.FIRST_NAME}{n}" for n in range(5)]
 
 
 def test_interrupted_rotation_resumes_where_it_stopped(populated, runner, app, monkeypatch):

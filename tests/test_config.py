@@ -183,7 +183,7 @@ def test_keyring_and_database_url_come_from_the_environment(tmp_path, monkeypatc
     assert not (tmp_path / "instance" / "keyring.json").exists()
 
 
-def test_first_run_auto_migrates_a_fresh_sqlite_database_with_wal_and_foreign_keys(tmp_path, caplog):
+def test_first_run_auto_migrates_a_fresh_private_sqlite_database_with_wal_and_foreign_keys(tmp_path, caplog):
     config = {"DATABASE_URL": f"sqlite:///{tmp_path / 'first.sqlite3'}"}
     with caplog.at_level(logging.WARNING):
         app = create_app(config, instance_path=str(tmp_path / "instance"))
@@ -195,6 +195,10 @@ def test_first_run_auto_migrates_a_fresh_sqlite_database_with_wal_and_foreign_ke
         assert db.session.scalar(text("PRAGMA foreign_keys")) == 1
         assert db.session.scalar(text("PRAGMA busy_timeout")) == 5000
         assert db.session.scalar(select(func.count()).select_from(User)) == 0
+        wal = tmp_path / "first.sqlite3-wal"
+        assert wal.exists()
+        for path in (tmp_path / "first.sqlite3", wal):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
         db.session.remove()
         db.engine.dispose()
     assert any("create-user EMAIL --role admin" in r.getMessage() for r in caplog.records)

@@ -13,12 +13,15 @@ import datetime as dt
 import random
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import Table, select
+from sqlalchemy import Connection, Table, select
+from sqlalchemy.exc import IntegrityError
 
 from .. import crypto
 from ..forms.public import BEST_TIMES, CONCERNS, CONTACT_METHODS, HEARD_ABOUT, INTERESTS, MEDS_TRIED
@@ -118,7 +121,20 @@ MESSAGES = (
 )
 REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 REFERENCE_SPACE = len(REFERENCE_ALPHABET) ** 8
-REFERENCE_STEP = 48_271  # coprime with 31**8, so reference i is a bijection of i
+REFERENCE_STEP = 2_654_435_761  # coprime with 31, so number -> reference is one-to-one (and looks random)
+
+
+def _codes(choices: Any) -> tuple[str, ...]:
+    """The stored codes of a form's choices (pairs or a mapping), without the empty placeholder."""
+    return tuple(code for code in dict(choices) if code)
+
+
+#: The public form's own answer codes, so demo enquiries look like real ones.
+CHOICES = {
+    name: _codes(choices)
+    for name, choices in (("contact_method", CONTACT_METHODS), ("best_time", BEST_TIMES), ("interest", INTERESTS),
+                          ("concerns", CONCERNS), ("meds_tried", MEDS_TRIED), ("heard_about", HEARD_ABOUT))
+}
 TABLES: tuple[Table, ...] = tuple(
     model.__table__ for model in (Lead, LeadKey, Enquiry, Insurance, ContactAttempt, LeadEvent, Callback)
 )
@@ -139,7 +155,7 @@ class DemoLeads:
     """Builds the rows of one fake lead at a time from one seeded random generator."""
 
     def __init__(self, seed: int, assignees: list[str], consent_version: str):
-        self.rng = random.Random(seed)
+        self.rng = random.Random(seed)  # noqa: S311  (fake people, not secrets: data keys use os.urandom)
         self.now = utcnow().replace(microsecond=0)
         self.assignees = assignees
         self.consent_version = consent_version
@@ -179,8 +195,8 @@ class DemoLeads:
             "email": f"{first}.{last}{number % 1000}@{rng.choice(EMAIL_DOMAINS)}".lower(),
             "zip_code": rng.choice(ZIP_CODES),
             "preferences": {
-                "contact_method": rng.choice(CONTACT_METHODS)[0],
-                "best_time": rng.choice(BEST_TIMES)[0],
+                "contact_method": rng.choice(CHOICES["contact_method"]),
+                "best_time": rng.choice(CHOICES["best_time"]),
                 "voicemail_ok": rng.random() < 0.7,
                 "text_ok": rng.random() < 0.6,
             },
@@ -236,11 +252,11 @@ class DemoLeads:
         """The public-form submission that created the lead, with answers and consent."""
         rng, enquiry_id = self.rng, self.uid()
         answers = {
-            "interest": rng.choice(INTERESTS)[0],
-            "concerns": sorted({rng.choice(CONCERNS)[0] for _ in range(rng.randint(1, 2))}),
-            "meds_tried": rng.choice(MEDS_TRIED)[0],
+            "interest": rng.choice(CHOICES["interest"]),
+            "concerns": sorted({rng.choice(CHOICES["concerns"]) for _ in range(rng.randint(1, 2))}),
+            "meds_tried": rng.choice(CHOICES["meds_tried"]),
             "has_psychiatrist": rng.choice(("yes", "no")),
-            "heard_about": rng.choice(HEARD_ABOUT)[0],
+            "heard_about": rng.choice(CHOICES["heard_about"]),
             "veteran": "yes" if lead["source"] == LeadSource.VA_COMMUNITY_CARE else "no",
             "need_help_now": "yes" if lead["urgent"] else "no",
             "coverage_type": str(coverage),
@@ -369,16 +385,37 @@ def _coordinators() -> list[str]:
     return list(db.session.scalars(query))
 
 
-def _insert_batch(factory: DemoLeads, start: int, stop: int) -> None:
+def _insert_batch(conn: Connection, factory: DemoLeads, start: int, stop: int) -> None:
     """Build and insert leads ``start..stop-1`` in one transaction."""
     batch: dict[Table, list[dict[str, Any]]] = {table: [] for table in TABLES}
     for number in range(start, stop):
         for table, rows in factory.rows(number).items():
             batch[table].extend(rows)
-    for table in TABLES:
-        if batch[table]:
-            db.session.execute(table.insert(), batch[table])
-    db.session.commit()
+    with conn.begin():
+        for table in TABLES:
+            if batch[table]:
+                conn.execute(table.insert(), batch[table])
+
+
+@contextmanager
+def _bulk_connection() -> Iterator[Connection]:
+    """A connection tuned for bulk loading: on SQLite a large page cache and fsync at checkpoints only.
+
+    Demo rows lost to a power cut can simply be seeded again; the settings end with the command.
+    """
+    with db.engine.connect() as conn:
+        # the driver connection runs in autocommit, where SQLite allows these pragmas
+        sqlite = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        if sqlite:
+            sqlite.execute("PRAGMA cache_size = -131072")
+            sqlite.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield conn
+        finally:
+            if sqlite:
+                conn.rollback()
+                sqlite.execute("PRAGMA synchronous = FULL")
+                sqlite.execute("PRAGMA cache_size = -2000")
 
 
 @click.command("seed-demo")
@@ -396,8 +433,13 @@ def seed_demo(count: int, seed: int | None, batch_size: int, force: bool) -> Non
     db.session.rollback()
     click.echo(f"Seeding {count} demo leads (seed {seed}).")
     started = time.perf_counter()
-    for start in range(0, count, batch_size):
-        stop = min(start + batch_size, count)
-        _insert_batch(factory, start, stop)
-        rate = stop / max(time.perf_counter() - started, 1e-9)
-        click.echo(f"  {stop}/{count} leads ({rate:,.0f}/s)")
+    with _bulk_connection() as conn:
+        for start in range(0, count, batch_size):
+            stop = min(start + batch_size, count)
+            try:
+                _insert_batch(conn, factory, start, stop)
+            except IntegrityError:
+                raise click.ClickException(f"this database already holds demo leads made with seed {seed}; "
+                                           "choose another --seed") from None
+            rate = stop / max(time.perf_counter() - started, 1e-9)
+            click.echo(f"  {stop}/{count} leads ({rate:,.0f}/s)")

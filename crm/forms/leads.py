@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from flask_wtf import FlaskForm
@@ -18,6 +19,7 @@ from wtforms import (
     StringField,
     TextAreaField,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
@@ -26,8 +28,7 @@ from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, Cove
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
-SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback"),
-         ("stage_changed", "Longest in stage")]
+SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback (scheduled only)")]
 
 
 def code_label(code: str) -> str:
@@ -35,9 +36,15 @@ def code_label(code: str) -> str:
     return code.replace("_", " ").capitalize()
 
 
-def _choices(codes: list[str] | tuple[str, ...], blank: str | None = None) -> list[tuple[str, str]]:
+def options(pairs: Any, group: str | None = None) -> list[SelectChoice]:
+    """Select options from ``(value, label)`` pairs."""
+    return [SelectChoice(str(value), label, optgroup=group) for value, label in pairs]
+
+
+def _choices(codes: list[str] | tuple[str, ...], blank: str | None = None, group: str | None = None
+             ) -> list[SelectChoice]:
     head = [("", blank)] if blank is not None else []
-    return head + [(str(code), code_label(str(code))) for code in codes]
+    return options(head + [(str(code), code_label(str(code))) for code in codes], group)
 
 
 def parse_date(text: str, today: dt.date | None = None) -> dt.date:
@@ -90,13 +97,14 @@ class LeadFilterForm(FlaskForm):
         csrf = False
 
     stage = SelectField("Stage", choices=_choices(list(Stage), "Any stage"), default="")
-    assignee = SelectField("Assignee", choices=[("", "Anyone"), ("me", "Me"), ("none", "Unassigned")], default="")
+    assignee = SelectField("Assignee", choices=options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]),
+                           default="")
     source = SelectField("Source", choices=_choices(list(LeadSource), "Any source"), default="")
-    urgency = SelectField("Urgency", default="",
-                          choices=[("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")])
+    urgency = SelectField("Urgency", default="", choices=options(
+        [("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")]))
     created_from = DateField("Submitted from", validators=[Optional()])
     created_to = DateField("Submitted to", validators=[Optional()])
-    sort = SelectField("Sort", choices=SORTS, default="newest")
+    sort = SelectField("Sort", choices=options(SORTS), default="newest")
     page = IntegerField("Page", validators=[Optional(), NumberRange(min=1, max=100_000)], default=1)
 
 
@@ -113,7 +121,7 @@ class AttemptForm(FlaskForm):
 
     channel = SelectField("Channel", choices=_choices(list(Channel)), default=Channel.CALL)
     outcome = SelectField("Outcome", choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
-    note = TextAreaField("Note (optional)", validators=[Optional(), Length(max=2000)])
+    note = TextAreaField("Note (optional)", id="attempt_note", validators=[Optional(), Length(max=2000)])
 
 
 class CallbackForm(FlaskForm):
@@ -121,7 +129,7 @@ class CallbackForm(FlaskForm):
 
     due_at = DateTimeLocalField("Call back at", format="%Y-%m-%dT%H:%M",
                                 validators=[InputRequired("Choose when to call back.")])
-    caller = SelectField("Caller", choices=[("", "Lead's coordinator")], default="")
+    caller = SelectField("Caller", choices=options([("", "Lead's coordinator")]), default="")
 
 
 class NoteForm(FlaskForm):
@@ -136,26 +144,21 @@ class AssignForm(FlaskForm):
     assignee = SelectField("Assign to", validators=[DataRequired("Choose a coordinator.")])
 
 
-def _reason_choices() -> dict[str, list[tuple[str, str]]]:
-    groups = {f"{code_label(stage)}": _choices(reasons) for stage, reasons in EXIT_REASONS.items()}
-    groups["Reopen"] = _choices(REOPEN_REASONS)
-    return groups
+def _reason_choices() -> list[SelectChoice]:
+    grouped = [_choices(reasons, group=f"To {code_label(stage).lower()}") for stage, reasons in EXIT_REASONS.items()]
+    return options([("", "—")]) + [c for group in grouped for c in group] + _choices(REOPEN_REASONS, group="Reopen")
 
 
 class StageForm(FlaskForm):
     """Move the lead along the pipeline; exits and reopens need a reason."""
 
     target = SelectField("Move to", validators=[DataRequired("Choose a stage.")])
-    reason = SelectField("Reason (exits and reopens)", choices=[("", "—")], default="")
+    reason = SelectField("Reason (exits and reopens)", choices=_reason_choices(), default="")
     expected = HiddenField()
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.reason.choices = {"": [("", "—")], **_reason_choices()}
 
-
-def _vob(name: str) -> list[tuple[str, str]]:
-    return [tuple(pair) for pair in vob.RULES["choices"][name]]
+def _vob(name: str) -> list[SelectChoice]:
+    return options(vob.RULES["choices"][name])
 
 
 def _money(label: str) -> DecimalField:
@@ -208,10 +211,9 @@ class VobForm(FlaskForm):
     rep_name = StringField("Rep name", validators=[Optional(), Length(max=80)])
     reference_number = StringField("Call reference #", validators=[Optional(), Length(max=64)])
     notes = TextAreaField("VOB notes", validators=[Optional(), Length(max=2000)])
-    vob_status = SelectField("VOB status", choices=[tuple(p) for p in vob.RULES["statuses"]], default="in_progress")
-    vob_outcome = SelectField("Outcome", choices=[("", "—")] + [tuple(p) for p in vob.RULES["outcomes"]], default="")
-    pa_status = SelectField("PA status", choices=[("", "—")] + [tuple(p) for p in vob.RULES["pa_statuses"]],
-                            default="")
+    vob_status = SelectField("VOB status", choices=options(vob.RULES["statuses"]), default="in_progress")
+    vob_outcome = SelectField("Outcome", choices=options([("", "—")] + vob.RULES["outcomes"]), default="")
+    pa_status = SelectField("PA status", choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="")
     pa_auth_number = StringField("Auth #", validators=[Optional(), Length(max=64)])
     pa_units = IntegerField("Approved units", validators=[Optional(), NumberRange(min=1, max=10_000)])
     pa_start = DateField("Auth start", validators=[Optional()])
@@ -239,6 +241,8 @@ class VobForm(FlaskForm):
 
 
 def _jsonable(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return f"{value:.2f}"
     if isinstance(value, dt.date):
         return value.isoformat()
     if value is None or isinstance(value, str | int | list):
@@ -249,12 +253,14 @@ def _jsonable(value: Any) -> Any:
 def _from_json(field: Field, value: Any) -> Any:
     if isinstance(field, DateField) and isinstance(value, str):
         return dt.date.fromisoformat(value)
+    if isinstance(field, DecimalField) and isinstance(value, str):
+        return Decimal(value)
     return value
 
 
 # --- screening: the checklist, PHQ-9 and C-SSRS come from data/eligibility.json ---------
 
-YES_NO = [("", "—"), ("yes", "Yes"), ("no", "No")]
+YES_NO = options([("", "—"), ("yes", "Yes"), ("no", "No")])
 
 
 class ScreeningForm(FlaskForm):
@@ -302,17 +308,17 @@ class ScreeningForm(FlaskForm):
 def _build_screening_fields() -> None:
     rules = eligibility.RULES
     for criterion in rules["criteria"]:
-        choices = [("", "—")] + [tuple(pair) for pair in rules["answers"][criterion["choices"]]]
+        choices = options([("", "—")] + rules["answers"][criterion["choices"]])
         setattr(ScreeningForm, criterion["name"], SelectField(
-            criterion["label"], choices=choices, validators=[DataRequired("Answer every checklist item.")]))
-    answers = [("", "—")] + [(str(score), f"{score}: {text}") for score, text in rules["phq9"]["answers"]]
+            criterion["label"], choices=choices, default="", validators=[DataRequired("Answer every checklist item.")]))
+    answers = options([("", "—")] + [(score, f"{score}: {text}") for score, text in rules["phq9"]["answers"]])
     for index, text in enumerate(rules["phq9"]["items"]):
         setattr(ScreeningForm, f"phq9_{index}", SelectField(
-            f"{index + 1}. {text}", choices=answers, validators=[DataRequired("Score every PHQ-9 item.")]))
+            f"{index + 1}. {text}", choices=answers, default="", validators=[DataRequired("Score every PHQ-9 item.")]))
     always = set(rules["cssrs"]["always_asked"])
     for name, text in rules["cssrs"]["questions"]:
         required = [DataRequired("Ask this C-SSRS question.")] if name in always else []
-        setattr(ScreeningForm, f"cssrs_{name}", SelectField(text, choices=YES_NO, validators=required))
+        setattr(ScreeningForm, f"cssrs_{name}", SelectField(text, choices=YES_NO, validators=required, default=""))
 
 
 _build_screening_fields()

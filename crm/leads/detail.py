@@ -9,6 +9,7 @@ from typing import Any
 from flask import Response, abort, current_app, render_template, session
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from wtforms.fields.choices import SelectChoice
 
 from .. import cadence, crypto, eligibility, vob
 from ..auth import deny
@@ -22,6 +23,7 @@ from ..forms.leads import (
     StageForm,
     VobForm,
     code_label,
+    options,
 )
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
@@ -47,30 +49,30 @@ def is_revealed(lead_id: str) -> bool:
 # --- forms, shared by the page and by actions that fail validation -------------------
 
 
-def staff_choices() -> list[tuple[str, str]]:
+def staff_choices() -> list[SelectChoice]:
     """Active staff as select choices."""
     users = present.staff_directory().values()
-    return [(u.id, present.staff_name(u)) for u in users if u.is_active_flag]
+    return options([(u.id, present.staff_name(u)) for u in users if u.is_active_flag])
 
 
 def stage_form(lead: Lead, formdata: Any = None) -> StageForm:
     """The stage form offering only the moves the pipeline allows from here."""
     form = StageForm(formdata=formdata, expected=lead.stage)
-    form.target.choices = [("", "—")] + [(str(s), code_label(s)) for s in allowed_moves(Stage(lead.stage))]
+    form.target.choices = options([("", "—")] + [(s, code_label(s)) for s in allowed_moves(Stage(lead.stage))])
     return form
 
 
 def assign_form(formdata: Any = None) -> AssignForm:
     """The assign form listing active staff."""
     form = AssignForm(formdata=formdata)
-    form.assignee.choices = [("", "—")] + staff_choices()
+    form.assignee.choices = options([("", "—")]) + staff_choices()
     return form
 
 
 def callback_form(formdata: Any = None, **data: Any) -> CallbackForm:
     """The callback form listing active staff as callers."""
     form = CallbackForm(formdata=formdata, **data)
-    form.caller.choices = [("", "Lead's coordinator")] + staff_choices()
+    form.caller.choices = options([("", "Lead's coordinator")]) + staff_choices()
     return form
 
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
-from ..forms.leads import LeadFilterForm, SearchForm
+from ..forms.leads import LeadFilterForm, SearchForm, options
 from ..models import Lead, db, utcnow
 from ..operations import leads as ops
 from . import bp
@@ -51,7 +51,7 @@ def index():
     """List leads by stage, assignee, source, urgency and date; decrypt only the rows shown."""
     users = staff_directory()
     form = LeadFilterForm(request.args)
-    form.assignee.choices += [(u.id, staff_name(u)) for u in users.values() if u.is_active_flag]
+    form.assignee.choices += options([(u.id, staff_name(u)) for u in users.values() if u.is_active_flag])
     form.validate()
     filters = {name: value for name, value in form.data.items() if name not in form.errors}
     page = filters.get("page") or 1

@@ -35,7 +35,8 @@ from ..models import (
 REVEALED_FIELDS = ["member_id", "group_number", "cards"]
 
 
-def record(action: str, lead_id: str, actor: User | None, outcome: str = "success", **details: object) -> None:
+def record(action: str, lead_id: str, actor: User | None, details: dict[str, object] | None = None,
+           outcome: str = "success") -> None:
     """Audit an action on a lead (details are codes and ids only)."""
     audit.record(action, actor=actor, object_type="lead", object_id=lead_id, outcome=outcome, details=details)
 
@@ -59,19 +60,19 @@ def record_view(lead_id: str, actor: User, unreadable: list[str]) -> None:
 def record_unreadable(lead_id: str, actor: User, unreadable: list[str]) -> None:
     """Audit fields that failed authentication (tampered, moved or shredded)."""
     if unreadable:
-        record("decrypt_failed", lead_id, actor, outcome="failure", fields=sorted(set(unreadable)))
+        record("decrypt_failed", lead_id, actor, {"fields": sorted(set(unreadable))}, outcome="failure")
 
 
 def reveal_insurance(lead: Lead, actor: User) -> None:
     """Audit an explicit reveal of the member ID, group number and card images."""
     if not lead.insurances:
         raise ValueError("There is no insurance on file to reveal.")
-    record("field_revealed", lead.id, actor, fields=REVEALED_FIELDS)
+    record("field_revealed", lead.id, actor, {"fields": REVEALED_FIELDS})
 
 
 def record_card_view(lead: Lead, card: InsuranceCard, actor: User) -> None:
     """Audit one card image being served."""
-    record("card_viewed", lead.id, actor, card_id=card.id, side=card.side)
+    record("card_viewed", lead.id, actor, {"card_id": card.id, "side": card.side})
 
 
 # --- assignment ----------------------------------------------------------------------
@@ -89,7 +90,7 @@ def assign(lead: Lead, assignee: User, actor: User) -> None:
     kind = "claimed" if assignee.id == actor.id else "assigned"
     add_event(lead, actor, "assigned", reason=kind, body=assignee.display_name or assignee.email)
     db.session.flush()
-    record("lead_assigned", lead.id, actor, assignee=assignee.id)
+    record("lead_assigned", lead.id, actor, {"assignee": assignee.id})
 
 
 def claim(lead: Lead, actor: User) -> None:
@@ -153,7 +154,7 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
     if target:
         move_stage(lead, target, None, actor, now=now)
     db.session.flush()
-    record("attempt_logged", lead.id, actor, channel=channel, outcome=outcome)
+    record("attempt_logged", lead.id, actor, {"channel": channel, "outcome": outcome})
     return _after_cadence(lead, actor, target, now)
 
 
@@ -180,7 +181,7 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
     db.session.add(callback)
     lead.next_callback_at = due_at
     db.session.flush()
-    record("callback_scheduled", lead.id, actor, callback_id=callback.id)
+    record("callback_scheduled", lead.id, actor, {"callback_id": callback.id})
     return callback
 
 
@@ -203,7 +204,7 @@ def add_note(lead: Lead, actor: User, body: str) -> LeadEvent:
         raise ValueError("Write the note first.")
     event = add_event(lead, actor, "note", body=body)
     db.session.flush()
-    record("note_added", lead.id, actor, event_id=event.id)
+    record("note_added", lead.id, actor, {"event_id": event.id})
     return event
 
 
@@ -253,4 +254,4 @@ def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
     lead.stage, lead.stage_reason, lead.stage_changed_at = target, reason, now
     add_event(lead, actor, "stage_changed", at=now, from_stage=source, to_stage=target, reason=reason)
     db.session.flush()
-    record("stage_changed", lead.id, actor, **{"from": str(source), "to": str(target)})
+    record("stage_changed", lead.id, actor, {"from": str(source), "to": str(target)})

@@ -22,7 +22,7 @@ def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: lis
                           result=result.as_dict())
     db.session.add(screening)
     db.session.flush()
-    record("screening_recorded", lead.id, actor, screening_id=screening.id)
+    record("screening_recorded", lead.id, actor, {"screening_id": screening.id})
     if eligibility.is_escalation(result.cssrs_risk):
         escalate_crisis(lead, actor, screening)
     return screening
@@ -34,7 +34,7 @@ def escalate_crisis(lead: Lead, actor: User, screening: Screening) -> None:
     lead.acknowledged_by = lead.acknowledged_at = None
     add_event(lead, actor, "crisis_escalated", at=screening.performed_at)
     db.session.flush()
-    record("crisis_escalated", lead.id, actor, screening_id=screening.id)
+    record("crisis_escalated", lead.id, actor, {"screening_id": screening.id})
 
 
 def sign_off(screening: Screening, actor: User, now: dt.datetime | None = None) -> None:
@@ -45,4 +45,4 @@ def sign_off(screening: Screening, actor: User, now: dt.datetime | None = None) 
         raise ValueError("This screening is already signed off.")
     screening.signed_off_by, screening.signed_off_at = actor.id, now or utcnow()
     db.session.flush()
-    record("screening_signed_off", screening.lead_id, actor, screening_id=screening.id)
+    record("screening_signed_off", screening.lead_id, actor, {"screening_id": screening.id})
