@@ -5,7 +5,7 @@ Seeds N demo leads into a throw-away instance, adds and promotes a master key, t
 ``resource.getrusage(RUSAGE_CHILDREN)``. Baseline, measured in the same run: the bare
 unwrap + re-wrap of N data keys with AES-GCM in this process (no database at all).
 
-    .venv/bin/python benchmarks/rotate_bench.py [--leads 100000] [--batch-size 2000]
+    .venv/bin/python benchmarks/rotate_bench.py [--leads 100000] [--batch-size 5000]
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def main() -> None:
     """Seed, promote a new key, rotate, and print the figures against the targets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leads", type=int, default=100_000)
-    parser.add_argument("--batch-size", type=int, default=2_000)
+    parser.add_argument("--batch-size", type=int, default=5_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_")}

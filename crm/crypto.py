@@ -156,7 +156,10 @@ class Keyring:
     @property
     def primary(self) -> MasterKey:
         """The master key that wraps every new data key."""
-        return next(k for k in self.master_keys.values() if k.status == PRIMARY)
+        for key in self.master_keys.values():
+            if key.status == PRIMARY:
+                return key
+        raise KeyringError("keyring has no primary master key")
 
     def usable(self, kid: int) -> MasterKey:
         """Return key ``kid`` if it may still unwrap, else raise."""

@@ -98,6 +98,7 @@ STAGE_MIX = {
     Stage.INSURANCE_REVIEW: (10, 60), Stage.ELIGIBLE: (6, 75), Stage.SCHEDULED: (6, 90),
     Stage.CONVERTED: (10, 90), Stage.INELIGIBLE: (8, 90), Stage.UNREACHABLE: (11, 90), Stage.CLOSED: (9, 90),
 }
+STAGE_WEIGHTS = {stage: weight for stage, (weight, _) in STAGE_MIX.items()}
 PIPELINE = (Stage.NEW, Stage.CONTACTING, Stage.CONTACTED, Stage.SCREENING, Stage.INSURANCE_REVIEW,
             Stage.ELIGIBLE, Stage.SCHEDULED, Stage.CONVERTED)
 NEEDS_CALLBACK = (Stage.CONTACTING, Stage.CONTACTED, Stage.SCREENING, Stage.INSURANCE_REVIEW)
@@ -204,7 +205,7 @@ class DemoLeads:
 
     def rows(self, number: int) -> dict[Table, list[dict[str, Any]]]:
         """Every row of one lead, keyed by table."""
-        lead_id, stage = self.uid(), self.pick({s: w for s, (w, _) in STAGE_MIX.items()})
+        lead_id, stage = self.uid(), self.pick(STAGE_WEIGHTS)
         created = self.now - dt.timedelta(days=self.rng.uniform(0, STAGE_MIX[stage][1]))
         dek = crypto.new_data_key()
         kid, nonce, wrapped = crypto.wrap_data_key(self.ring, lead_id, dek)
