@@ -1,8 +1,8 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-27 17:00:53.066719
+Revises:
+Create Date: 2026-11-27 17:45:50.502140
 """
 from alembic import op
 import sqlalchemy as sa
@@ -12,6 +12,7 @@ revision = '0001'
 down_revision = None
 branch_labels = None
 depends_on = None
+
 
 APPEND_ONLY = {
     "sqlite": [
@@ -48,10 +49,11 @@ def upgrade():
     sa.PrimaryKeyConstraint('seq')
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
+        batch_op.create_index('ix_audit_action_seq', ['action', 'seq'], unique=False)
         batch_op.create_index('ix_audit_actor_at', ['actor_id', 'at'], unique=False)
-        batch_op.create_index(batch_op.f('ix_audit_events_action'), ['action'], unique=False)
+        batch_op.create_index('ix_audit_actor_seq', ['actor_id', 'seq'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_at'), ['at'], unique=False)
-        batch_op.create_index('ix_audit_object', ['object_type', 'object_id'], unique=False)
+        batch_op.create_index('ix_audit_object', ['object_type', 'object_id', 'seq'], unique=False)
 
     op.create_table('login_attempts',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -133,13 +135,14 @@ def upgrade():
     sa.UniqueConstraint('reference')
     )
     with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.create_index('ix_leads_assignee_created', ['assignee_id', 'created_at'], unique=False)
         batch_op.create_index('ix_leads_assignee_stage', ['assignee_id', 'stage'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_created_at'), ['created_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_email_bidx'), ['email_bidx'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_name_dob_bidx'), ['name_dob_bidx'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_next_callback_at'), ['next_callback_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_leads_phone_bidx'), ['phone_bidx'], unique=False)
-        batch_op.create_index(batch_op.f('ix_leads_source'), ['source'], unique=False)
+        batch_op.create_index('ix_leads_source_created', ['source', 'created_at'], unique=False)
         batch_op.create_index('ix_leads_stage_created', ['stage', 'created_at'], unique=False)
         batch_op.create_index('ix_leads_urgent', ['urgent', 'acknowledged_at'], unique=False)
 
@@ -364,13 +367,14 @@ def downgrade():
     with op.batch_alter_table('leads', schema=None) as batch_op:
         batch_op.drop_index('ix_leads_urgent')
         batch_op.drop_index('ix_leads_stage_created')
-        batch_op.drop_index(batch_op.f('ix_leads_source'))
+        batch_op.drop_index('ix_leads_source_created')
         batch_op.drop_index(batch_op.f('ix_leads_phone_bidx'))
         batch_op.drop_index(batch_op.f('ix_leads_next_callback_at'))
         batch_op.drop_index(batch_op.f('ix_leads_name_dob_bidx'))
         batch_op.drop_index(batch_op.f('ix_leads_email_bidx'))
         batch_op.drop_index(batch_op.f('ix_leads_created_at'))
         batch_op.drop_index('ix_leads_assignee_stage')
+        batch_op.drop_index('ix_leads_assignee_created')
 
     op.drop_table('leads')
     with op.batch_alter_table('invitations', schema=None) as batch_op:
@@ -387,8 +391,9 @@ def downgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.drop_index('ix_audit_object')
         batch_op.drop_index(batch_op.f('ix_audit_events_at'))
-        batch_op.drop_index(batch_op.f('ix_audit_events_action'))
+        batch_op.drop_index('ix_audit_actor_seq')
         batch_op.drop_index('ix_audit_actor_at')
+        batch_op.drop_index('ix_audit_action_seq')
 
     op.drop_table('audit_events')
     if op.get_bind().dialect.name == 'postgresql':
