@@ -190,12 +190,14 @@ def record(
     outcome: str = "success",
     details: dict[str, Any] | None = None,
     at: dt.datetime | None = None,
+    record_ip: bool = True,
 ) -> AuditEvent:
     """Append one event to the chain in the caller's transaction; the caller's commit makes it durable.
 
     ``actor_kind`` defaults to ``user`` when an actor is given, else ``system``; pass
     ``public`` for anonymous visitors. Inside a request the client IP and request id
-    are filled in.
+    are filled in; pass ``record_ip=False`` for patients, whose IP address is PHI and
+    must not sit in a log that can never be purged.
     """
     _check_vocabulary(action, object_type)
     serialized = check_details(details or {})
@@ -203,6 +205,7 @@ def record(
     _lock_chain()
     seq, prev_mac = head()
     ip, request_id = _request_facts()
+    ip = ip if record_ip else None
     event = AuditEvent(
         seq=seq + 1,
         at=at or utcnow(),

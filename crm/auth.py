@@ -515,11 +515,16 @@ def account():
 def change_password():
     """Change the password (the current one is required); other sessions are revoked."""
     form = PasswordChangeForm()
-    status = 200
     if form.validate_on_submit():
+        if not _attempt_allowed():
+            form.current_password.errors.append("Too many attempts. Please wait a few minutes and try again.")
+            return _password_page(form, 429)
         try:
             count = accounts.change_password(current_user, form.current_password.data, form.new_password.data,
                                              keep=current_session())
+        except accounts.WrongPasswordError as exc:
+            _refuse_password_change()
+            form.current_password.errors.append(str(exc))
         except accounts.AccountError as exc:
             db.session.rollback()
             form.new_password.errors.append(str(exc))
@@ -528,10 +533,21 @@ def change_password():
             db.session.commit()
             flash(f"Password changed. {count} other session{'s' if count != 1 else ''} signed out.", "success")
             return redirect(url_for("auth.account"))
-    if form.errors:
-        status = 400
+    return _password_page(form, 400 if form.errors else 200)
+
+
+def _password_page(form: PasswordChangeForm, status: int):
     minimum = accounts.minimum_password_length(current_user)
     return render_template("auth/password.html", form=form, minimum=minimum), status
+
+
+def _refuse_password_change() -> None:
+    """A wrong current password counts against the account like a failed sign-in, and is audited."""
+    db.session.rollback()
+    _attempt(False)
+    audit.record("password_changed", actor=current_user, object_type="user", object_id=current_user.id,
+                 outcome="failure", details={"reason": "wrong_current_password"})
+    db.session.commit()
 
 
 @bp.post("/sessions/<session_id>/revoke")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, render_template
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 
@@ -16,7 +16,7 @@ def render_http_error(error: HTTPException):
     return render_template("errors/error.html", code=code), code
 
 
-def render_database_down(error: OperationalError):
+def render_database_down(error: OperationalError | InterfaceError):
     """The database is unreachable or locked: 503 with the clinic's phone, nothing partial kept."""
     current_app.logger.error("database unavailable (%s) in request %s", type(error.orig).__name__,
                              g.get("request_id", "-"))
@@ -33,4 +33,5 @@ def init_app(app: Flask) -> None:
     """Register the error handlers."""
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(OperationalError, render_database_down)
+    app.register_error_handler(InterfaceError, render_database_down)
     app.register_error_handler(Exception, render_unexpected)

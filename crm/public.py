@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
@@ -29,6 +30,7 @@ bp = Blueprint("public", __name__)
 TOKEN_SALT = "crm.public.enquiry-form"  # noqa: S105 - a namespace, not a secret
 ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "heard_about", "veteran",
                  "need_help_now", "coverage_type", "message")
+RECEIPT_SECONDS = 30 * 60  # how long the thank-you page can be reloaded
 TOO_QUICK = "Please check your answers, then press “Send my enquiry” again."
 
 
@@ -88,7 +90,8 @@ def enquiry():
 def thanks():
     """Confirm receipt with the reference code (never PHI); crisis resources first when urgent."""
     receipt = session.get("enquiry")
-    if not receipt:
+    if not receipt or time.time() - receipt.get("at", 0) > RECEIPT_SECONDS:
+        session.pop("enquiry", None)  # a shared browser must not show it to the next person
         return redirect(url_for("public.enquiry"))
     return render_template("public/thanks.html", reference=receipt["reference"], urgent=receipt["urgent"])
 
@@ -139,7 +142,7 @@ def _store(form: EnquiryForm, token: FormToken) -> Response:
 
 def _thank(reference: str, urgent: bool) -> Response:
     """Carry the receipt in the session and redirect (post/redirect/get)."""
-    session["enquiry"] = {"reference": reference, "urgent": urgent}
+    session["enquiry"] = {"reference": reference, "urgent": urgent, "at": int(time.time())}
     return redirect(url_for("public.thanks"), code=303)
 
 

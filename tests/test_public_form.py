@@ -339,7 +339,7 @@ def test_same_email_in_another_case_joins_the_existing_lead_and_fills_the_phone(
 
 @pytest.mark.parametrize("stage", [Stage.CLOSED, Stage.UNREACHABLE])
 def test_closed_or_unreachable_lead_reopens(client, app, make_lead, stage):
-    lead_id = make_lead(phone="949 555 0142", stage=stage, stage_reason="other")
+    lead_id = make_lead(phone="949 555 0142", dob=dt.date(1984, 3, 9), stage=stage, stage_reason="other")
     assert submit(client, app, email="").status_code == 303
     with app.app_context():
         lead = the_lead(app)
@@ -347,6 +347,28 @@ def test_closed_or_unreachable_lead_reopens(client, app, make_lead, stage):
         event = db.session.scalars(select(LeadEvent)).one()
         assert (event.kind, event.from_stage, event.to_stage, event.reason) == (
             "reopened", stage, Stage.CONTACTING, "patient_returned")
+
+
+def test_relatives_sharing_a_phone_and_email_are_not_merged(client, app):
+    assert submit(client, app).status_code == 303
+    assert submit(client, app, first_name="Orrin", dob="1951-07-30").status_code == 303
+    with app.app_context():
+        leads = db.session.scalars(select(Lead)).all()
+        assert len(leads) == 2
+        assert {lead.dob for lead in leads} == {dt.date(1984, 3, 9), dt.date(1951, 7, 30)}
+        assert all(len(lead.enquiries) == 1 for lead in leads)
+
+
+def test_unreadable_candidate_is_audited_and_skipped(client, app, make_lead):
+    broken = make_lead(phone=s.PHONE, dob=dt.date(1984, 3, 9))
+    with app.app_context():
+        db.session.execute(text("UPDATE leads SET dob_enc = phone_enc WHERE id = :id"), {"id": broken})
+        db.session.commit()
+    assert submit(client, app).status_code == 303
+    with app.app_context():
+        assert len(db.session.scalars(select(Lead)).all()) == 2
+        failed = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "decrypt_failed")).one()
+        assert (failed.object_id, failed.outcome, failed.ip) == (broken, "failure", None)
 
 
 def test_different_people_get_different_leads(client, app):
@@ -513,7 +535,8 @@ def test_crisis_answer_marks_urgent_and_thanks_leads_with_crisis_resources(local
 
 def test_crisis_on_a_returning_lead_raises_it_again(client, app, make_lead, make_user):
     user = make_user()
-    make_lead(phone=s.PHONE, urgent=True, acknowledged_at=dt.datetime(2026, 1, 1), acknowledged_by=user.id)
+    make_lead(phone=s.PHONE, dob=dt.date(1984, 3, 9), urgent=True, acknowledged_at=dt.datetime(2026, 1, 1),
+              acknowledged_by=user.id)
     assert submit(client, app, need_help_now="yes").status_code == 303
     with app.app_context():
         lead = the_lead(app)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from http.cookies import SimpleCookie
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from crm import crypto
-from crm.models import Role, User, UserSession, db
+from crm.models import LoginAttempt, Role, User, UserSession, db
 from tests.auth_helpers import PASSWORD, PASSWORD_HASH, audit_events, session_cookie, sign_in
 
 START = dt.datetime(2026, 3, 2, 15, 0, tzinfo=dt.UTC)
@@ -143,6 +143,8 @@ def test_password_change_needs_the_current_password_and_revokes_other_sessions(a
                                                 "confirm": new})
     assert wrong.status_code == 400
     assert "current password is not correct" in wrong.get_data(as_text=True)
+    with app.app_context():  # a wrong current password counts like a failed sign-in
+        assert db.session.scalar(select(func.count()).where(LoginAttempt.succeeded.is_(False))) == 1
     assert _home_status(other)[0] == 200
     response = client.post("/auth/password", data={"current_password": PASSWORD, "new_password": new,
                                                    "confirm": new})
@@ -151,7 +153,9 @@ def test_password_change_needs_the_current_password_and_revokes_other_sessions(a
     assert _home_status(other)[0] == 302
     assert sorted(r.revoked_reason or "live" for r in _rows(app, user)) == ["live", "password_changed"]
     assert sign_in(app.test_client(), user.email, new).status_code == 302
-    assert audit_events(app, "password_changed")[0].details == '{"sessions_revoked":1,"via":"account"}'
+    failed, changed = audit_events(app, "password_changed")
+    assert (failed.outcome, failed.details) == ("failure", '{"reason":"wrong_current_password"}')
+    assert (changed.outcome, changed.details) == ("success", '{"sessions_revoked":1,"via":"account"}')
 
 
 def test_password_change_applies_the_password_rules(app, client, make_user):

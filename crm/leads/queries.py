@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from .. import cadence, crypto
@@ -24,7 +24,7 @@ def with_keys(query: Select) -> Select:
 
 def urgent_unacknowledged() -> list[Lead]:
     """Urgent leads nobody has acknowledged yet, oldest first."""
-    query = select(Lead).where(Lead.urgent.is_(True), Lead.acknowledged_at.is_(None)).order_by(Lead.created_at)
+    query = select(Lead).where(Lead.urgent == true(), Lead.acknowledged_at.is_(None)).order_by(Lead.created_at)
     return list(db.session.scalars(with_keys(query.limit(HOME_LIMIT))))
 
 
@@ -72,7 +72,7 @@ def list_query(filters: dict[str, Any], user: User, zone: ZoneInfo) -> Select:
     if filters.get("source"):
         query = query.where(Lead.source == filters["source"])
     if filters.get("urgency"):
-        query = query.where(Lead.urgent.is_(True))
+        query = query.where(Lead.urgent == true())
         if filters["urgency"] == "unacknowledged":
             query = query.where(Lead.acknowledged_at.is_(None))
     query = _date_filter(query, filters.get("created_from"), filters.get("created_to"), zone)

@@ -97,35 +97,53 @@ def find_by_digest(digest: str) -> Enquiry | None:
     return db.session.scalar(select(Enquiry).where(Enquiry.idempotency_digest == digest))
 
 
-def find_matching_lead(phone: str | None, email: str | None) -> Lead | None:
-    """Return the lead whose phone or e-mail matches, preferring open leads, then the newest."""
-    conditions = []
-    if phone_bidx := phone_index(phone):
-        conditions.append(Lead.phone_bidx == phone_bidx)
-    if email_bidx := email_index(email):
-        conditions.append(Lead.email_bidx == email_bidx)
-    if not conditions:
-        return None
-    candidates = db.session.scalars(select(Lead).where(or_(*conditions)))
-    matches = [lead for lead in candidates if _same_person(lead, phone, email)]
+def find_matching_lead(contact: Contact) -> Lead | None:
+    """Return this patient's existing lead: same phone or e-mail and the same date of birth.
+
+    The date of birth keeps relatives who share a phone or an e-mail address from being
+    merged into one record. Open leads are preferred, then the newest.
+    """
+    matches = [lead for lead in _contact_candidates(contact) if _same_person(lead, contact)]
     return max(matches, key=lambda lead: (lead.is_open, lead.created_at), default=None)
 
 
-def _same_person(lead: Lead, phone: str | None, email: str | None) -> bool:
-    """Confirm a blind-index candidate by decrypting and comparing (indexes may collide)."""
+def _contact_candidates(contact: Contact) -> list[Lead]:
+    """Leads whose phone or e-mail blind index matches (indexes may collide)."""
+    conditions = []
+    if phone_bidx := phone_index(contact.phone):
+        conditions.append(Lead.phone_bidx == phone_bidx)
+    if email_bidx := email_index(contact.email):
+        conditions.append(Lead.email_bidx == email_bidx)
+    if not conditions:
+        return []
+    return list(db.session.scalars(select(Lead).where(or_(*conditions))))
+
+
+def _same_person(lead: Lead, contact: Contact) -> bool:
+    """Confirm a candidate by decrypting and comparing; an unreadable one is audited and skipped."""
+    try:
+        return lead.dob == contact.dob and _same_contact(lead, contact)
+    except crypto.CryptoError:
+        audit.record("decrypt_failed", actor_kind="public", object_type="lead", object_id=lead.id,
+                     outcome="failure", details={"during": "enquiry_dedupe"}, record_ip=False)
+        return False
+
+
+def _same_contact(lead: Lead, contact: Contact) -> bool:
     region = current_app.config["PHONE_REGION"]
-    if phone and lead.phone:
-        same_phone = crypto.normalize_phone(lead.phone, region) == crypto.normalize_phone(phone, region)
-        if same_phone:
+    if contact.phone and lead.phone:
+        if crypto.normalize_phone(lead.phone, region) == crypto.normalize_phone(contact.phone, region):
             return True
-    return bool(email and lead.email and crypto.normalize_email(lead.email) == crypto.normalize_email(email))
+    return bool(
+        contact.email and lead.email and crypto.normalize_email(lead.email) == crypto.normalize_email(contact.email)
+    )
 
 
 def receive_enquiry(submission: Submission) -> Enquiry:
     """Store a submission on a new or returning lead, with its audit event; flushed, not committed."""
     _lock_intake()
     contact = submission.contact
-    lead = find_matching_lead(contact.phone, contact.email)
+    lead = find_matching_lead(contact)
     returning = lead is not None
     if lead is None:
         lead = _new_lead(contact)
@@ -145,6 +163,7 @@ def receive_enquiry(submission: Submission) -> Enquiry:
         object_type="lead",
         object_id=lead.id,
         details={"returning": returning, "urgent": submission.crisis, "cards": len(submission.cards)},
+        record_ip=False,
     )
     return enquiry
 
@@ -174,6 +193,9 @@ def _welcome_back(lead: Lead, contact: Contact) -> None:
     if lead.stage in REOPENABLE_STAGES:
         db.session.add(LeadEvent(lead=lead, kind="reopened", from_stage=lead.stage,
                                  to_stage=Stage.CONTACTING, reason="patient_returned"))
+        audit.record("stage_changed", actor_kind="public", object_type="lead", object_id=lead.id,
+                     details={"from": str(lead.stage), "to": str(Stage.CONTACTING), "reason": "patient_returned"},
+                     record_ip=False)
         lead.stage = Stage.CONTACTING
         lead.stage_reason = "patient_returned"
         lead.stage_changed_at = utcnow()

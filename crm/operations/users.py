@@ -26,6 +26,10 @@ class AccountError(ValueError):
     """A user-facing reason an account change was refused."""
 
 
+class WrongPasswordError(AccountError):
+    """The current password given to confirm a change was wrong (counts as a failed sign-in)."""
+
+
 # --- accounts ------------------------------------------------------------------------
 
 
@@ -121,7 +125,7 @@ def _set_password(user: User, password: str) -> None:
 def change_password(user: User, current: str, new: str, keep: UserSession | None) -> int:
     """Change a password after checking the current one; revokes every other session."""
     if not verify_password(user.password_hash, current):
-        raise AccountError("Your current password is not correct.")
+        raise WrongPasswordError("Your current password is not correct.")
     _set_password(user, new)
     count = revoke_sessions(user, "password_changed", keep=keep)
     audit.record("password_changed", actor=user, object_type="user", object_id=user.id,
