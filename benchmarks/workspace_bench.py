@@ -77,7 +77,7 @@ def seed(env: dict[str, str], count: int, seed_value: int) -> float:
 
 
 def prepare(app: Any) -> list[str]:
-    """Create model indexes missing from the migrated schema and refresh planner statistics."""
+    """Create model indexes missing from the migrated schema; refresh statistics (and PostgreSQL's visibility map)."""
     created = []
     with app.app_context():
         for table in db.metadata.sorted_tables:
@@ -85,8 +85,8 @@ def prepare(app: Any) -> list[str]:
                 if index.name not in {i["name"] for i in db.inspect(db.engine).get_indexes(table.name)}:
                     index.create(db.engine)
                     created.append(index.name)
-        with db.engine.begin() as conn:
-            conn.execute(text("ANALYZE"))
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"))
     return created
 
 

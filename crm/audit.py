@@ -44,7 +44,7 @@ ACTIONS = frozenset(
         "sign_in", "sign_out", "session_expired", "session_revoked", "second_factor",
         "password_changed", "reauthenticated", "user_created", "user_invited",
         "user_deactivated", "user_reactivated", "role_changed", "access_denied",
-        "enquiry_received", "lead_viewed", "field_revealed", "card_viewed", "lead_exported",
+        "enquiry_received", "leads_listed", "lead_viewed", "field_revealed", "card_viewed", "lead_exported",
         "stage_changed", "lead_assigned", "note_added", "attempt_logged", "callback_scheduled",
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",

@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -394,6 +395,9 @@ class Lead(Identified, db.Model):
         Index("ix_leads_urgent", "urgent", "acknowledged_at"),
         Index("ix_leads_source_created", "source", "created_at"),
         Index("ix_leads_assignee_created", "assignee_id", "created_at"),
+        # the home page's "urgent, not yet acknowledged" queue, oldest first
+        Index("ix_leads_urgent_open", "created_at", sqlite_where=text("urgent = 1 AND acknowledged_at IS NULL"),
+              postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -633,7 +637,11 @@ class Callback(Identified, db.Model):
     """A scheduled callback; done when the next attempt is logged or it is cancelled."""
 
     __tablename__ = "callbacks"
-    __table_args__ = (Index("ix_callbacks_due", "done_at", "due_at"),)
+    __table_args__ = (
+        Index("ix_callbacks_due", "done_at", "due_at"),
+        Index("ix_callbacks_open_due", "due_at", sqlite_where=text("done_at IS NULL"),
+              postgresql_where=text("done_at IS NULL")),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)

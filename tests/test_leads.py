@@ -528,3 +528,16 @@ def test_no_phi_in_audit_details_or_flashes(app, staff, sentinel_lead):
         details = " ".join(e.details for e in db.session.scalars(select(AuditEvent)))
     for value in sentinels.ALL:
         assert value not in details
+
+
+def test_list_and_home_pages_audit_which_leads_they_showed(app, client, make_user, login_as, make_lead):
+    user = make_user()
+    login_as(client, user)
+    lead_id = make_lead(phone=sentinels.PHONE, first_name=sentinels.FIRST_NAME, last_name=sentinels.LAST_NAME)
+    assert client.get("/leads/").status_code == 200
+    assert client.get("/leads/home").status_code == 200
+    with app.app_context():
+        events = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "leads_listed")
+                                    .order_by(AuditEvent.seq)).all()
+        assert [(e.actor_id, json.loads(e.details)["view"]) for e in events] == [(user.id, "list"), (user.id, "home")]
+        assert all(json.loads(e.details)["leads"] == [lead_id] for e in events)

@@ -22,12 +22,14 @@ def clinic_zone() -> ZoneInfo:
     return ZoneInfo(current_app.config["TIMEZONE"])
 
 
-def audit_unreadable(reader: Reader) -> None:
-    """Audit and commit every field a list failed to decrypt."""
+def audit_listing(view: str, rows: list, reader: Reader) -> None:
+    """Audit which leads a page showed, and every field it failed to decrypt; then commit."""
     for lead_id, fields in reader.failed.items():
         ops.record_unreadable(lead_id, current_user, fields)
-    if reader.failed:
-        db.session.commit()
+    shown = list(dict.fromkeys(row.id for row in rows))
+    if shown:
+        ops.record_listing(current_user, view, shown)
+    db.session.commit()
 
 
 @bp.get("/home")
@@ -42,7 +44,7 @@ def home():
         "new": [lead_row(lead, reader, users, now) for lead in q.new_unassigned()],
     }
     counts = q.stage_counts()
-    audit_unreadable(reader)
+    audit_listing("home", [row for rows in queues.values() for row in rows], reader)
     return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None))
 
 
@@ -59,7 +61,7 @@ def index():
     leads, more = q.page_of(query, page, current_app.config["LEADS_PAGE_SIZE"])
     reader, now = Reader(), utcnow()
     rows = [lead_row(lead, reader, users, now) for lead in leads]
-    audit_unreadable(reader)
+    audit_listing("list", rows, reader)
     return render_template("leads/index.html", form=form, rows=rows, page=page, more=more)
 
 
@@ -74,7 +76,7 @@ def search():
         except ValueError as exc:
             form.query.errors.append(str(exc))
         else:
-            audit_unreadable(reader)
+            audit_listing("search", [], reader)  # the hits are audited where they are shown
             return _show_hits(found)
     return render_template("leads/search.html", form=form, rows=_remembered_hits())
 
@@ -99,5 +101,5 @@ def _remembered_hits() -> list:
                                            .order_by(Lead.created_at.desc())))
     reader, users, now = Reader(), staff_directory(), utcnow()
     rows = [lead_row(lead, reader, users, now) for lead in leads]
-    audit_unreadable(reader)
+    audit_listing("search", rows, reader)
     return rows

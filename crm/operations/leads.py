@@ -63,6 +63,11 @@ def record_unreadable(lead_id: str, actor: User, unreadable: list[str]) -> None:
         record("decrypt_failed", lead_id, actor, {"fields": sorted(set(unreadable))}, outcome="failure")
 
 
+def record_listing(actor: User, view: str, lead_ids: list[str]) -> None:
+    """Audit a page that showed leads (masked names and phones are still PHI): which leads, by whom."""
+    audit.record("leads_listed", actor=actor, object_type="lead", details={"view": view, "leads": lead_ids})
+
+
 def reveal_insurance(lead: Lead, actor: User) -> None:
     """Audit an explicit reveal of the member ID, group number and card images."""
     if not lead.insurances:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-27 17:45:50.502140
+Create Date: 2026-11-27 18:24:31.493001
 """
 from alembic import op
 import sqlalchemy as sa
@@ -145,6 +145,7 @@ def upgrade():
         batch_op.create_index('ix_leads_source_created', ['source', 'created_at'], unique=False)
         batch_op.create_index('ix_leads_stage_created', ['stage', 'created_at'], unique=False)
         batch_op.create_index('ix_leads_urgent', ['urgent', 'acknowledged_at'], unique=False)
+        batch_op.create_index('ix_leads_urgent_open', ['created_at'], unique=False, sqlite_where=sa.text('urgent = 1 AND acknowledged_at IS NULL'), postgresql_where=sa.text('urgent = true AND acknowledged_at IS NULL'))
 
     op.create_table('recovery_codes',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -191,6 +192,7 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_callbacks_assignee_id'), ['assignee_id'], unique=False)
         batch_op.create_index('ix_callbacks_due', ['done_at', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_callbacks_lead_id'), ['lead_id'], unique=False)
+        batch_op.create_index('ix_callbacks_open_due', ['due_at'], unique=False, sqlite_where=sa.text('done_at IS NULL'), postgresql_where=sa.text('done_at IS NULL'))
 
     op.create_table('contact_attempts',
     sa.Column('id', sa.String(length=36), nullable=False),
@@ -351,6 +353,7 @@ def downgrade():
 
     op.drop_table('contact_attempts')
     with op.batch_alter_table('callbacks', schema=None) as batch_op:
+        batch_op.drop_index('ix_callbacks_open_due', sqlite_where=sa.text('done_at IS NULL'), postgresql_where=sa.text('done_at IS NULL'))
         batch_op.drop_index(batch_op.f('ix_callbacks_lead_id'))
         batch_op.drop_index('ix_callbacks_due')
         batch_op.drop_index(batch_op.f('ix_callbacks_assignee_id'))
@@ -365,6 +368,7 @@ def downgrade():
 
     op.drop_table('recovery_codes')
     with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.drop_index('ix_leads_urgent_open', sqlite_where=sa.text('urgent = 1 AND acknowledged_at IS NULL'), postgresql_where=sa.text('urgent = true AND acknowledged_at IS NULL'))
         batch_op.drop_index('ix_leads_urgent')
         batch_op.drop_index('ix_leads_stage_created')
         batch_op.drop_index('ix_leads_source_created')
