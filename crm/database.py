@@ -99,32 +99,33 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@event.listens_for(Engine, "commit")
-def _sqlite_commit(conn: Any) -> None:
-    """Commit on the driver connection first, so the next writer starts only once we are on disk."""
+def _end_and_hand_over(conn: Any, statement: str) -> None:
+    """End the transaction on the driver connection, then hand the write turn to the next writer.
+
+    Ending it here, before SQLAlchemy's own (then no-op) commit or rollback, means the next
+    writer starts only once this transaction is on disk or undone.
+    """
     queue = conn.info.pop(_HELD, None) if conn.dialect.name == "sqlite" else None
     if queue is None:
         return
     try:
         driver = conn.connection.driver_connection
         if driver.in_transaction:
-            driver.execute("COMMIT")  # SQLAlchemy's own commit() that follows is then a no-op
+            driver.execute(statement)
     finally:
         queue.release()
+
+
+@event.listens_for(Engine, "commit")
+def _sqlite_commit(conn: Any) -> None:
+    """Commit, then hand over the write turn."""
+    _end_and_hand_over(conn, "COMMIT")
 
 
 @event.listens_for(Engine, "rollback")
 def _sqlite_rollback(conn: Any) -> None:
-    """Roll back on the driver connection, then hand over the write turn."""
-    queue = conn.info.pop(_HELD, None) if conn.dialect.name == "sqlite" else None
-    if queue is None:
-        return
-    try:
-        driver = conn.connection.driver_connection
-        if driver.in_transaction:
-            driver.execute("ROLLBACK")
-    finally:
-        queue.release()
+    """Roll back, then hand over the write turn."""
+    _end_and_hand_over(conn, "ROLLBACK")
 
 
 @event.listens_for(Pool, "checkin")
