@@ -24,9 +24,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from flask import g, has_request_context, request
-from sqlalchemy import ColumnElement, Row, bindparam, func, insert, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
-from . import crypto
+from . import crypto, statements
 from .models import AuditEvent, User, db, keyring, utcnow
 
 GENESIS_MAC = bytes(32)
@@ -159,52 +159,13 @@ def _lock_chain() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
 
 
-@dataclass(frozen=True)
-class _DriverStatements:
-    """The head query and the append, compiled once per dialect: every audited request runs
-    them while holding the chain lock, so SQLAlchemy's per-call statement building is skipped."""
-
-    head_sql: str
-    insert_sql: str
-    insert_order: tuple[str, ...] | None  # positional drivers take values in this order
-    binders: tuple[tuple[str, Any], ...]  # column key and the type's bind processor, if any
-
-    @classmethod
-    def compile(cls, dialect: Any) -> _DriverStatements:
-        """Compile both statements for ``dialect``."""
-        newest = select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1)
-        keys = [column.key for column in CHAIN_COLUMNS]
-        append = insert(AuditEvent.__table__).compile(dialect=dialect, column_keys=keys)
-        return cls(
-            head_sql=str(newest.compile(dialect=dialect, compile_kwargs={"literal_binds": True})),
-            insert_sql=str(append),
-            insert_order=tuple(append.positiontup) if append.positional else None,
-            binders=tuple((column.key, column.type.bind_processor(dialect)) for column in CHAIN_COLUMNS),
-        )
-
-    def insert_params(self, event: AuditEvent) -> tuple | dict:
-        """The event's values, converted as SQLAlchemy would, in the driver's parameter style."""
-        values = {}
-        for key, process in self.binders:
-            value = getattr(event, key)
-            values[key] = process(value) if process and value is not None else value
-        return tuple(values[key] for key in self.insert_order) if self.insert_order else values
-
-
-_driver_statements: dict[str, _DriverStatements] = {}
-
-
-def _statements() -> _DriverStatements:
-    dialect = db.session.get_bind().dialect
-    compiled = _driver_statements.get(dialect.name)
-    if compiled is None:
-        compiled = _driver_statements[dialect.name] = _DriverStatements.compile(dialect)
-    return compiled
+#: The newest event; read while holding the chain lock, so compiled once (see ``crm.statements``).
+_HEAD = statements.Lookup(lambda: select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1))
 
 
 def head() -> tuple[int, bytes]:
     """Return ``(seq, mac)`` of the newest event, or ``(0, GENESIS_MAC)`` for an empty log."""
-    row = db.session.connection().exec_driver_sql(_statements().head_sql).first()
+    row = _HEAD.execute().first()
     return (row[0], bytes(row[1])) if row else (0, GENESIS_MAC)
 
 
@@ -263,8 +224,7 @@ def record(
     )
     event.mac = compute_mac(keyring().audit_key, prev_mac, event)
     # On the session's connection: same transaction, a fraction of a flush's cost.
-    statements = _statements()
-    db.session.connection().exec_driver_sql(statements.insert_sql, statements.insert_params(event))
+    statements.insert_rows(AuditEvent.__table__, [{column.key: getattr(event, column.key) for column in CHAIN_COLUMNS}])
     return event
 
 

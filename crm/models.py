@@ -449,10 +449,8 @@ class Lead(Identified, db.Model):
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("id", new_id())
         kwargs.setdefault("reference", new_reference())
-        dek = crypto.new_data_key()
-        kid, nonce, wrapped = crypto.wrap_data_key(keyring(), kwargs["id"], dek)
-        self._cipher = crypto.FieldCipher(dek)
-        super().__init__(key=LeadKey(kid=kid, nonce=nonce, wrapped=wrapped), **kwargs)
+        self._cipher, key_row = new_lead_key(kwargs["id"])
+        super().__init__(key=LeadKey(**key_row), **kwargs)
 
     def field_cipher(self) -> crypto.FieldCipher:
         """Return this lead's field cipher, unwrapping its data key on first use."""
@@ -486,6 +484,35 @@ class Lead(Identified, db.Model):
         first = self.first_name or ""
         last = self.last_name or ""
         return f"{first} {last[:1]}.".strip() if last else first
+
+
+def new_lead_key(lead_id: str) -> tuple[crypto.FieldCipher, dict[str, Any]]:
+    """A new lead's random data key: its field cipher and its ``lead_keys`` row, wrapped by the primary key."""
+    dek = crypto.new_data_key()
+    kid, nonce, wrapped = crypto.wrap_data_key(keyring(), lead_id, dek)
+    return crypto.FieldCipher(dek), {"lead_id": lead_id, "kid": kid, "nonce": nonce, "wrapped": wrapped,
+                                     "dek_version": 1}
+
+
+def encrypted_columns(model: type, row_id: str, cipher: crypto.FieldCipher, **values: Any) -> dict[str, bytes | None]:
+    """The ``*_enc`` columns of ``model`` for ``values``, encrypted exactly as its attributes would be.
+
+    For rows written with Core inserts (bulk loads, the public intake), not through the ORM.
+    """
+    table = model.__tablename__
+    out: dict[str, bytes | None] = {}
+    for name, value in values.items():
+        field = vars(model)[name]
+        empty = value is None or value == ""
+        out[field.column] = None if empty else field.encrypt_value(cipher, table, row_id, value)
+    return out
+
+
+def lead_blind_indexes(phone: str | None, email: str | None, last_name: str | None,
+                       dob: dt.date | None) -> dict[str, int | None]:
+    """The blind-index columns of a ``leads`` row written with a Core insert."""
+    return {"phone_bidx": phone_index(phone), "email_bidx": email_index(email),
+            "name_dob_bidx": name_dob_index(last_name, dob)}
 
 
 def new_reference() -> str:

@@ -23,7 +23,16 @@ from .auth import public
 from .forms.public import EnquiryForm, read_card
 from .limits import counts_as_submission, enquiry_limit, limiter
 from .models import db, new_reference
-from .operations.enquiries import Card, Consent, Contact, Coverage, Submission, find_by_digest, receive_enquiry
+from .operations.enquiries import (
+    Card,
+    Consent,
+    Contact,
+    Coverage,
+    Submission,
+    find_receipt,
+    prepare_enquiry,
+    receive_enquiry,
+)
 
 bp = Blueprint("public", __name__)
 
@@ -122,22 +131,20 @@ def _show_form(form: EnquiryForm) -> str:
 def _store(form: EnquiryForm, token: FormToken) -> Response:
     """Commit the enquiry in one transaction; a repeat of the same form resolves to the first.
 
-    Everything that needs no database is done first: on SQLite the first query takes the
+    The rows are built and encrypted before the first query: on SQLite that query takes the
     write lock, which is then held until the commit.
     """
-    submission = _submission(form, token.digest)
-    stored = find_by_digest(token.digest) or receive_enquiry(submission)
-    reference, urgent = stored.lead.reference, stored.crisis
+    prepared = prepare_enquiry(_submission(form, token.digest))
+    receipt = find_receipt(token.digest) or receive_enquiry(prepared)
     try:
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
-        stored = find_by_digest(token.digest)
-        if stored is None:
+        receipt = find_receipt(token.digest)
+        if receipt is None:
             raise
-        reference, urgent = stored.lead.reference, stored.crisis
     current_app.logger.info("enquiry accepted")
-    return _thank(reference, urgent)
+    return _thank(receipt.reference, receipt.urgent)
 
 
 def _thank(reference: str, urgent: bool) -> Response:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import itsdangerous.timed
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import OperationalError
 
 from crm.models import (
@@ -546,29 +546,29 @@ def test_crisis_on_a_returning_lead_raises_it_again(client, app, make_lead, make
 # --- durability ----------------------------------------------------------------------------
 
 
-def _fail_commit(monkeypatch):
+def _fail_commit(monkeypatch, _app):
     def boom(*args, **kwargs):
         raise OperationalError("COMMIT", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(db.session, "commit", boom)
 
 
-def _fail_second_flush(monkeypatch):
-    real_flush = db.session.flush
-    calls = {"n": 0}
+def _fail_mid_transaction(monkeypatch, app):
+    """The database fails on the card insert, after the lead and enquiry rows went in."""
+    failing = {"on": False}
 
-    def flaky(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise OperationalError("INSERT", {}, Exception("database is locked"))
-        return real_flush(*args, **kwargs)
+    def refuse(_conn, _cursor, statement, *_args):
+        if failing["on"] and statement.startswith("INSERT INTO insurance_cards"):
+            raise OperationalError(statement, {}, Exception("database is locked"))
 
-    monkeypatch.setattr(db.session, "flush", flaky)
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", refuse)
+    monkeypatch.setitem(failing, "on", True)
 
 
-@pytest.mark.parametrize("break_it", [_fail_commit, _fail_second_flush], ids=["commit", "flush"])
+@pytest.mark.parametrize("break_it", [_fail_commit, _fail_mid_transaction], ids=["commit", "mid-transaction"])
 def test_database_failure_gives_503_with_phone_and_stores_nothing(client, app, monkeypatch, caplog, break_it):
-    break_it(monkeypatch)
+    break_it(monkeypatch, app)
     response = submit(client, app, card_front=(io.BytesIO(PNG), "front.png", "image/png"))
     monkeypatch.undo()
     page = response.get_data(as_text=True)

@@ -42,10 +42,9 @@ from ..models import (
     Stage,
     User,
     db,
-    email_index,
-    keyring,
-    name_dob_index,
-    phone_index,
+    encrypted_columns,
+    lead_blind_indexes,
+    new_lead_key,
     utcnow,
 )
 from ..settings import is_production
@@ -141,17 +140,6 @@ TABLES: tuple[Table, ...] = tuple(
 )
 
 
-def encrypt(model: type, row_id: str, cipher: crypto.FieldCipher, **values: Any) -> dict[str, bytes | None]:
-    """Return the ``*_enc`` columns of ``model`` for ``values``, encrypted as the model would."""
-    table = model.__tablename__
-    out: dict[str, bytes | None] = {}
-    for name, value in values.items():
-        field = vars(model)[name]
-        empty = value is None or value == ""
-        out[field.column] = None if empty else field.encrypt_value(cipher, table, row_id, value)
-    return out
-
-
 class DemoLeads:
     """Builds the rows of one fake lead at a time from one seeded random generator."""
 
@@ -161,7 +149,6 @@ class DemoLeads:
         self.assignees = assignees
         self.consent_version = consent_version
         self.reference_offset = self.rng.randrange(REFERENCE_SPACE)
-        self.ring = keyring()
 
     def uid(self) -> str:
         """A UUID4 string from the seeded generator."""
@@ -207,9 +194,7 @@ class DemoLeads:
         """Every row of one lead, keyed by table."""
         lead_id, stage = self.uid(), self.pick(STAGE_WEIGHTS)
         created = self.now - dt.timedelta(days=self.rng.uniform(0, STAGE_MIX[stage][1]))
-        dek = crypto.new_data_key()
-        kid, nonce, wrapped = crypto.wrap_data_key(self.ring, lead_id, dek)
-        cipher = crypto.FieldCipher(dek)
+        cipher, key_row = new_lead_key(lead_id)
         assignee = self.rng.choice(self.assignees) if self.assignees and stage != Stage.NEW else None
         person = self.person(number)
         coverage = self.pick(COVERAGE_WEIGHTS)
@@ -217,8 +202,7 @@ class DemoLeads:
         attempts = self.attempt_rows(lead, cipher)
         return {
             Lead.__table__: [lead],
-            LeadKey.__table__: [{"lead_id": lead_id, "kid": kid, "nonce": nonce, "wrapped": wrapped,
-                                 "dek_version": 1, "wrapped_at": created}],
+            LeadKey.__table__: [{**key_row, "wrapped_at": created}],
             Enquiry.__table__: [self.enquiry_row(lead, person, coverage, cipher)],
             Insurance.__table__: self.insurance_rows(lead, coverage, cipher),
             ContactAttempt.__table__: attempts,
@@ -243,9 +227,8 @@ class DemoLeads:
             "assignee_id": assignee, "created_at": created, "updated_at": created,
             "first_attempt_at": None, "first_contact_at": None, "stage_changed_at": created,
             "next_callback_at": None, "attempt_count": 0, "marketing_consent": rng.random() < 0.3,
-            "phone_bidx": phone_index(person["phone"]), "email_bidx": email_index(person["email"]),
-            "name_dob_bidx": name_dob_index(person["last_name"], person["dob"]),
-            **encrypt(Lead, lead_id, cipher, **person),
+            **lead_blind_indexes(person["phone"], person["email"], person["last_name"], person["dob"]),
+            **encrypted_columns(Lead, lead_id, cipher, **person),
         }
 
     def enquiry_row(self, lead: dict[str, Any], person: dict[str, Any], coverage: CoverageType,
@@ -269,7 +252,7 @@ class DemoLeads:
             "id": enquiry_id, "lead_id": lead["id"], "received_at": lead["created_at"],
             "idempotency_digest": None, "crisis": lead["urgent"], "consent_version": self.consent_version,
             "consented_at": lead["created_at"], "privacy_ack": True, "marketing_consent": lead["marketing_consent"],
-            **encrypt(Enquiry, enquiry_id, cipher, answers=answers,
+            **encrypted_columns(Enquiry, enquiry_id, cipher, answers=answers,
                       consent_ip=f"203.0.113.{rng.randrange(1, 255)}"),
         }
 
@@ -297,7 +280,7 @@ class DemoLeads:
             "pa_status": "approved" if lead["stage"] in (Stage.SCHEDULED, Stage.CONVERTED) else None,
             "pa_units": None, "pa_start": None, "pa_end": None,
             "verified_by": lead["assignee_id"] if done else None, "verified_at": verified_at,
-            **encrypt(Insurance, insurance_id, cipher, carrier=carrier,
+            **encrypted_columns(Insurance, insurance_id, cipher, carrier=carrier,
                       member_id=f"{prefix}{rng.randrange(10**8, 10**9)}",
                       group_number=f"{rng.randrange(10**5, 10**6)}", policyholder=policyholder,
                       benefits=self.benefits() if done else None, pa_auth_number=None),
@@ -332,7 +315,7 @@ class DemoLeads:
             rows.append({
                 "id": attempt_id, "lead_id": lead["id"], "user_id": lead["assignee_id"], "at": at,
                 "channel": rng.choice((Channel.CALL, Channel.CALL, Channel.TEXT, Channel.EMAIL)),
-                "outcome": outcome, **encrypt(ContactAttempt, attempt_id, cipher, note=note),
+                "outcome": outcome, **encrypted_columns(ContactAttempt, attempt_id, cipher, note=note),
             })
         lead.update(first_attempt_at=rows[0]["at"], attempt_count=count, updated_at=at,
                     first_contact_at=at if reached else None)
@@ -365,7 +348,7 @@ class DemoLeads:
               cipher: crypto.FieldCipher | None = None) -> dict[str, Any]:
         """One ``lead_events`` row."""
         event_id = self.uid()
-        blob = {"body_enc": None} if body is None else encrypt(LeadEvent, event_id, cipher, body=body)
+        blob = {"body_enc": None} if body is None else encrypted_columns(LeadEvent, event_id, cipher, body=body)
         actor = lead["assignee_id"] if kind != "created" else None
         return {"id": event_id, "lead_id": lead["id"], "at": at, "actor_id": actor, "kind": kind,
                 "from_stage": source, "to_stage": target, "reason": None, **blob}

@@ -1,0 +1,87 @@
+"""Statements compiled once per database dialect and run straight on the driver connection.
+
+The busiest writes, the public intake and the audit append, run while the database's write
+lock is held (one writer at a time on SQLite). On every call SQLAlchemy walks a statement
+for its cache key and builds its parameters; here a statement is compiled once per dialect,
+and a call only converts its values with the columns' own bind processors and hands them
+to the driver, in the session's transaction. Values come back as the driver returns them
+(SQLite booleans as 0/1). For fixed inserts and lookups only; everything else uses the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import CursorResult, Executable, Table, insert
+
+from .models import db
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """One statement's SQL for one dialect, and how to turn named values into driver parameters."""
+
+    sql: str
+    order: tuple[str, ...] | None  # positional drivers take values in this order
+    binders: tuple[tuple[str, Callable[[Any], Any] | None], ...]  # parameter name, bind processor
+    fallbacks: dict[str, Callable[[], Any]]  # parameters a call may omit: column defaults, bound literals
+
+    @classmethod
+    def of(cls, statement: Any, dialect: Any, column_keys: Sequence[str] | None = None) -> Compiled:
+        """Compile ``statement``; an insert compiled for ``column_keys`` also fills the columns' defaults."""
+        compiled = statement.compile(dialect=dialect, column_keys=column_keys)
+        binders = tuple((name, bind.type.bind_processor(dialect)) for name, bind in compiled.binds.items())
+        if column_keys is not None:
+            fallbacks = {name: _column_default(statement.table.c[name]) for name, _ in binders
+                         if name not in column_keys}
+        else:
+            fallbacks = {name: (lambda value=bind.value: value) for name, bind in compiled.binds.items()}
+        order = tuple(compiled.positiontup) if compiled.positional else None
+        return cls(str(compiled), order, binders, fallbacks)
+
+    def parameters(self, values: dict[str, Any]) -> tuple | dict:
+        """``values`` (plus fallbacks) converted as SQLAlchemy would, in the driver's parameter style."""
+        converted = {}
+        for name, process in self.binders:
+            value = values[name] if name in values else self.fallbacks[name]()
+            converted[name] = process(value) if process is not None and value is not None else value
+        return tuple(converted[name] for name in self.order) if self.order is not None else converted
+
+
+def _column_default(column: Any) -> Callable[[], Any]:
+    """A producer of a column's Python-side insert default (a constant or a function such as ``utcnow``)."""
+    default = column.default
+    return (lambda: default.arg(None)) if default.is_callable else (lambda: default.arg)
+
+
+_compiled: dict[tuple[str, Hashable], Compiled] = {}
+
+
+def _compiled_for(key: Hashable, compile_: Callable[[Any], Compiled]) -> Compiled:
+    dialect = db.session.get_bind().dialect
+    found = _compiled.get((dialect.name, key))
+    if found is None:
+        found = _compiled[(dialect.name, key)] = compile_(dialect)
+    return found
+
+
+class Lookup:
+    """A fixed query with named bind parameters, compiled on first use for each dialect."""
+
+    def __init__(self, build: Callable[[], Executable]):
+        self._build = build
+
+    def execute(self, **values: Any) -> CursorResult:
+        """Run the query in the session's transaction with ``values`` for its parameters."""
+        compiled = _compiled_for(self, lambda dialect: Compiled.of(self._build(), dialect))
+        return db.session.connection().exec_driver_sql(compiled.sql, compiled.parameters(values))
+
+
+def insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert ``rows`` (all with the same keys) in the session's transaction; column defaults fill the rest."""
+    keys = tuple(rows[0])
+    compiled = _compiled_for(("insert", table.name, keys), lambda dialect: Compiled.of(insert(table), dialect, keys))
+    parameters = [compiled.parameters(row) for row in rows]
+    db.session.connection().exec_driver_sql(compiled.sql, parameters if len(parameters) > 1 else parameters[0])
