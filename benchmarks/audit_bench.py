@@ -3,14 +3,16 @@
 Run from the project root:
 
     .venv/bin/python benchmarks/audit_bench.py verify [--events 1000000]
-    .venv/bin/python benchmarks/audit_bench.py overhead [--requests 8000] [--concurrency 16]
+    .venv/bin/python benchmarks/audit_bench.py overhead [--requests 8000] [--concurrency 16] [--rounds 8]
 
 ``verify`` builds a chained log in a temporary SQLite database (MACs precomputed, bulk
 insert), then times :func:`crm.audit.verify_chain` against a plain streaming read of
-the same rows. ``overhead`` serves the application with gunicorn (threads) on a
-temporary SQLite database and compares the latency of an enquiry-like write with and
-without the audit append, in alternating phases of concurrent keep-alive connections,
-and reports the append's own server-side duration.
+the same rows. ``overhead`` serves the real public enquiry form twice with gunicorn (2
+workers each, one SQLite file each, set up as ``enquiry_bench.py`` does): once as shipped
+and once with the audit append replaced by a no-op. Rounds of full form submissions over
+concurrent connections alternate between the two servers; it prints the p95 latency added
+by the append (pooled, and the median of the per-round differences) and the append's own
+server-side duration.
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ import argparse
 import datetime as dt
 import hashlib
 import hmac
-import http.client
 import json
-import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,6 +34,8 @@ from pathlib import Path
 from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import enquiry_bench  # noqa: E402  (beside this script)
 
 from crm import audit, create_app, crypto  # noqa: E402
 from crm.models import AuditEvent, db  # noqa: E402
@@ -156,99 +157,80 @@ def time_viewer_queries(app) -> None:
 # --- overhead under concurrency -----------------------------------------------------------
 
 
-def _request(conn: http.client.HTTPConnection, path: str, body: bytes) -> tuple[float, float | None]:
-    """POST once; return the latency and, for the audited endpoint, the append's own time."""
-    began = time.perf_counter()
-    conn.request("POST", path, body=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
-    response = conn.getresponse()
-    response.read()
-    if response.status != 200:
-        raise RuntimeError(f"{path} answered {response.status}")
-    appended = response.getheader("X-Append-Us")
-    return time.perf_counter() - began, float(appended) / 1e6 if appended else None
-
-
-def _client(port: int, path: str, count: int, out: list[tuple[float, float | None]], lock: threading.Lock) -> None:
-    """Send ``count`` requests on one keep-alive connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-    body = b"source=web_form&first_name=Bench&last_name=Mark&phone=9495550100"
-    mine = [_request(conn, path, body) for _ in range(count)]
-    conn.close()
-    with lock:
-        out.extend(mine)
-
-
-def _phase(port: int, kind: str, concurrency: int, requests: int) -> list[tuple[float, float | None]]:
-    """All ``concurrency`` connections hammer one endpoint; returns (latency, append) samples."""
+def _round(port: int, concurrency: int, requests: int, first: int) -> list[tuple[float, float | None]]:
+    """POST ``requests`` enquiries over ``concurrency`` connections; (latency, append) per request."""
+    per_client = max(1, requests // concurrency)
+    clients = [enquiry_bench.CrmClient(port, per_client) for _ in range(concurrency)]  # untimed form loads
     out: list[tuple[float, float | None]] = []
     lock = threading.Lock()
-    per_client = max(1, requests // concurrency)
-    clients = [threading.Thread(target=_client, args=(port, f"/bench/{kind}", per_client, out, lock))
-               for _ in range(concurrency)]
-    for thread in clients:
+
+    def work(index: int, client: enquiry_bench.CrmClient) -> None:
+        mine = []
+        for i in range(per_client):
+            began = time.perf_counter()
+            status = client.send(first + index * per_client + i)
+            latency = time.perf_counter() - began
+            if status != 303:
+                raise RuntimeError(f"enquiry answered {status}")
+            appended = client.last_headers.get("X-Append-Us")
+            mine.append((latency, float(appended) / 1e6 if appended else None))
+        with lock:
+            out.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(clients)]
+    for thread in threads:
         thread.start()
-    for thread in clients:
+    for thread in threads:
         thread.join()
     return out
-
-
-def _wait_for(port: int, process: subprocess.Popen) -> None:
-    for _ in range(200):
-        if process.poll() is not None:
-            raise RuntimeError("the benchmark server exited")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            conn.request("GET", "/health")
-            conn.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError("the benchmark server did not start")
 
 
 def _ms(values: list[float], pct: int) -> float:
     return 1000 * statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-def run_overhead(requests: int, concurrency: int, workers: int, port: int, rounds: int) -> None:
-    """Serve the bench app with gunicorn; alternate plain and audited phases and compare p95."""
-    ring = crypto.Keyring.generate()
-    threads = max(1, concurrency // workers)
+def run_overhead(requests: int, concurrency: int, rounds: int, worker_class: str) -> None:
+    """Serve the enquiry form twice (audited, and with the append stubbed out); alternate rounds; compare p95."""
     samples: dict[str, list[tuple[float, float | None]]] = {"plain": [], "audited": []}
     round_p95: dict[str, list[float]] = {"plain": [], "audited": []}
     with tempfile.TemporaryDirectory() as tmp:
-        bench_app(Path(tmp), ring)  # creates the schema
-        env = {**os.environ, "BENCH_DIR": tmp, "BENCH_KEYRING": ring.to_json()}
-        command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--threads", str(threads),
-                   "--worker-class", "gthread", "--bind", f"127.0.0.1:{port}", "--log-level", "warning",
-                   "benchmarks.audit_bench_app:app"]
-        server = subprocess.Popen(command, env=env, cwd=Path(__file__).resolve().parent.parent)
+        servers, ports = [], {}
         try:
-            _wait_for(port, server)
-            for kind in samples:  # warm-up
-                _phase(port, kind, concurrency, concurrency * 10)
-            per_phase = requests // (2 * rounds)
-            for _ in range(rounds):
-                for kind in samples:
-                    got = _phase(port, kind, concurrency, per_phase)
+            for kind in samples:
+                workdir = Path(tmp) / kind
+                workdir.mkdir()
+                env = enquiry_bench.crm_env(workdir)
+                enquiry_bench.migrate(env)
+                env["BENCH_AUDIT"] = "off" if kind == "plain" else "on"
+                ports[kind] = enquiry_bench.free_port()
+                servers.append(enquiry_bench.start("benchmarks.audit_bench_app:app", env, ports[kind],
+                                                   enquiry_bench.ROOT, worker_class))
+            for port in ports.values():
+                enquiry_bench.wait_for(port, "/health")
+                _round(port, concurrency, concurrency * 10, 0)  # warm-up
+            per_round = requests // (2 * rounds)
+            for number in range(rounds):
+                for kind, port in ports.items():
+                    got = _round(port, concurrency, per_round, (number + 1) * per_round)
                     samples[kind] += got
                     round_p95[kind].append(_ms([latency for latency, _ in got], 95))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-    _report(samples, round_p95, concurrency, workers, threads)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+    _report(samples, round_p95, concurrency, worker_class)
 
 
-def _report(samples: dict, round_p95: dict, concurrency: int, workers: int, threads: int) -> None:
-    print(f"{concurrency} keep-alive connections, gunicorn {workers} workers x {threads} threads, SQLite (WAL, "
-          f"synchronous=FULL), {len(round_p95['plain'])} alternating rounds per endpoint")
+def _report(samples: dict, round_p95: dict, concurrency: int, worker_class: str) -> None:
+    print(f"enquiry POSTs over {concurrency} connections, gunicorn 2 {worker_class} workers, SQLite (WAL, "
+          f"synchronous=FULL), {len(round_p95['plain'])} alternating rounds per server")
     summary: dict[str, float] = {}
     for kind, got in samples.items():
         latencies = [latency for latency, _ in got]
         summary[f"{kind}_p50"], summary[f"{kind}_p95"] = _ms(latencies, 50), _ms(latencies, 95)
-        rounds = ", ".join(f"{v:.1f}" for v in round_p95[kind])
+        per_round = ", ".join(f"{v:.1f}" for v in round_p95[kind])
         print(f"  {kind:<8} n={len(latencies):5d}  p50 {summary[f'{kind}_p50']:7.2f} ms  "
-              f"p95 {summary[f'{kind}_p95']:7.2f} ms  (p95 per round: {rounds})")
+              f"p95 {summary[f'{kind}_p95']:7.2f} ms  (p95 per round: {per_round})")
     appends = [appended for _, appended in samples["audited"] if appended is not None]
     summary["append_p50"], summary["append_p95"] = _ms(appends, 50), _ms(appends, 95)
     summary["p95_added"] = summary["audited_p95"] - summary["plain_p95"]
@@ -269,14 +251,13 @@ def main() -> None:
     overhead = sub.add_parser("overhead")
     overhead.add_argument("--requests", type=int, default=8000)
     overhead.add_argument("--concurrency", type=int, default=16)
-    overhead.add_argument("--workers", type=int, default=2)
-    overhead.add_argument("--port", type=int, default=8765)
-    overhead.add_argument("--rounds", type=int, default=4)
+    overhead.add_argument("--rounds", type=int, default=8)
+    overhead.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
     args = parser.parse_args()
     if args.which == "verify":
         run_verify(args.events)
     else:
-        run_overhead(args.requests, args.concurrency, args.workers, args.port, args.rounds)
+        run_overhead(args.requests, args.concurrency, args.rounds, args.worker_class)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,18 @@
 """Benchmark: full enquiry submissions under gunicorn (2 workers, SQLite) against a bare insert.
 
-Run: ``.venv/bin/python benchmarks/enquiry_bench.py [--requests 2000] [--connections 16]``.
+Run: ``.venv/bin/python benchmarks/enquiry_bench.py [--requests 2000] [--connections 16]
+[--worker-class sync|gthread]``.
 
-Both servers run gunicorn with 2 gthread workers on a temporary SQLite file (WAL,
-synchronous=FULL). The CRM runs with CSRF on: every virtual client first loads the form
-to get its session cookie, CSRF token and one single-use form token per submission it
-will send (those GETs are not timed). The rate limit is raised to 1,000,000 per minute
-(the limiter still runs) and the minimum fill time is 0 s, both through ``CRM_*``
-environment variables. Each client holds one keep-alive connection (``http.client``).
+Both servers run gunicorn with 2 workers on a temporary SQLite file (WAL, synchronous=FULL).
+The default ``sync`` workers (gunicorn's default, the deployment docs' choice behind a proxy)
+take one request per connection, so the kernel spreads the clients' requests over both
+workers; ``gthread`` workers keep each keep-alive connection on the worker that accepted it
+(``BENCH_THREADS`` threads each, default 1). The CRM runs with CSRF on: every virtual client
+first loads the form to get its session cookie, CSRF token and one single-use form token per
+submission it will send (those GETs are not timed). The rate limit is raised to 1,000,000
+per minute (the limiter still runs) and the minimum fill time is 0 s, both through ``CRM_*``
+environment variables. Each client is one ``http.client`` connection, reopened whenever the
+server closes it (after every response with ``sync`` workers).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 ROOT = Path(__file__).resolve().parents[1]
-GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--worker-class", "gthread", "--threads",
-            os.environ.get("BENCH_THREADS", "1"), "--keep-alive", "30", "--log-level", "warning"]
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", os.environ.get("BENCH_THREADS", "1"),
+            "--keep-alive", "30", "--log-level", "warning"]
 TOKEN = re.compile(r'name="(csrf_token|form_token)" type="hidden" value="([^"]+)"')
 
 
@@ -52,8 +57,9 @@ def wait_for(port: int, path: str) -> None:
     raise SystemExit(f"server on port {port} did not start")
 
 
-def start(app: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([*GUNICORN, "--bind", f"127.0.0.1:{port}", app], env={**os.environ, **env}, cwd=cwd)
+def start(app: str, env: dict[str, str], port: int, cwd: Path, worker_class: str) -> subprocess.Popen:
+    command = [*GUNICORN, "--worker-class", worker_class, "--bind", f"127.0.0.1:{port}", app]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd)
 
 
 def crm_env(workdir: Path) -> dict[str, str]:
@@ -117,11 +123,12 @@ class CrmClient:
             "Content-Type": "application/x-www-form-urlencoded", "Cookie": self.cookie})
         response = self.conn.getresponse()
         response.read()
+        self.last_headers = response.headers
         return response.status
 
 
 class BareClient:
-    """One keep-alive connection posting the same form body to the bare endpoint."""
+    """One connection posting the same form body to the bare endpoint."""
 
     def __init__(self, port: int, _count: int):
         self.conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -182,6 +189,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -191,8 +199,8 @@ def main() -> None:
         subprocess.run([sys.executable, "-c", "from bare_app import create_app; create_app()"],
                        env={**os.environ, **bare_env}, cwd=ROOT / "benchmarks", check=True)
         crm_port, bare_port = free_port(), free_port()
-        servers = [start("crm:create_app()", env, crm_port, ROOT),
-                   start("bare_app:create_app()", bare_env, bare_port, ROOT / "benchmarks")]
+        servers = [start("crm:create_app()", env, crm_port, ROOT, args.worker_class),
+                   start("bare_app:create_app()", bare_env, bare_port, ROOT / "benchmarks", args.worker_class)]
         try:
             wait_for(crm_port, "/health")
             wait_for(bare_port, "/")
@@ -202,7 +210,7 @@ def main() -> None:
             for server in servers:
                 server.terminate()
                 server.wait(timeout=10)
-        print(f"{args.requests} POSTs over {args.connections} keep-alive connections, gunicorn 2 gthread workers")
+        print(f"{args.requests} POSTs over {args.connections} connections, gunicorn 2 {args.worker_class} workers")
         report("bare Flask insert", bare, count_rows(workdir / "bare.sqlite3", "row"))
         report("full enquiry (CRM)", crm, count_rows(workdir / "crm.sqlite3", "enquiries"))
         ratio = crm["rate"] / bare["rate"]

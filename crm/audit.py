@@ -75,6 +75,25 @@ CHAIN_COLUMNS = (
 # --- canonical form and MACs ----------------------------------------------------------
 
 
+@dataclass(slots=True)
+class ChainedEvent:
+    """An event as :func:`record` appends it: the chain columns of an ``audit_events`` row."""
+
+    seq: int
+    action: str
+    actor_id: str | None
+    actor_kind: str
+    at: dt.datetime
+    details: str
+    ip: str | None
+    object_id: str | None
+    object_type: str | None
+    outcome: str
+    request_id: str | None
+    prev_mac: bytes
+    mac: bytes = b""
+
+
 def _json(value: str | None) -> str:
     return "null" if value is None else _esc(value)
 
@@ -112,7 +131,7 @@ def canonical_row(
     ).encode()
 
 
-def canonical(event: AuditEvent) -> bytes:
+def canonical(event: AuditEvent | ChainedEvent) -> bytes:
     """Return the canonical bytes of an event without its MACs."""
     return canonical_row(
         event.seq, event.action, event.actor_id, event.actor_kind, event.at, event.details,
@@ -120,7 +139,7 @@ def canonical(event: AuditEvent) -> bytes:
     )
 
 
-def compute_mac(key: bytes, prev_mac: bytes, event: AuditEvent) -> bytes:
+def compute_mac(key: bytes, prev_mac: bytes, event: AuditEvent | ChainedEvent) -> bytes:
     """MAC of an event chained to its predecessor."""
     return hmac.digest(key, bytes(prev_mac) + canonical(event), hashlib.sha256)
 
@@ -165,7 +184,7 @@ _HEAD = statements.Lookup(lambda: select(AuditEvent.seq, AuditEvent.mac).order_b
 
 def head() -> tuple[int, bytes]:
     """Return ``(seq, mac)`` of the newest event, or ``(0, GENESIS_MAC)`` for an empty log."""
-    row = _HEAD.execute().first()
+    row = _HEAD.first()
     return (row[0], bytes(row[1])) if row else (0, GENESIS_MAC)
 
 
@@ -193,7 +212,7 @@ def record(
     details: dict[str, Any] | None = None,
     at: dt.datetime | None = None,
     record_ip: bool = True,
-) -> AuditEvent:
+) -> ChainedEvent:
     """Append one event to the chain in the caller's transaction; the caller's commit makes it durable.
 
     ``actor_kind`` defaults to ``user`` when an actor is given, else ``system``; pass
@@ -208,7 +227,7 @@ def record(
     seq, prev_mac = head()
     ip, request_id = _request_facts()
     ip = ip if record_ip else None
-    event = AuditEvent(
+    event = ChainedEvent(
         seq=seq + 1,
         at=at or utcnow(),
         actor_kind=actor_kind or ("user" if actor is not None else "system"),

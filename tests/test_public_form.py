@@ -13,9 +13,10 @@ from pathlib import Path
 
 import itsdangerous.timed
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
+from crm import statements
 from crm.models import (
     AuditEvent,
     Enquiry,
@@ -553,17 +554,16 @@ def _fail_commit(monkeypatch, _app):
     monkeypatch.setattr(db.session, "commit", boom)
 
 
-def _fail_mid_transaction(monkeypatch, app):
-    """The database fails on the card insert, after the lead and enquiry rows went in."""
-    failing = {"on": False}
+def _fail_mid_transaction(monkeypatch, _app):
+    """The driver fails on the card insert, after the lead and enquiry rows went in."""
+    real_run = statements.run
 
-    def refuse(_conn, _cursor, statement, *_args):
-        if failing["on"] and statement.startswith("INSERT INTO insurance_cards"):
-            raise OperationalError(statement, {}, Exception("database is locked"))
+    def refuse_cards(sql, parameters, many=False):
+        if sql.startswith("INSERT INTO insurance_cards"):
+            raise OperationalError(sql, parameters, Exception("database is locked"))
+        return real_run(sql, parameters, many)
 
-    with app.app_context():
-        event.listen(db.engine, "before_cursor_execute", refuse)
-    monkeypatch.setitem(failing, "on", True)
+    monkeypatch.setattr(statements, "run", refuse_cards)
 
 
 @pytest.mark.parametrize("break_it", [_fail_commit, _fail_mid_transaction], ids=["commit", "mid-transaction"])

@@ -156,7 +156,7 @@ def prepare_enquiry(submission: Submission) -> PreparedEnquiry:
 
 def find_receipt(digest: str) -> Receipt | None:
     """The receipt of the enquiry already stored for this form token, if any."""
-    row = _RECEIPT.execute(digest=digest).first()
+    row = _RECEIPT.first(digest=digest)
     return Receipt(row[0], bool(row[1])) if row else None
 
 
@@ -178,7 +178,7 @@ def _contact_candidates(phone_bidx: int | None, email_bidx: int | None) -> list[
     """
     if phone_bidx is None and email_bidx is None:
         return []
-    ids = [row[0] for row in _CANDIDATES.execute(phone_bidx=phone_bidx, email_bidx=email_bidx)]
+    ids = [row[0] for row in _CANDIDATES.rows(phone_bidx=phone_bidx, email_bidx=email_bidx)]
     return list(db.session.scalars(select(Lead).where(Lead.id.in_(ids)))) if ids else []
 
 
