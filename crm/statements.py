@@ -17,7 +17,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Executable, Table, insert
+from sqlalchemy import Connection, Executable, Table, insert
 from sqlalchemy.exc import DBAPIError
 
 from .models import db
@@ -63,17 +63,15 @@ def _column_default(column: Any) -> Callable[[], Any]:
 _compiled: dict[tuple[str, Hashable], Compiled] = {}
 
 
-def _compiled_for(key: Hashable, compile_: Callable[[Any], Compiled]) -> Compiled:
-    dialect = db.session.get_bind().dialect
+def _compiled_for(dialect: Any, key: Hashable, compile_: Callable[[Any], Compiled]) -> Compiled:
     found = _compiled.get((dialect.name, key))
     if found is None:
         found = _compiled[(dialect.name, key)] = compile_(dialect)
     return found
 
 
-def run(sql: str, parameters: Any, many: bool = False) -> list[tuple]:
-    """Run ``sql`` on the session's connection (beginning its transaction) and return any rows."""
-    connection = db.session.connection()
+def run(connection: Connection, sql: str, parameters: Any, many: bool = False) -> list[tuple]:
+    """Run ``sql`` on a cursor of ``connection``, in its transaction, and return any rows."""
     driver = connection.connection.dbapi_connection
     cursor = driver.cursor()
     try:
@@ -100,8 +98,9 @@ class Lookup:
 
     def rows(self, **values: Any) -> list[tuple]:
         """Every row the query returns for ``values``, in the session's transaction."""
-        compiled = _compiled_for(self, lambda dialect: Compiled.of(self._build(), dialect))
-        return run(compiled.sql, compiled.parameters(values))
+        connection = db.session.connection()
+        compiled = _compiled_for(connection.dialect, self, lambda dialect: Compiled.of(self._build(), dialect))
+        return run(connection, compiled.sql, compiled.parameters(values))
 
     def first(self, **values: Any) -> tuple | None:
         """The first row the query returns for ``values``, or ``None``."""
@@ -111,10 +110,12 @@ class Lookup:
 
 def insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """Insert ``rows`` (all with the same keys) in the session's transaction; column defaults fill the rest."""
+    connection = db.session.connection()
     keys = tuple(rows[0])
-    compiled = _compiled_for(("insert", table.name, keys), lambda dialect: Compiled.of(insert(table), dialect, keys))
+    compiled = _compiled_for(connection.dialect, ("insert", table.name, keys),
+                             lambda dialect: Compiled.of(insert(table), dialect, keys))
     parameters = [compiled.parameters(row) for row in rows]
     if len(parameters) == 1:
-        run(compiled.sql, parameters[0])
+        run(connection, compiled.sql, parameters[0])
     else:
-        run(compiled.sql, parameters, many=True)
+        run(connection, compiled.sql, parameters, many=True)

@@ -558,10 +558,10 @@ def _fail_mid_transaction(monkeypatch, _app):
     """The driver fails on the card insert, after the lead and enquiry rows went in."""
     real_run = statements.run
 
-    def refuse_cards(sql, parameters, many=False):
+    def refuse_cards(connection, sql, parameters, many=False):
         if sql.startswith("INSERT INTO insurance_cards"):
             raise OperationalError(sql, parameters, Exception("database is locked"))
-        return real_run(sql, parameters, many)
+        return real_run(connection, sql, parameters, many)
 
     monkeypatch.setattr(statements, "run", refuse_cards)
 
