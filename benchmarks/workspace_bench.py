@@ -7,7 +7,7 @@ signed-in coordinator, on SQLite and on PostgreSQL, and prints p50 and p95 per s
     .venv/bin/python benchmarks/workspace_bench.py                       # full run
     .venv/bin/python benchmarks/workspace_bench.py --sizes 10000 --backends sqlite   # quick
 
-Targets (issue #5): p95 at most 50 ms for list and search at 1,000,000 leads; search at
+Targets: p95 at most 50 ms for list and search at 1,000,000 leads; search at
 1,000,000 at most 1.5x its cost at 10,000.
 """
 
