@@ -9,18 +9,10 @@ import pytest
 
 from crm import cadence, eligibility
 from crm.eligibility import ELIGIBLE, INELIGIBLE, REVIEW
+from tests.screening import NO_RISK, PASSING, PHQ_MODERATE
 
 LA = ZoneInfo("America/Los_Angeles")
 
-PASSING = {
-    "adult": "yes", "mdd": "yes", "acute_si": "no", "adequate_trials": 2,
-    "aneurysmal_vascular_disease": "no", "arteriovenous_malformation": "no", "intracerebral_hemorrhage": "no",
-    "hypersensitivity": "no", "sud": "none", "transport": "yes", "availability": "yes",
-    "caution_bp": "no", "caution_cardio": "no", "caution_psychosis": "no", "caution_pregnancy": "no",
-    "caution_medications": "no",
-}
-PHQ_MODERATE = [2, 2, 2, 2, 1, 1, 1, 1, 0]  # 12, item 9 = 0
-NO_CSSRS = {"q1": False, "q2": False, "q6": False}
 
 
 @pytest.mark.parametrize("score,band", [
@@ -47,7 +39,7 @@ def test_phq9_score_needs_nine_items_scored_0_to_3(items):
 def test_phq9_item9_above_zero_runs_cssrs_whatever_the_total(item9, needs):
     items = [0] * 8 + [item9]
     assert eligibility.phq9_needs_cssrs(items) is needs
-    result = eligibility.evaluate(PASSING, items, NO_CSSRS)
+    result = eligibility.evaluate(PASSING, items, NO_RISK)
     assert ("phq9_item9" in result.reasons) is needs
 
 
@@ -70,7 +62,7 @@ def test_cssrs_triage(answers, recent, risk):
 
 
 def test_all_criteria_met_is_eligible():
-    result = eligibility.evaluate(PASSING, PHQ_MODERATE, NO_CSSRS)
+    result = eligibility.evaluate(PASSING, PHQ_MODERATE, NO_RISK)
     assert (result.outcome, result.reasons, result.phq9_score, result.phq9_band) == (ELIGIBLE, [], 12, "moderate")
 
 
@@ -100,7 +92,7 @@ def test_all_criteria_met_is_eligible():
     ({"caution_medications": "yes"}, REVIEW, "caution"),
 ])
 def test_each_criterion(change, outcome, reason):
-    result = eligibility.evaluate({**PASSING, **change}, PHQ_MODERATE, NO_CSSRS)
+    result = eligibility.evaluate({**PASSING, **change}, PHQ_MODERATE, NO_RISK)
     assert result.outcome == outcome
     assert reason in result.reasons
     if outcome == INELIGIBLE:
@@ -109,14 +101,14 @@ def test_each_criterion(change, outcome, reason):
 
 @pytest.mark.parametrize("trials,outcome", [(1, INELIGIBLE), (2, ELIGIBLE), (3, ELIGIBLE)])
 def test_trd_needs_at_least_two_adequate_trials(trials, outcome):
-    assert eligibility.evaluate({**PASSING, "adequate_trials": trials}, PHQ_MODERATE, NO_CSSRS).outcome == outcome
+    assert eligibility.evaluate({**PASSING, "adequate_trials": trials}, PHQ_MODERATE, NO_RISK).outcome == outcome
 
 
 @pytest.mark.parametrize("total,outcome", [(9, REVIEW), (10, ELIGIBLE)])
 def test_phq9_payer_minimum_boundary(total, outcome):
     items = [3, 3, 3, 0, 0, 0, 0, 0, 0]
     items[3] = total - 9
-    assert eligibility.evaluate(PASSING, items, NO_CSSRS).outcome == outcome
+    assert eligibility.evaluate(PASSING, items, NO_RISK).outcome == outcome
 
 
 def test_ineligible_wins_over_review_and_keeps_every_reason():

@@ -23,16 +23,13 @@ from crm.models import (
     db,
 )
 from tests import sentinels
+from tests.screening import PASSING
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
-SCREEN_ELIGIBLE = {
-    "adult": "yes", "mdd": "yes", "acute_si": "no", "adequate_trials": "3",
-    "aneurysmal_vascular_disease": "no", "arteriovenous_malformation": "no", "intracerebral_hemorrhage": "no",
-    "hypersensitivity": "no", "sud": "none", "transport": "yes", "availability": "yes",
-    "caution_bp": "no", "caution_cardio": "no", "caution_psychosis": "no", "caution_pregnancy": "no",
-    "caution_medications": "no",
-    **{f"phq9_{i}": "2" for i in range(8)}, "phq9_8": "0",
+SCREEN_ELIGIBLE = {  # the screening form's fields, as a browser posts them
+    **{name: str(answer) for name, answer in PASSING.items()},
+    **{f"phq9_{i}": "2" for i in range(8)}, "phq9_8": "0",  # 16: moderately severe
     "cssrs_q1": "no", "cssrs_q2": "no", "cssrs_q6": "no",
 }
 

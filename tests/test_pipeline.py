@@ -37,18 +37,10 @@ from crm.models import (
 from crm.operations import insurance as ops_insurance
 from crm.operations import leads as ops
 from crm.operations import screening as ops_screening
+from tests.screening import NO_RISK, PASSING, PHQ_MODERATE
 
 ALL_REASONS = sorted({r for reasons in EXIT_REASONS.values() for r in reasons} | set(REOPEN_REASONS))
-CHECKLIST = {
-    "adult": "yes", "mdd": "yes", "acute_si": "no", "adequate_trials": 2,
-    "aneurysmal_vascular_disease": "no", "arteriovenous_malformation": "no", "intracerebral_hemorrhage": "no",
-    "hypersensitivity": "no", "sud": "none", "transport": "yes", "availability": "yes",
-    "caution_bp": "no", "caution_cardio": "no", "caution_psychosis": "no", "caution_pregnancy": "no",
-    "caution_medications": "no",
-}
 SCREENS = {"eligible": {}, "needs_review": {"caution_bp": "yes"}, "ineligible": {"transport": "no"}}
-PHQ = [2, 2, 2, 2, 1, 1, 1, 1, 0]
-NO_RISK = {"q1": False, "q2": False, "q6": False}
 
 
 def vob_data(status: str, coverage: str) -> dict:
@@ -132,8 +124,8 @@ class Pipeline(RuleBasedStateMachine):
 
     @rule(kind=st.sampled_from(sorted(SCREENS)))
     def screen_lead(self, kind: str) -> None:
-        answers = {**CHECKLIST, **SCREENS[kind]}
-        action = lambda: ops_screening.record_screening(self.lead, self.actor, answers, PHQ, NO_RISK)  # noqa: E731
+        answers = {**PASSING, **SCREENS[kind]}
+        action = lambda: ops_screening.record_screening(self.lead, self.actor, answers, PHQ_MODERATE, NO_RISK)  # noqa: E731
         if self._run(action, self.stage in OPEN_STAGES):
             self.screen, self.signed = kind, False
 
