@@ -132,12 +132,17 @@ def test_bad_filters_show_an_error_and_no_events(client, admin, log, query, mess
     assert seqs(response) == []
 
 
-def test_keyset_pages_cover_every_event_once_in_both_directions(app, client, admin, monkeypatch):
-    monkeypatch.setattr(audit, "PAGE_SIZE", 50)
+def record_alternating_events(app, count: int) -> None:
+    """Events 1..count: odd seqs ``stage_changed``, even seqs ``lead_viewed``."""
     with app.app_context():
-        for n in range(120):
+        for n in range(count):
             audit.record("lead_viewed" if n % 2 else "stage_changed", object_type="lead", object_id=f"l{n}")
         db.session.commit()
+
+
+def test_keyset_pages_cover_every_event_once_in_both_directions(app, client, admin, monkeypatch):
+    monkeypatch.setattr(audit, "PAGE_SIZE", 50)
+    record_alternating_events(app, 120)
     first = client.get("/admin/audit")
     assert seqs(first) == list(range(120, 70, -1)) and "Newer" not in first.text
     older = re.search(r'href="([^"]+before=71[^"]*)"', first.text).group(1).replace("&amp;", "&")
@@ -151,10 +156,7 @@ def test_keyset_pages_cover_every_event_once_in_both_directions(app, client, adm
 
 def test_pages_keep_their_filter(app, client, admin, monkeypatch):
     monkeypatch.setattr(audit, "PAGE_SIZE", 50)
-    with app.app_context():
-        for n in range(130):
-            audit.record("lead_viewed" if n % 2 else "stage_changed", object_type="lead", object_id=f"l{n}")
-        db.session.commit()
+    record_alternating_events(app, 130)
     first = client.get("/admin/audit?action=stage_changed")
     assert seqs(first) == list(range(129, 29, -2))
     link = re.search(r'href="([^"]+before=31[^"]*)"', first.text).group(1).replace("&amp;", "&")

@@ -225,6 +225,14 @@ def test_ciphertext_copied_between_rows_and_tables_under_one_data_key_fails(app)
         assert db.session.get(Enquiry, ids[0]).answers == {"message": sentinels.MESSAGE}
 
 
+def assert_email_unreadable_after_commit(lead_id: str) -> None:
+    """Commit the tampering, reload the lead from the database and expect its e-mail to fail authentication."""
+    db.session.commit()
+    db.session.expunge_all()
+    with pytest.raises(crypto.DecryptionError):
+        _ = db.session.get(Lead, lead_id).email
+
+
 @pytest.mark.parametrize("position", [0, 1, 2, 13, 14, -17, -1])
 def test_flipped_stored_byte_fails(app, make_lead, position):
     lead_id = make_lead(email=sentinels.EMAIL)
@@ -232,10 +240,7 @@ def test_flipped_stored_byte_fails(app, make_lead, position):
         blob = bytearray(raw("SELECT email_enc FROM leads WHERE id = :id", id=lead_id).scalar_one())
         blob[position] ^= 0x80
         raw("UPDATE leads SET email_enc = :blob WHERE id = :id", blob=bytes(blob), id=lead_id)
-        db.session.commit()
-        db.session.expunge_all()
-        with pytest.raises(crypto.DecryptionError):
-            _ = db.session.get(Lead, lead_id).email
+        assert_email_unreadable_after_commit(lead_id)
 
 
 def test_tampered_wrapped_data_key_fails(app, make_lead):
@@ -244,10 +249,7 @@ def test_tampered_wrapped_data_key_fails(app, make_lead):
         wrapped = bytearray(raw("SELECT wrapped FROM lead_keys WHERE lead_id = :id", id=lead_id).scalar_one())
         wrapped[5] ^= 0x01
         raw("UPDATE lead_keys SET wrapped = :w WHERE lead_id = :id", w=bytes(wrapped), id=lead_id)
-        db.session.commit()
-        db.session.expunge_all()
-        with pytest.raises(crypto.DecryptionError):
-            _ = db.session.get(Lead, lead_id).email
+        assert_email_unreadable_after_commit(lead_id)
 
 
 def test_lead_wrapped_by_a_retired_key_is_refused(app, make_lead):
