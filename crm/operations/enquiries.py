@@ -234,7 +234,6 @@ def _returning_rows(lead: Lead, submission: Submission) -> Rows:
     now = utcnow()
     rows: Rows = {LeadEvent.__table__: [_welcome_back(lead, submission.contact, now)]}
     _apply_answers(lead, submission)
-    db.session.flush()
     _merge(rows, _submission_rows(lead.id, lead.field_cipher(), submission, now))
     return rows
 
