@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 
 import pytest
@@ -432,6 +433,19 @@ def test_vob_rules_are_refused(app, staff, sentinel_lead, change, message):
     response = staff.post(f"/leads/{sentinel_lead}/insurance", data=data, follow_redirects=True)
     assert message in response.get_data(as_text=True)
     assert audit_rows(app, "vob_recorded") == []
+
+
+def test_vob_field_errors_show_on_the_open_form_and_store_nothing(app, staff, sentinel_lead):
+    data = {"coverage_type": "ppo", "vob_status": "verified", "vob_outcome": "in_network_no_pa",
+            "inn_coinsurance": "150", "reference_number": "REF-777"}
+    response = staff.post(f"/leads/{sentinel_lead}/insurance", data=data)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert re.search(r'<details id="vob"\s+open', page) and "Number must be between 0 and 100" in page
+    assert 'value="REF-777"' in page
+    assert audit_rows(app, "vob_recorded") == []
+    with app.app_context():
+        assert db.session.scalar(select(Insurance)).vob_status != "verified"
 
 
 def test_approved_pa_needs_number_units_and_dates(staff, sentinel_lead):

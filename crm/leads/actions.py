@@ -23,13 +23,14 @@ from .queues import clinic_zone
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
-            message: str | Callable[[Any], str]) -> Any:
-    """Validate ``form``, run one operation, commit, flash and redirect back to the lead.
+            message: str | Callable[[Any], str], form_key: str | None = None) -> Any:
+    """Validate ``form``, run one operation, commit, flash and redirect back to section ``name``.
 
-    A form error re-renders the page with the errors; a refused state rule is flashed.
+    A form error re-renders the page with the errors, the failing form in place of the
+    page's form ``form_key`` (default ``name``); a refused state rule is flashed.
     """
     if not form.validate_on_submit():
-        return render_detail(lead, **{name: form})
+        return render_detail(lead, **{form_key or name: form})
     lead_id = lead.id
     try:
         result = action()
@@ -46,7 +47,8 @@ def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
 def claim(lead_id: uuid.UUID):
     """Take an unassigned lead."""
     lead = get_lead_or_404(lead_id, for_update=True)
-    return perform(lead, ConfirmForm(), "assign", lambda: ops.claim(lead, current_user), "Lead claimed.")
+    return perform(lead, ConfirmForm(), "assign", lambda: ops.claim(lead, current_user), "Lead claimed.",
+                   form_key="confirm")
 
 
 @bp.post("/<uuid:lead_id>/assign")
@@ -91,7 +93,7 @@ def acknowledge(lead_id: uuid.UUID):
     """Acknowledge an urgent lead: you are now handling it."""
     lead = get_lead_or_404(lead_id, for_update=True)
     return perform(lead, ConfirmForm(), "urgent", lambda: ops.acknowledge_urgent(lead, current_user),
-                   "Urgent lead acknowledged.")
+                   "Urgent lead acknowledged.", form_key="confirm")
 
 
 @bp.post("/<uuid:lead_id>/notes")
@@ -118,7 +120,7 @@ def reveal(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id)
     return perform(lead, ConfirmForm(), "insurance",
                    lambda: (ops.reveal_insurance(lead, current_user), remember_reveal(lead.id)),
-                   "Member ID and cards revealed for a few minutes.")
+                   "Member ID and cards revealed for a few minutes.", form_key="confirm")
 
 
 @bp.post("/<uuid:lead_id>/insurance")
@@ -127,7 +129,7 @@ def record_vob(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id, for_update=True)
     form = VobForm()
     return perform(lead, form, "insurance", lambda: ops_insurance.record_vob(lead, current_user, form.vob_data()),
-                   "Benefits check saved.")
+                   "Benefits check saved.", form_key="vob")
 
 
 def _screening_message(screening: Screening) -> str:
@@ -156,4 +158,4 @@ def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
     if current_user.role != Role.CLINICIAN:
         deny("clinician_only")
     return perform(lead, ConfirmForm(), "screening", lambda: ops_screening.sign_off(screening, current_user),
-                   "Screening signed off.")
+                   "Screening signed off.", form_key="confirm")
