@@ -201,6 +201,17 @@ def test_search_with_several_hits_shows_results_by_get(staff, make_lead):
     assert first in html and second in html and "555-0111" not in html
 
 
+def test_search_results_show_once_and_a_later_visit_lists_and_audits_nothing(app, staff, make_lead):
+    first = make_lead(phone="949-555-0112")
+    second = make_lead(phone="(949) 555 0112")
+    staff.post("/leads/search", data={"query": "9495550112"})
+    assert first in staff.get("/leads/search").get_data(as_text=True)
+    listed = len(audit_rows(app, "leads_listed"))
+    later = staff.get("/leads/search").get_data(as_text=True)
+    assert first not in later and second not in later
+    assert len(audit_rows(app, "leads_listed")) == listed
+
+
 def test_search_without_match_or_kind(staff, make_lead):
     make_lead(phone="949-555-0111")
     response = staff.post("/leads/search", data={"query": "949-555-0999"}, follow_redirects=True)

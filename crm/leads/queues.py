@@ -93,8 +93,8 @@ def _show_hits(found: list[Lead]):
 
 
 def _remembered_hits() -> list:
-    """Rows for the ids the last search found."""
-    ids = session.get(SEARCH_HITS) or []
+    """Rows for the ids the search just found, shown (and audited) once: a later visit runs no search."""
+    ids = session.pop(SEARCH_HITS, None) or []
     if not ids:
         return []
     leads = db.session.scalars(q.with_keys(db.select(Lead).where(Lead.id.in_(ids))
