@@ -405,6 +405,15 @@ def test_stale_stage_form_is_refused(app, staff, make_lead):
     assert "changed stage meanwhile" in response.get_data(as_text=True)
 
 
+@time_machine.travel(dt.datetime(2026, 6, 1, 3, 0, tzinfo=dt.UTC), tick=False)  # still May 31 in the clinic
+def test_age_counts_birthdays_on_the_clinics_date_not_the_servers(client, coordinator, login_as, make_lead):
+    staff = client
+    login_as(staff, coordinator)
+    lead_id = make_lead(dob=dt.date(2008, 6, 1))
+    page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
+    assert "06/01/2008 (age 17)" in page
+
+
 # --- verification of benefits ----------------------------------------------------------
 
 

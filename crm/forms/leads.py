@@ -24,6 +24,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import eligibility, vob
+from ..clinic import clinic_today
 from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
@@ -55,7 +56,7 @@ def parse_date(text: str, today: dt.date | None = None) -> dt.date:
             parsed = dt.datetime.strptime(text, fmt).date()
         except ValueError:
             continue
-        today = today or dt.date.today()
+        today = today or clinic_today()
         if parsed > today and "%y" in fmt:
             parsed = parsed.replace(year=parsed.year - 100)
         return parsed

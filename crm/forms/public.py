@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import filetype
 import phonenumbers
@@ -30,6 +28,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from ..clinic import age_on, clinic_today
 from ..models import COMMERCIAL_COVERAGE, CoverageType
 
 MAX_CARD_BYTES = 5 * 1024 * 1024
@@ -96,23 +95,13 @@ def contact_consent_wording() -> str:
     return CONTACT_CONSENT[version].format(clinic=current_app.config["CLINIC_NAME"])
 
 
-def today() -> dt.date:
-    """Today's date in the clinic's time zone."""
-    return dt.datetime.now(ZoneInfo(current_app.config["TIMEZONE"])).date()
-
-
-def age_on(dob: dt.date, day: dt.date) -> int:
-    """Whole years between ``dob`` and ``day``."""
-    return day.year - dob.year - ((day.month, day.day) < (dob.month, dob.day))
-
-
 def check_birth_date(_form: Any, field: Field) -> None:
     """Refuse dates of birth in the future or implausibly long ago."""
     if field.data is None:
         return
-    if field.data > today():
+    if field.data > clinic_today():
         raise ValidationError("The date of birth can't be in the future.")
-    if age_on(field.data, today()) > OLDEST_AGE:
+    if age_on(field.data, clinic_today()) > OLDEST_AGE:
         raise ValidationError("Please check the year of the date of birth.")
 
 
@@ -311,7 +300,7 @@ class EnquiryForm(FlaskForm):
     def is_minor(self) -> bool:
         """True when a valid date of birth says the patient is under 18."""
         dob = self.dob.data
-        return bool(dob and not self.dob.errors and age_on(dob, today()) < ADULT_AGE)
+        return bool(dob and not self.dob.errors and age_on(dob, clinic_today()) < ADULT_AGE)
 
 
 def _fail(field: Field, message: str) -> bool:

@@ -12,6 +12,7 @@ from flask_wtf import FlaskForm
 
 from .. import cadence, eligibility
 from ..auth import deny
+from ..clinic import clinic_zone
 from ..forms.leads import AttemptForm, ConfirmForm, NoteForm, ScreeningForm, VobForm
 from ..models import Lead, Role, Screening, User, db
 from ..operations import insurance as ops_insurance
@@ -19,7 +20,6 @@ from ..operations import leads as ops
 from ..operations import screening as ops_screening
 from . import bp, get_lead_or_404
 from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form
-from .queues import clinic_zone
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],

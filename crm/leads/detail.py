@@ -13,6 +13,7 @@ from wtforms.fields.choices import SelectChoice
 
 from .. import cadence, crypto, eligibility, vob
 from ..auth import deny
+from ..clinic import clinic_zone
 from ..forms.leads import (
     AssignForm,
     AttemptForm,
@@ -28,7 +29,6 @@ from ..forms.leads import (
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
 from . import bp, get_lead_or_404, present
-from .queues import clinic_zone
 
 REVEALED = "revealed"
 INLINE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "application/pdf"}

@@ -14,6 +14,7 @@ from typing import Any
 from flask import current_app
 
 from .. import cadence, crypto, eligibility, vob
+from ..clinic import age_on, clinic_today
 from ..models import (
     Callback,
     ContactAttempt,
@@ -142,13 +143,6 @@ class TimelineEntry:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def age_on(dob: Any, today: dt.date) -> int | None:
-    """Whole years between ``dob`` and ``today``."""
-    if not isinstance(dob, dt.date):
-        return None
-    return today.year - dob.year - ((today.month, today.day) < (dob.month, dob.day))
-
-
 def contact_block(lead: Lead, reader: Reader) -> dict[str, Any]:
     """The lead's identity and contact details, decrypted."""
     values = {name: reader.get(lead, name, lead.id)
@@ -156,7 +150,8 @@ def contact_block(lead: Lead, reader: Reader) -> dict[str, Any]:
     phone = values["phone"]
     region = current_app.config["PHONE_REGION"]
     values["tel"] = crypto.normalize_phone(phone, region) if isinstance(phone, str) else None
-    values["age"] = age_on(values["dob"], dt.date.today())
+    dob = values["dob"]
+    values["age"] = age_on(dob, clinic_today()) if isinstance(dob, dt.date) else None  # None when unreadable
     return values
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
+from ..clinic import clinic_zone
 from ..forms.leads import LeadFilterForm, SearchForm, options
 from ..models import Lead, db, utcnow
 from ..operations import leads as ops
@@ -15,11 +14,6 @@ from . import queries as q
 from .present import Reader, lead_row, staff_directory, staff_name
 
 SEARCH_HITS = "search_hits"
-
-
-def clinic_zone() -> ZoneInfo:
-    """The clinic's time zone (configurable, default America/Los_Angeles)."""
-    return ZoneInfo(current_app.config["TIMEZONE"])
 
 
 def audit_listing(view: str, rows: list, reader: Reader) -> None:
