@@ -25,11 +25,15 @@ def to_utc(local: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     return local.replace(tzinfo=zone).astimezone(dt.UTC).replace(tzinfo=None)
 
 
+def midnight_utc(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    """Naive UTC of the midnight in ``zone`` that starts ``day``."""
+    return to_utc(dt.datetime.combine(day, dt.time()), zone)
+
+
 def local_day_bounds(now: dt.datetime, zone: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
     """Naive-UTC start and end of the clinic's calendar day that contains ``now``."""
     day = to_local(now, zone).date()
-    start = dt.datetime.combine(day, dt.time())
-    return to_utc(start, zone), to_utc(start + dt.timedelta(days=1), zone)
+    return midnight_utc(day, zone), midnight_utc(day + dt.timedelta(days=1), zone)
 
 
 def _clock(text: str) -> dt.time:

@@ -11,12 +11,10 @@ import datetime as dt
 import io
 import re
 from collections.abc import Iterator
-from zoneinfo import ZoneInfo
 
 from flask import (
     Response,
     abort,
-    current_app,
     flash,
     redirect,
     render_template,
@@ -29,7 +27,9 @@ from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
 
 from .. import audit as audit_log
+from .. import cadence
 from ..auth import fresh_required
+from ..clinic import clinic_zone
 from ..forms.audit import AuditFilterForm
 from ..models import Lead, User, db, utcnow
 from . import bp
@@ -58,9 +58,7 @@ def _utc(day: dt.date | None, days_after: int = 0) -> dt.datetime | None:
     """Clinic-local midnight starting ``day`` (plus ``days_after``) as naive UTC."""
     if day is None:
         return None
-    zone = ZoneInfo(current_app.config["TIMEZONE"])
-    local = dt.datetime.combine(day + dt.timedelta(days=days_after), dt.time(), zone)
-    return local.astimezone(dt.UTC).replace(tzinfo=None)
+    return cadence.midnight_utc(day + dt.timedelta(days=days_after), clinic_zone())
 
 
 def _filters(form: AuditFilterForm) -> audit_log.AuditFilter | None:

@@ -90,10 +90,9 @@ def _assignee_filter(query: Select, assignee: str | None, user: User) -> Select:
 def _date_filter(query: Select, start: dt.date | None, end: dt.date | None, zone: ZoneInfo) -> Select:
     """Whole clinic-time days: from the start of ``start`` to the end of ``end``."""
     if start:
-        query = query.where(Lead.created_at >= cadence.to_utc(dt.datetime.combine(start, dt.time()), zone))
+        query = query.where(Lead.created_at >= cadence.midnight_utc(start, zone))
     if end:
-        next_day = dt.datetime.combine(end + dt.timedelta(days=1), dt.time())
-        query = query.where(Lead.created_at < cadence.to_utc(next_day, zone))
+        query = query.where(Lead.created_at < cadence.midnight_utc(end + dt.timedelta(days=1), zone))
     return query
 
 
