@@ -478,13 +478,6 @@ class Lead(Identified, db.Model):
         """True while the lead is still moving through the pipeline."""
         return self.stage in OPEN_STAGES
 
-    @property
-    def display_name(self) -> str:
-        """First name and last initial: enough to pick a lead from a list."""
-        first = self.first_name or ""
-        last = self.last_name or ""
-        return f"{first} {last[:1]}.".strip() if last else first
-
 
 def new_lead_key(lead_id: str) -> tuple[crypto.FieldCipher, dict[str, Any]]:
     """A new lead's random data key: its field cipher and its ``lead_keys`` row, wrapped by the primary key."""

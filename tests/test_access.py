@@ -122,6 +122,20 @@ def test_coordinator_gets_403_and_an_audit_row_on_every_admin_endpoint(app, clie
         assert db.session.get(type(coordinator), coordinator.id).role == Role.COORDINATOR
 
 
+def test_admin_guard_refuses_anonymous_visitors_on_its_own(app):
+    """Even without the app-wide sign-in check (a view wrongly marked public), the admin blueprint says 403."""
+    from werkzeug.exceptions import Forbidden
+
+    from crm.admin import require_admin
+
+    with app.test_request_context("/admin/users"):
+        with pytest.raises(Forbidden):
+            require_admin()
+    with app.app_context():
+        denied = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "access_denied")).all()
+        assert [(e.actor_kind, e.outcome) for e in denied] == [("public", "denied")]
+
+
 def test_admin_reaches_the_admin_pages(app, client, make_user, login_as):
     admin = make_user(role=Role.ADMIN)
     other = make_user()

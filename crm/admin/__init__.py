@@ -17,8 +17,12 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 @bp.before_request
 def require_admin() -> None:
-    """Refuse (403, audited) every admin endpoint to anyone but an admin."""
-    if current_user.is_authenticated and current_user.role != Role.ADMIN:
+    """Refuse (403, audited) every admin endpoint to anyone but a signed-in admin.
+
+    Anonymous visitors never get here (sign-in is required app-wide); refusing them too keeps
+    an admin view safe even if it were ever marked public by mistake.
+    """
+    if not current_user.is_authenticated or current_user.role != Role.ADMIN:
         deny("admin_only")
 
 

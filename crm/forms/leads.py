@@ -15,17 +15,16 @@ from wtforms import (
     HiddenField,
     IntegerField,
     SelectField,
-    SelectMultipleField,
     StringField,
     TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from .. import eligibility, vob
 from ..clinic import clinic_today
 from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
+from . import MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
@@ -78,13 +77,6 @@ class FlexibleDateField(StringField):
 
     def _value(self) -> str:
         return getattr(self, "raw_text", "") or (self.data.strftime("%m/%d/%Y") if self.data else "")
-
-
-class MultiCheckboxField(SelectMultipleField):
-    """A set of checkboxes for a multiple choice."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 class ConfirmForm(FlaskForm):

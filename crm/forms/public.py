@@ -19,17 +19,16 @@ from wtforms import (
     HiddenField,
     RadioField,
     SelectField,
-    SelectMultipleField,
     StringField,
     TelField,
     TextAreaField,
     ValidationError,
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
-from wtforms.widgets import CheckboxInput, ListWidget
 
 from ..clinic import age_on, clinic_today
 from ..models import COMMERCIAL_COVERAGE, CoverageType
+from . import MultiCheckboxField
 
 MAX_CARD_BYTES = 5 * 1024 * 1024
 CARD_TYPES = ("image/jpeg", "image/png", "application/pdf")
@@ -80,13 +79,6 @@ RELATIONSHIPS = {"": "Choose one", "spouse": "Spouse or partner", "parent": "Par
 
 def _limit(count: int) -> Length:
     return Length(max=count, message=f"Please keep this to {count} characters or fewer.")
-
-
-class MultiCheckboxField(SelectMultipleField):
-    """Several choices shown as checkboxes."""
-
-    widget = ListWidget(prefix_label=False)
-    option_widget = CheckboxInput()
 
 
 def contact_consent_wording() -> str:
