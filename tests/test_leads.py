@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 import time_machine
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from crm.models import (
     AuditEvent,
@@ -412,6 +412,21 @@ def test_age_counts_birthdays_on_the_clinics_date_not_the_servers(client, coordi
     lead_id = make_lead(dob=dt.date(2008, 6, 1))
     page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
     assert "06/01/2008 (age 17)" in page
+
+
+def test_lead_page_reads_the_staff_list_and_the_callbacks_once(app, staff, sentinel_lead):
+    statements = []
+    with app.app_context():
+        engine = db.engine
+    listener = lambda _conn, _cursor, statement, *_args: statements.append(" ".join(statement.split()))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        assert staff.get(f"/leads/{sentinel_lead}").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    staff_lists = [s for s in statements if re.search(r"FROM users$", s)]
+    callback_reads = [s for s in statements if "FROM callbacks" in s]
+    assert (len(staff_lists), len(callback_reads)) == (1, 1)
 
 
 # --- verification of benefits ----------------------------------------------------------

@@ -94,15 +94,15 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
 def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
     """Everything the lead page shows, decrypted into plain values."""
     users, now = present.staff_directory(), utcnow()
-    screens = present.screenings(lead, reader, users)
+    screens, callbacks = present.screenings(lead, reader, users), present.lead_callbacks(lead)
     return {
         "contact": present.contact_block(lead, reader),
         "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
         "revealed": is_revealed(lead.id),
         "screenings": screens,
-        "timeline": present.timeline(lead, reader, users, screens),
+        "timeline": present.timeline(lead, reader, users, screens, callbacks),
         "cadence": present.cadence_status(lead, now, clinic_zone()),
-        "callbacks": present.open_callbacks(lead),
+        "callbacks": present.open_callbacks(callbacks),
         "assignee": present.staff_name(users.get(lead.assignee_id)),
         "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
         "rules": eligibility.RULES,

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app
+from flask import current_app, g
 
 from .. import cadence, crypto, eligibility, vob
 from ..clinic import age_on, clinic_today
@@ -124,8 +124,10 @@ def staff_name(user: User | None) -> str:
 
 
 def staff_directory() -> dict[str, User]:
-    """Every staff account by id (a clinic has tens, not thousands)."""
-    return {user.id: user for user in db.session.scalars(db.select(User))}
+    """Every staff account by id (a clinic has tens, not thousands), read once per request."""
+    if "staff_directory" not in g:
+        g.staff_directory = {user.id: user for user in db.session.scalars(db.select(User))}
+    return g.staff_directory
 
 
 # --- detail --------------------------------------------------------------------------
@@ -223,19 +225,24 @@ def cadence_status(lead: Lead, now: dt.datetime, zone: Any) -> dict[str, Any]:
     }
 
 
-def open_callbacks(lead: Lead) -> list[Callback]:
+def lead_callbacks(lead: Lead) -> list[Callback]:
+    """Every callback of the lead, soonest due first."""
+    return list(db.session.scalars(db.select(Callback).where(Callback.lead_id == lead.id).order_by(Callback.due_at)))
+
+
+def open_callbacks(callbacks: list[Callback]) -> list[Callback]:
     """Callbacks not yet done, soonest first."""
-    return list(db.session.scalars(db.select(Callback).where(
-        Callback.lead_id == lead.id, Callback.done_at.is_(None)).order_by(Callback.due_at)))
+    return [callback for callback in callbacks if callback.done_at is None]
 
 
 # --- timeline ------------------------------------------------------------------------
 
 
-def timeline(lead: Lead, reader: Reader, users: dict[str, User], screens: list[dict[str, Any]]) -> list[TimelineEntry]:
+def timeline(lead: Lead, reader: Reader, users: dict[str, User], screens: list[dict[str, Any]],
+             callbacks: list[Callback]) -> list[TimelineEntry]:
     """Enquiries, attempts, callbacks, stage changes, notes, assignments and screens, newest first."""
     entries = _enquiries(lead, reader) + _attempts(lead, reader, users) + _events(lead, reader, users)
-    entries += _callbacks(lead, users)
+    entries += _callbacks(callbacks, users)
     entries += [TimelineEntry(s["record"].performed_at, "screening", s["by"],
                               f"Pre-screen: {s['record'].outcome.replace('_', ' ')}") for s in screens]
     return sorted(entries, key=lambda entry: entry.at, reverse=True)
@@ -278,8 +285,7 @@ def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[Timeline
     return out
 
 
-def _callbacks(lead: Lead, users: dict[str, User]) -> list[TimelineEntry]:
-    rows = db.session.scalars(db.select(Callback).where(Callback.lead_id == lead.id))
+def _callbacks(rows: list[Callback], users: dict[str, User]) -> list[TimelineEntry]:
     return [TimelineEntry(row.created_at, "callback", staff_name(users.get(row.created_by)),
                           "Callback scheduled", details={"due": row.due_at,
                                                          "caller": staff_name(users.get(row.assignee_id))})
