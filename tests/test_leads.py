@@ -429,6 +429,28 @@ def test_lead_page_reads_the_staff_list_and_the_callbacks_once(app, staff, senti
     assert (len(staff_lists), len(callback_reads)) == (1, 1)
 
 
+def test_a_page_decrypts_each_field_once_and_records_a_failure_once(app, make_lead, monkeypatch):
+    from crm import crypto
+    from crm.leads.present import UNREADABLE, Reader
+
+    lead_id = make_lead(first_name="Once")
+    calls = []
+    real_decrypt = crypto.FieldCipher.decrypt
+
+    def counted(cipher, *args):
+        calls.append(args)
+        return real_decrypt(cipher, *args)
+
+    monkeypatch.setattr(crypto.FieldCipher, "decrypt", counted)
+    with app.app_context():
+        lead, reader = db.session.get(Lead, lead_id), Reader()
+        assert [reader.get(lead, "first_name", lead_id) for _ in range(3)] == ["Once"] * 3
+        assert len(calls) == 1
+        lead.__dict__["last_name_enc"] = b"\x01" + bytes(40)  # as if the stored bytes were damaged
+        assert [reader.get(lead, "last_name", lead_id) for _ in range(2)] == [UNREADABLE] * 2
+        assert reader.failed == {lead_id: ["leads.last_name"]}
+
+
 # --- verification of benefits ----------------------------------------------------------
 
 

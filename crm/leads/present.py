@@ -39,13 +39,23 @@ UNREADABLE: Any = _Unreadable()
 
 
 class Reader:
-    """Reads encrypted attributes, turning a failed decryption into :data:`UNREADABLE`."""
+    """Reads encrypted attributes for one page, each once, turning a failed decryption into :data:`UNREADABLE`.
+
+    A lead that shows in two queues of the home page is decrypted, and a failure recorded, once.
+    """
 
     def __init__(self) -> None:
         self.failed: dict[str, list[str]] = {}
+        self._read: dict[tuple[str, str, str], Any] = {}
 
     def get(self, obj: Any, attr: str, lead_id: str) -> Any:
         """The decrypted attribute, or the marker (remembered per lead) when it will not decrypt."""
+        key = (obj.__tablename__, obj.id, attr)
+        if key not in self._read:
+            self._read[key] = self._decrypt(obj, attr, lead_id)
+        return self._read[key]
+
+    def _decrypt(self, obj: Any, attr: str, lead_id: str) -> Any:
         try:
             return getattr(obj, attr)
         except crypto.CryptoError:
