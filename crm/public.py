@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
@@ -92,6 +93,23 @@ def enquiry():
         form.form_errors.append(TOO_QUICK)
         return _show_form(form)
     return _store(form, token)
+
+
+@bp.errorhandler(CSRFError)
+def form_expired(error: CSRFError) -> tuple[str, int]:
+    """Show the enquiry form again, answers kept, when its CSRF check fails (an expired session or token).
+
+    The status stays 400, as for every POST refused for CSRF: nothing was stored, and the rate limit
+    never counts it. The form token is renewed because a refused POST may come from another site, which
+    must not choose the token that later identifies the patient's own enquiry.
+    """
+    if request.endpoint != "public.enquiry":  # any other POST here keeps the generic page
+        return render_template("errors/error.html", code=400), 400
+    current_app.logger.info("enquiry form shown again after a failed CSRF check")
+    form = EnquiryForm()
+    form.csrf_token.errors = [error.description]  # the summary shows "The form expired. Please send it again."
+    form.form_token.data = issue_form_token()
+    return _show_form(form), 400
 
 
 @bp.get("/thanks")

@@ -34,6 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "CLINIC_ADDRESS": "100 Example Way, Suite 200, Irvine, CA 92618",
     "CLINIC_HOURS": "Monday to Friday, 8 am to 6 pm",
     "LOCAL_CRISIS_LINE": "OC Links (855) 625-4657, 24/7",
+    "LOCAL_CRISIS_PHONE": None,  # the number of LOCAL_CRISIS_LINE; when set, the line becomes a tap-to-call link
     "CONSENT_VERSION": "2026-01",
     "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)

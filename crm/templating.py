@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
+
+from . import crypto
 
 
 def localtime(value: dt.datetime | None, fmt: str = "%b %-d, %-I:%M %p") -> str:
@@ -30,7 +33,20 @@ def duration(delta: dt.timedelta | None) -> str:
     return f"{days}d {hours}h"
 
 
+def tel(value: str | None) -> str:
+    """Turn a displayed phone number into a ``tel:`` target of digits and a leading ``+`` only.
+
+    A number the phone library understands becomes E.164, as on the staff pages, so an extension or a
+    vanity spelling still dials the right line; anything else (a short code such as 988) keeps its digits.
+    """
+    text = str(value or "").strip()
+    return crypto.normalize_phone(text, current_app.config["PHONE_REGION"]) or (
+        ("+" if text.startswith("+") else "") + re.sub(r"[^0-9]", "", text)
+    )
+
+
 def init_app(app: Flask) -> None:
     """Register the filters."""
     app.add_template_filter(localtime)
     app.add_template_filter(duration)
+    app.add_template_filter(tel)

@@ -476,6 +476,65 @@ def test_csrf_is_enforced_on_the_form(config, client, app):
     assert accepted.status_code == 303
 
 
+FORM_EXPIRED = "The form expired. Please send it again."
+
+
+def hidden_value(page: str, name: str) -> str:
+    """The value of a hidden input on a rendered page."""
+    return re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page).group(1)
+
+
+@pytest.mark.parametrize("csrf_token", [None, "", "forged.csrf.token"], ids=["absent", "empty", "forged"])
+def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, client, app, csrf_token):
+    app.config["WTF_CSRF_ENABLED"] = True
+    sent_token = fresh_token(app)
+    data = {**valid_form(), "form_token": sent_token, "card_front": (io.BytesIO(PNG), "front.png", "image/png")}
+    if csrf_token is not None:
+        data["csrf_token"] = csrf_token
+    refused = client.post("/", data=data)
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400
+    assert FORM_EXPIRED in page and 'role="alert"' in page and "please choose them again" in page
+    assert f'value="{s.FIRST_NAME}"' in page and f'value="{s.EMAIL}"' in page and f'value="{DOB}"' in page
+    assert f'value="{s.MEMBER_ID}"' in page and s.MESSAGE in page
+    assert re.search(r'id="need_help_now-1"[^>]*checked|checked[^>]*id="need_help_now-1"', page)
+    assert "CARD-FRONT-SENTINEL" not in page
+    assert errors_in(refused) == []
+    assert_nothing_stored(app)
+    csrf, form_token = hidden_value(page, "csrf_token"), hidden_value(page, "form_token")
+    assert csrf != csrf_token and form_token != sent_token
+    accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
+    assert accepted.status_code == 303 and accepted.headers["Location"] == "/thanks"
+    assert row_counts(app)["enquiries"] == 1
+
+
+def test_expired_csrf_token_shows_the_form_again(config, client, app, monkeypatch):
+    app.config["WTF_CSRF_ENABLED"] = True
+    signed_now = itsdangerous.timed.TimestampSigner.get_timestamp
+    monkeypatch.setattr(itsdangerous.timed.TimestampSigner, "get_timestamp",
+                        lambda self: signed_now(self) - app.config["WTF_CSRF_TIME_LIMIT"] - 60)
+    stale = hidden_value(client.get("/").get_data(as_text=True), "csrf_token")
+    monkeypatch.undo()
+    refused = client.post("/", data={**valid_form(), "csrf_token": stale, "form_token": fresh_token(app)})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and FORM_EXPIRED in page and f'value="{s.FIRST_NAME}"' in page
+    assert_nothing_stored(app)
+    renewed = {"csrf_token": hidden_value(page, "csrf_token"), "form_token": hidden_value(page, "form_token")}
+    assert client.post("/", data={**valid_form(), **renewed}).status_code == 303
+    assert row_counts(app)["enquiries"] == 1
+
+
+def test_failed_csrf_check_elsewhere_keeps_the_generic_page(config, client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    app.add_url_rule("/probe", "public.probe", lambda: "accepted", methods=["POST"])
+    for url in ("/probe", "/auth/login"):
+        refused = client.post(url, data=valid_form())
+        page = refused.get_data(as_text=True)
+        assert refused.status_code == 400
+        assert "Something was wrong with that request" in page and FORM_EXPIRED not in page
+        assert s.FIRST_NAME not in page
+
+
 def test_oversize_body_gets_a_friendly_413(client, app):
     too_big = app.config["MAX_CONTENT_LENGTH"] + 1
     response = client.post("/", data={**valid_form(), "form_token": fresh_token(app),
@@ -542,6 +601,65 @@ def test_crisis_on_a_returning_lead_raises_it_again(client, app, make_lead, make
     with app.app_context():
         lead = the_lead(app)
         assert lead.urgent and lead.acknowledged_at is None and lead.acknowledged_by is None
+
+
+# --- phone links -------------------------------------------------------------------------
+
+
+def tel_targets(page: str) -> list[str]:
+    """Every ``tel:`` target on a page, each checked to be digits with at most a leading ``+``."""
+    targets = re.findall(r'href="tel:([^"]*)"', page)
+    assert targets and all(re.fullmatch(r"\+?[0-9]+", target) for target in targets), targets
+    return targets
+
+
+@pytest.fixture(params=["(949) 555-0100", "+1 949.555.0100 ext. 12"])
+def clinic_phone(request, config):
+    """The clinic's number as displayed: the default format, and one with an extension."""
+    config["CLINIC_PHONE"] = request.param
+    return request.param
+
+
+def thanks_after(client, app, **overrides):
+    """Submit a valid enquiry and follow it to the thank-you page."""
+    assert submit(client, app, **overrides).status_code == 303
+    return client.get("/thanks")
+
+
+def test_every_public_phone_link_dials_only_digits(clinic_phone, client, app):
+    pages = {
+        "form": client.get("/"),
+        "adults only": submit(client, app, dob=years_ago(16)),
+        "adults only, urgent": submit(client, app, dob=years_ago(16), need_help_now="yes"),
+        "thank you": thanks_after(client, app),
+        "thank you, urgent": thanks_after(client, app, need_help_now="yes"),
+        "not found": client.get("/no/such/page"),
+    }
+    for name, response in pages.items():
+        page = response.get_data(as_text=True)
+        assert clinic_phone in page, name
+        assert tel_targets(page).count("+19495550100") >= 3, name  # header, footer and the page's own "call us"
+        assert 'href="tel:911"' in page and 'href="tel:988"' in page, name
+        assert '<a href="sms:838255"><strong>838255</strong></a>' in page, name
+
+
+def test_error_pages_link_the_clinic_phone_as_digits(config, client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    for response in (client.get("/no/such/page"), client.post("/auth/login", data={})):
+        page = response.get_data(as_text=True)
+        assert 'class="panel error-page"' in page
+        assert '<a href="tel:+19495550100"><strong>(949) 555-0100</strong></a>' in page
+        tel_targets(page)
+
+
+def test_local_crisis_line_is_text_unless_its_number_is_configured(local_line, client, app):
+    page = client.get("/").get_data(as_text=True)
+    assert "Local crisis line: Test County Crisis Line (800) 555-0111." in page
+    app.config["LOCAL_CRISIS_PHONE"] = "(800) 555-0111"
+    linked = '<a href="tel:+18005550111">Test County Crisis Line (800) 555-0111</a>'
+    assert f"Local crisis line: {linked}." in client.get("/").get_data(as_text=True)
+    assert submit(client, app, need_help_now="yes").status_code == 303
+    assert f"<li>Local crisis line: {linked}.</li>" in client.get("/thanks").get_data(as_text=True)
 
 
 # --- durability ----------------------------------------------------------------------------
