@@ -55,6 +55,10 @@ DEFAULTS: dict[str, Any] = {
     "MAX_FORM_MEMORY_SIZE": 64 * 1024,
     "MAX_FORM_PARTS": 200,
     "WTF_CSRF_TIME_LIMIT": 4 * 3600,
+    # Referrer-Policy: no-referrer means browsers send no Referer (and Origin: null), so the strict
+    # same-site Referer check would refuse every POST over HTTPS. The session-bound token, SameSite
+    # cookies and CSP form-action 'self' carry CSRF protection.
+    "WTF_CSRF_SSL_STRICT": False,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},

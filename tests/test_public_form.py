@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from crm import statements
+from crm import create_app, statements
 from crm.models import (
     AuditEvent,
     Enquiry,
@@ -474,6 +474,22 @@ def test_csrf_is_enforced_on_the_form(config, client, app):
     form_token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
     accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
     assert accepted.status_code == 303
+
+
+def test_csrf_accepts_a_genuine_post_over_https_without_a_referer(config, tmp_path):
+    """Browsers send no Referer (Referrer-Policy: no-referrer), so CSRF must rest on the token, not on the Referer."""
+    config.update(WTF_CSRF_ENABLED=True, HTTPS=True)
+    app = create_app(config, instance_path=str(tmp_path / "https-instance"))
+    with app.app_context():
+        db.create_all()
+    client = app.test_client()
+    page = client.get("/", base_url="https://localhost").get_data(as_text=True)
+    tokens = dict(re.findall(r'name="(csrf_token|form_token)" type="hidden" value="([^"]+)"', page))
+    accepted = client.post("/", data={**valid_form(), **tokens}, base_url="https://localhost")
+    assert accepted.status_code == 303
+    assert row_counts(app)["enquiries"] == 1
+    forged = client.post("/", data={**valid_form(), "form_token": tokens["form_token"]}, base_url="https://localhost")
+    assert forged.status_code == 400
 
 
 FORM_EXPIRED = "The form expired. Please send it again."
