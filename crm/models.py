@@ -309,6 +309,11 @@ class User(Identified, db.Model):
         return self.role == Role.ADMIN
 
     @property
+    def shown_name(self) -> str:
+        """How the person is named on screen: their display name, else their e-mail address."""
+        return self.display_name or self.email
+
+    @property
     def has_totp(self) -> bool:
         """True once a second factor is enrolled."""
         return self.totp_secret_sealed is not None

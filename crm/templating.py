@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app
 
 from . import crypto
+from .clinic import clinic_zone
 
 
 def localtime(value: dt.datetime | None, fmt: str = "%b %-d, %-I:%M %p") -> str:
     """Show a stored naive-UTC time in the clinic's time zone."""
     if value is None:
         return ""
-    zone = ZoneInfo(current_app.config["TIMEZONE"])
-    return value.replace(tzinfo=dt.UTC).astimezone(zone).strftime(fmt)
+    return value.replace(tzinfo=dt.UTC).astimezone(clinic_zone()).strftime(fmt)
 
 
 def duration(delta: dt.timedelta | None) -> str:

@@ -130,7 +130,7 @@ def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetim
 
 def staff_name(user: User | None) -> str:
     """How a staff member is named on screen."""
-    return (user.display_name or user.email) if user else ""
+    return user.shown_name if user else ""
 
 
 def staff_directory() -> dict[str, User]:

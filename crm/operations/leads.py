@@ -93,7 +93,7 @@ def assign(lead: Lead, assignee: User, actor: User) -> None:
     db.session.execute(update(Callback).where(Callback.lead_id == lead.id, Callback.done_at.is_(None))
                        .values(assignee_id=assignee.id))
     kind = "claimed" if assignee.id == actor.id else "assigned"
-    add_event(lead, actor, "assigned", reason=kind, body=assignee.display_name or assignee.email)
+    add_event(lead, actor, "assigned", reason=kind, body=assignee.shown_name)
     db.session.flush()
     record("lead_assigned", lead.id, actor, {"assignee": assignee.id})
 
