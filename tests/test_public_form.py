@@ -10,6 +10,7 @@ import re
 import socket
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import itsdangerous.timed
 import pytest
@@ -29,6 +30,7 @@ from crm.models import (
     db,
 )
 from crm.public import issue_form_token
+from crm.settings import DEFAULTS
 from tests import sentinels as s
 
 CARRIER = "Quillcarrier Mutual"
@@ -112,7 +114,8 @@ def errors_in(response) -> list[tuple[str, str]]:
 
 
 def years_ago(years: int, days: int = 0) -> str:
-    today = dt.date.today()
+    """A date of birth ``years`` (and ``days``) before today in the clinic's zone, which is what the form checks."""
+    today = dt.datetime.now(ZoneInfo(DEFAULTS["TIMEZONE"])).date()
     return (today.replace(year=today.year - years) - dt.timedelta(days=days)).isoformat()
 
 
