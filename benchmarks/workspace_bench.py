@@ -76,18 +76,10 @@ def seed(env: dict[str, str], count: int, seed_value: int) -> float:
     return time.perf_counter() - started
 
 
-def prepare(app: Any) -> list[str]:
-    """Create model indexes missing from the migrated schema; refresh statistics (and PostgreSQL's visibility map)."""
-    created = []
-    with app.app_context():
-        for table in db.metadata.sorted_tables:
-            for index in table.indexes:
-                if index.name not in {i["name"] for i in db.inspect(db.engine).get_indexes(table.name)}:
-                    index.create(db.engine)
-                    created.append(index.name)
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"))
-    return created
+def refresh_statistics(app: Any) -> None:
+    """Refresh the planner's statistics (and PostgreSQL's visibility map) after a bulk load."""
+    with app.app_context(), db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"))
 
 
 # --- measuring ---------------------------------------------------------------------------
@@ -171,9 +163,8 @@ def run_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> dic
             seconds = seed(env, size - seeded, 1000 + step)
             seeded = size
             app = create_app({"WTF_CSRF_ENABLED": False}, instance_path=env["CRM_INSTANCE_PATH"])
-            created = prepare(app)
-            print(f"[{backend}] {size:>9,} leads seeded in {seconds:,.0f}s"
-                  + (f"; created indexes {', '.join(created)}" if created else ""), flush=True)
+            refresh_statistics(app)
+            print(f"[{backend}] {size:>9,} leads seeded in {seconds:,.0f}s", flush=True)
             client, phones = sign_in(app), sample_phones(app, 20)
             results[size] = {page: time_page(client, page, phones, args.requests) for page in PAGES}
             report_size(backend, size, results[size])

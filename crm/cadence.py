@@ -1,6 +1,6 @@
 """Contact cadence and clinic-time helpers: pure functions over naive-UTC datetimes.
 
-The cadence (``data/cadence.json``, domain.md §6) says when the next call is due after a
+The cadence (``data/cadence.json``) says when the next call is due after a
 number of unanswered calls; suggestions land inside the clinic's calling window.
 """
 

@@ -95,7 +95,7 @@ OPEN_STAGES = (
 EXIT_STAGES = (Stage.INELIGIBLE, Stage.UNREACHABLE, Stage.CLOSED)
 REOPENABLE_STAGES = (Stage.UNREACHABLE, Stage.CLOSED)
 
-#: Forward moves along the pipeline (domain.md, "The pipeline this project tracks").
+#: Forward moves along the pipeline, from first enquiry to a converted patient.
 FORWARD: dict[Stage, tuple[Stage, ...]] = {
     Stage.NEW: (Stage.CONTACTING, Stage.CONTACTED),
     Stage.CONTACTING: (Stage.CONTACTED,),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +81,7 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config.from_prefixed_env("CRM")
     if test_config:
         app.config.from_mapping(test_config)
-    production = app.config["MODE"] == "production"
-    app.config.setdefault("SECRET_KEY", None)
+    production = is_production(app)
     if app.config["HTTPS"] is None:
         app.config["HTTPS"] = production
     if app.config["AUTO_MIGRATE"] is None:
@@ -160,6 +158,3 @@ def save_keyring(app: Flask, ring: crypto.Keyring) -> None:
     crypto.write_keyring_file(keyring_path(app), ring)
 
 
-def file_is_private(path: Path) -> bool:
-    """True when neither group nor others have any access to ``path``."""
-    return not path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)

@@ -1,6 +1,6 @@
 """Verification-of-benefits rules: states, outcomes and the prior-authorisation graph.
 
-Pure data access over ``data/vob.json`` (domain.md §3), shared by the form and the
+Pure data access over ``data/vob.json``, shared by the form and the
 operation so both offer and accept the same codes.
 """
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from crm import create_app, crypto
-from crm.models import Lead, User, db
+from crm.models import User, db
 from crm.settings import ConfigError
 from tests.conftest import database_config
 
@@ -202,12 +202,6 @@ def test_first_run_auto_migrates_a_fresh_private_sqlite_database_with_wal_and_fo
         db.session.remove()
         db.engine.dispose()
     assert any("create-user EMAIL --role admin" in r.getMessage() for r in caplog.records)
-
-
-def test_fresh_database_has_no_users(app):
-    with app.app_context():
-        assert db.session.scalar(select(func.count()).select_from(User)) == 0
-        assert db.session.scalar(select(func.count()).select_from(Lead)) == 0
 
 
 def test_keyring_file_is_never_inside_the_database(app, keyring, make_lead):

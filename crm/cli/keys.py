@@ -1,6 +1,6 @@
 """Key management commands: status, add, promote, retire and rotate-keys.
 
-Rotation follows the three steps of ``security.md``: ``keys add`` (active), ``keys promote``
+Rotation takes three steps: ``keys add`` (active), ``keys promote``
 (primary for new data), ``rotate-keys`` (re-wrap every lead's data key and re-seal small
 secrets under the primary), then ``keys retire`` once nothing uses the old key. No command
 ever prints key bytes.

@@ -159,7 +159,7 @@ def _money(label: str) -> DecimalField:
 
 
 class VobForm(FlaskForm):
-    """Verification of benefits (domain.md §3) with the prior-authorisation sub-status."""
+    """Verification of benefits with the prior-authorisation sub-status."""
 
     carrier = StringField("Payer", validators=[Optional(), Length(max=120)])
     plan_name = StringField("Plan / product", validators=[Optional(), Length(max=120)])
