@@ -9,6 +9,7 @@ from argon2 import extract_parameters
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crm import passwords
 from crm.passwords import (
     MAX_LENGTH,
     blocklist,
@@ -115,3 +116,9 @@ def test_any_acceptable_password_hashes_and_verifies(password):
     stored = hash_password(password)
     assert verify_password(stored, password)
     assert not verify_password(stored, password + "x")
+
+
+def test_the_unknown_account_hash_costs_what_a_real_one_does():
+    """Timing parity: the stand-in hash uses the current parameters and never matches."""
+    assert not passwords.HASHER.check_needs_rehash(passwords.DUMMY_HASH)
+    assert not passwords.verify_password(None, "dummy password that never matches anything")
