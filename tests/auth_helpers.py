@@ -45,12 +45,14 @@ def code_at(secret: str, moment: float) -> str:
     return pyotp.TOTP(secret).at(int(moment))
 
 
-def audit_events(app: Flask, action: str | None = None) -> list[AuditEvent]:
-    """Audit events in order, optionally only one action's."""
+def audit_events(app: Flask, *actions: str, object_id: str | None = None) -> list[AuditEvent]:
+    """Audit events in chain order, optionally only the given actions' and one object's."""
     with app.app_context():
         query = select(AuditEvent).order_by(AuditEvent.seq)
-        if action:
-            query = query.where(AuditEvent.action == action)
+        if actions:
+            query = query.where(AuditEvent.action.in_(actions))
+        if object_id:
+            query = query.where(AuditEvent.object_id == object_id)
         events = list(db.session.scalars(query))
         db.session.expunge_all()
         return events

@@ -13,21 +13,12 @@ from sqlalchemy import select, update
 from crm import audit
 from crm.models import AuditEvent, Lead, Role, UserSession, db, utcnow
 from tests import sentinels
+from tests.auth_helpers import audit_events
 
 
 def seqs(response) -> list[int]:
     """The seqs of the event rows on a page, in display order."""
     return [int(s) for s in re.findall(r'<tr data-seq="(\d+)"', response.text)]
-
-
-def events(app, *actions: str) -> list[AuditEvent]:
-    with app.app_context():
-        stmt = select(AuditEvent).order_by(AuditEvent.seq)
-        if actions:
-            stmt = stmt.where(AuditEvent.action.in_(actions))
-        rows = db.session.scalars(stmt).all()
-        db.session.expunge_all()
-        return rows
 
 
 @pytest.fixture
@@ -73,9 +64,9 @@ def test_coordinators_get_403_and_the_denial_is_audited(app, client, make_user, 
     login_as(client, coordinator)
     response = getattr(client, method)(path)
     assert response.status_code == 403
-    denied = events(app, "access_denied")
+    denied = audit_events(app, "access_denied")
     assert [(e.actor_id, e.outcome) for e in denied] == [(coordinator.id, "denied")]
-    assert events(app, "audit_viewed", "audit_exported") == []
+    assert audit_events(app, "audit_viewed", "audit_exported") == []
 
 
 def test_anonymous_visitors_are_sent_to_sign_in(client):
@@ -91,7 +82,7 @@ def test_the_log_lists_newest_first_with_actor_emails_and_viewing_is_audited(app
     assert response.status_code == 200
     assert seqs(response) == [5, 4, 3, 2, 1]  # its own audit_viewed event comes after the read
     assert "ana@clinic.test" in response.text and "ben@clinic.test" in response.text
-    viewed = events(app, "audit_viewed")
+    viewed = audit_events(app, "audit_viewed")
     assert [(e.actor_id, e.object_type, json.loads(e.details)) for e in viewed] == [
         (admin.id, "audit", {"page": "log"})
     ]
@@ -114,7 +105,7 @@ def test_filters_select_by_user_lead_action_and_date(app, client, admin, log, qu
     response = client.get("/admin/audit", query_string=resolved)
     assert response.status_code == 200
     assert seqs(response) == expected
-    details = json.loads(events(app, "audit_viewed")[-1].details)
+    details = json.loads(audit_events(app, "audit_viewed")[-1].details)
     assert details["page"] == "log" and details.get("action") == resolved.get("action")
 
 
@@ -189,7 +180,7 @@ def test_lead_access_lists_everyone_who_touched_the_lead_and_no_phi(app, client,
     assert log["reference_a"] in response.text
     assert "ana@clinic.test" in response.text and "ben@clinic.test" in response.text
     assert not [s for s in sentinels.ALL if s in response.text]
-    viewed = events(app, "audit_viewed")[-1]
+    viewed = audit_events(app, "audit_viewed")[-1]
     assert (viewed.actor_id, viewed.object_type, viewed.object_id) == (admin.id, "lead", log["lead_a"])
     assert seqs(client.get(f"/admin/leads/{log['lead_a']}/access")) == [6, 4, 2, 1]  # the last view shows
 
@@ -230,7 +221,7 @@ def test_export_streams_the_filtered_events_and_is_audited(app, client, admin, l
     assert list(rows[0]) == list(audit.EXPORT_COLUMNS)
     assert rows[0]["actor_email"] == "ana@clinic.test" and rows[0]["at"] == "2026-03-02T17:00:00.000000Z"
     assert rows[1]["prev_mac"] == rows[0]["mac"]
-    exported = events(app, "audit_exported")
+    exported = audit_events(app, "audit_exported")
     assert [(e.actor_id, json.loads(e.details)) for e in exported] == [
         (admin.id, {"format": "csv", "lead_id": log["lead_a"], "actor_id": log["ana"].id})
     ]
@@ -259,20 +250,20 @@ def test_export_needs_recent_reauthentication(app, client, admin, log):
     response = client.post("/admin/audit/export", data={"action": "lead_viewed", "next": "/admin/audit"})
     assert response.status_code == 302
     assert "/auth/reauth" in response.headers["Location"]
-    assert events(app, "audit_exported") == []
+    assert audit_events(app, "audit_exported") == []
 
 
 def test_export_needs_a_csrf_token(app, config, client, admin, log):
     app.config["WTF_CSRF_ENABLED"] = True
     response = client.post("/admin/audit/export", data={"action": "lead_viewed"})
     assert response.status_code == 400
-    assert events(app, "audit_exported") == []
+    assert audit_events(app, "audit_exported") == []
 
 
 def test_export_with_bad_filters_goes_back_to_the_log(app, client, admin, log):
     response = client.post("/admin/audit/export", data={"date_from": "soon"})
     assert response.status_code == 302 and response.headers["Location"].endswith("/admin/audit")
-    assert events(app, "audit_exported") == []
+    assert audit_events(app, "audit_exported") == []
 
 
 def test_the_log_page_offers_export_with_the_current_filters(client, admin, log):

@@ -11,6 +11,7 @@ from sqlalchemy import select, text
 
 from crm import audit, crypto
 from crm.models import AuditEvent, db
+from tests.auth_helpers import audit_events
 
 EVENTS = 12
 
@@ -192,18 +193,11 @@ def test_a_signed_head_round_trips_and_refuses_edits_and_other_keys(app, chain):
 # --- the CLI -------------------------------------------------------------------------------
 
 
-def audit_rows(app) -> list[AuditEvent]:
-    with app.app_context():
-        rows = db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq)).all()
-        db.session.expunge_all()
-        return rows
-
-
 def test_cli_verify_prints_count_and_head_then_audits_itself(app, chain, runner):
     result = runner.invoke(args=["audit", "verify"])
     assert result.exit_code == 0, result.output
     assert f"{EVENTS} events, head seq {EVENTS} mac {chain()[EVENTS].hex()}" in result.output
-    last = audit_rows(app)[-1]
+    last = audit_events(app)[-1]
     assert (last.seq, last.action, last.outcome, last.actor_kind) == (EVENTS + 1, "audit_verified", "success", "system")
     assert json.loads(last.details) == {"events": EVENTS, "head_seq": EVENTS}
     again = runner.invoke(args=["audit", "verify"])
@@ -216,7 +210,7 @@ def test_cli_verify_exits_1_naming_the_first_bad_seq(app, chain, runner):
     result = runner.invoke(args=["audit", "verify"])
     assert result.exit_code == 1
     assert "broken at seq 3: missing" in result.output
-    last = audit_rows(app)[-1]
+    last = audit_events(app)[-1]
     assert (last.action, last.outcome) == ("audit_verified", "failure")
     assert json.loads(last.details) == {"events": 2, "head_seq": 2, "bad_seq": 3, "reason": "missing"}
 
@@ -227,7 +221,7 @@ def test_cli_head_then_verify_against_detects_a_cut_tail(app, chain, runner, tmp
     assert result.exit_code == 0, result.output
     doc = json.loads(head_file.read_text())
     assert doc["seq"] == EVENTS + 1  # the head covers its own export event
-    assert audit_rows(app)[-1].action == "audit_exported"
+    assert audit_events(app)[-1].action == "audit_exported"
     ok = runner.invoke(args=["audit", "verify", "--against", str(head_file)])
     assert ok.exit_code == 0 and f"reaches signed head seq {EVENTS + 1}" in ok.output
 
@@ -258,6 +252,6 @@ def test_cli_verify_refuses_a_tampered_head_file(app, chain, runner, tmp_path, e
     result = runner.invoke(args=["audit", "verify", "--against", str(head_file)])
     assert result.exit_code == 1
     assert "cannot use head.json" in result.output
-    last = audit_rows(app)[-1]
+    last = audit_events(app)[-1]
     assert (last.action, last.outcome) == ("audit_verified", "failure")
     assert json.loads(last.details) == {"reason": "bad_head"}

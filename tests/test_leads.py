@@ -24,6 +24,7 @@ from crm.models import (
     db,
 )
 from tests import sentinels
+from tests.auth_helpers import audit_events
 from tests.screening import PASSING
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -33,15 +34,6 @@ SCREEN_ELIGIBLE = {  # the screening form's fields, as a browser posts them
     **{f"phq9_{i}": "2" for i in range(8)}, "phq9_8": "0",  # 16: moderately severe
     "cssrs_q1": "no", "cssrs_q2": "no", "cssrs_q6": "no",
 }
-
-
-def audit_rows(app, action: str, lead_id: str | None = None) -> list[AuditEvent]:
-    """Audit events of one action (on one lead)."""
-    with app.app_context():
-        query = select(AuditEvent).where(AuditEvent.action == action)
-        if lead_id:
-            query = query.where(AuditEvent.object_id == lead_id)
-        return list(db.session.scalars(query))
 
 
 def load(app, lead_id: str) -> dict:
@@ -206,10 +198,10 @@ def test_search_results_show_once_and_a_later_visit_lists_and_audits_nothing(app
     second = make_lead(phone="(949) 555 0112")
     staff.post("/leads/search", data={"query": "9495550112"})
     assert first in staff.get("/leads/search").get_data(as_text=True)
-    listed = len(audit_rows(app, "leads_listed"))
+    listed = len(audit_events(app, "leads_listed"))
     later = staff.get("/leads/search").get_data(as_text=True)
     assert first not in later and second not in later
-    assert len(audit_rows(app, "leads_listed")) == listed
+    assert len(audit_events(app, "leads_listed")) == listed
 
 
 def test_search_without_match_or_kind(staff, make_lead):
@@ -237,7 +229,7 @@ def test_detail_is_audited_and_masks_member_id(app, staff, sentinel_lead):
     assert sentinels.MEMBER_ID not in html and sentinels.GROUP_NUMBER not in html
     assert "••••••••4321" in html
     assert "/cards/" not in html
-    assert len(audit_rows(app, "lead_viewed", sentinel_lead)) == 1
+    assert len(audit_events(app, "lead_viewed", object_id=sentinel_lead)) == 1
 
 
 def test_reveal_is_a_post_that_is_audited_then_shows_member_id_and_card(app, staff, sentinel_lead):
@@ -247,14 +239,14 @@ def test_reveal_is_a_post_that_is_audited_then_shows_member_id_and_card(app, sta
     assert staff.get(f"/leads/{sentinel_lead}/cards/{card_id}").status_code == 403
     response = staff.post(f"/leads/{sentinel_lead}/reveal")
     assert response.status_code == 302
-    [event] = audit_rows(app, "field_revealed", sentinel_lead)
+    [event] = audit_events(app, "field_revealed", object_id=sentinel_lead)
     assert json.loads(event.details) == {"fields": ["member_id", "group_number", "cards"]}
     html = staff.get(f"/leads/{sentinel_lead}").get_data(as_text=True)
     assert sentinels.MEMBER_ID in html and f"/cards/{card_id}" in html
     image = staff.get(f"/leads/{sentinel_lead}/cards/{card_id}")
     assert image.data == PNG and image.mimetype == "image/png"
     assert "no-store" in image.headers["Cache-Control"]
-    assert len(audit_rows(app, "card_viewed", sentinel_lead)) == 1
+    assert len(audit_events(app, "card_viewed", object_id=sentinel_lead)) == 1
 
 
 def test_reveal_expires(app, staff, sentinel_lead):
@@ -273,10 +265,10 @@ def test_tampered_field_shows_unreadable_and_is_audited(app, staff, sentinel_lea
     response = staff.get(f"/leads/{sentinel_lead}")
     assert response.status_code == 200
     assert "unreadable" in response.get_data(as_text=True)
-    [event] = audit_rows(app, "decrypt_failed", sentinel_lead)
+    [event] = audit_events(app, "decrypt_failed", object_id=sentinel_lead)
     assert json.loads(event.details) == {"fields": ["leads.phone"]}
     assert "unreadable" in staff.get("/leads/").get_data(as_text=True)
-    assert len(audit_rows(app, "decrypt_failed", sentinel_lead)) == 2
+    assert len(audit_events(app, "decrypt_failed", object_id=sentinel_lead)) == 2
 
 
 # --- actions ---------------------------------------------------------------------------
@@ -290,7 +282,7 @@ def test_claim_and_assign_are_audited(app, staff, coordinator, make_user, make_l
     response = staff.post(f"/leads/{lead_id}/assign", data={"assignee": other.id})
     assert response.status_code == 302
     assert load(app, lead_id)["assignee_id"] == other.id
-    events = audit_rows(app, "lead_assigned", lead_id)
+    events = audit_events(app, "lead_assigned", object_id=lead_id)
     assert [json.loads(e.details)["assignee"] for e in events] == [coordinator.id, other.id]
     refused = staff.post(f"/leads/{lead_id}/claim", follow_redirects=True)
     assert "Another coordinator has this lead" in refused.get_data(as_text=True)
@@ -305,9 +297,9 @@ def test_log_attempts_moves_stage_and_is_audited(app, staff, make_lead):
     staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "reached"})
     facts = load(app, lead_id)
     assert facts["stage"] == "contacted" and facts["first_contact_at"] and facts["attempt_count"] == 2
-    assert [json.loads(e.details)["outcome"] for e in audit_rows(app, "attempt_logged", lead_id)] == [
+    assert [json.loads(e.details)["outcome"] for e in audit_events(app, "attempt_logged", object_id=lead_id)] == [
         "no_answer", "reached"]
-    assert len(audit_rows(app, "stage_changed", lead_id)) == 2
+    assert len(audit_events(app, "stage_changed", object_id=lead_id)) == 2
     with app.app_context():
         raw = db.session.scalar(select(ContactAttempt.note_enc).where(ContactAttempt.note_enc.is_not(None)))
         assert sentinels.NOTE.encode() not in bytes(raw)
@@ -355,7 +347,7 @@ def test_schedule_callback_in_clinic_time_and_suggests_cadence(app, client, coor
     response = staff.post(f"/leads/{lead_id}/callbacks", data={"due_at": "2026-03-03T10:30"})
     assert response.status_code == 302
     assert load(app, lead_id)["next_callback_at"] == dt.datetime(2026, 3, 3, 18, 30)
-    assert len(audit_rows(app, "callback_scheduled", lead_id)) == 1
+    assert len(audit_events(app, "callback_scheduled", object_id=lead_id)) == 1
     refused = staff.post(f"/leads/{lead_id}/callbacks", data={"due_at": "2026-03-01T10:30"}, follow_redirects=True)
     assert "in the future" in refused.get_data(as_text=True)
 
@@ -365,7 +357,7 @@ def test_acknowledge_urgent_records_who_and_when(app, staff, coordinator, make_l
     staff.post(f"/leads/{lead_id}/acknowledge")
     facts = load(app, lead_id)
     assert facts["acknowledged_by"] == coordinator.id
-    assert len(audit_rows(app, "urgent_acknowledged", lead_id)) == 1
+    assert len(audit_events(app, "urgent_acknowledged", object_id=lead_id)) == 1
     assert "Acknowledged by <strong>Casey Coordinator</strong>" in staff.get(f"/leads/{lead_id}").get_data(as_text=True)
     assert "already acknowledged" in staff.post(f"/leads/{lead_id}/acknowledge", follow_redirects=True).get_data(
         as_text=True)
@@ -374,7 +366,7 @@ def test_acknowledge_urgent_records_who_and_when(app, staff, coordinator, make_l
 def test_note_is_encrypted_and_audited_without_text(app, staff, make_lead):
     lead_id = make_lead()
     staff.post(f"/leads/{lead_id}/notes", data={"body": sentinels.NOTE})
-    [event] = audit_rows(app, "note_added", lead_id)
+    [event] = audit_events(app, "note_added", object_id=lead_id)
     assert sentinels.NOTE not in event.details
     with app.app_context():
         raw = db.session.scalar(select(LeadEvent.body_enc).where(LeadEvent.kind == "note"))
@@ -395,7 +387,7 @@ def test_stage_moves_are_enforced_on_the_server(app, staff, make_lead, stage, da
     lead_id = make_lead(stage=stage)
     staff.post(f"/leads/{lead_id}/stage", data={**data, "expected": stage})
     assert load(app, lead_id)["stage"] == (data["target"] if allowed else stage)
-    assert len(audit_rows(app, "stage_changed", lead_id)) == (1 if allowed else 0)
+    assert len(audit_events(app, "stage_changed", object_id=lead_id)) == (1 if allowed else 0)
 
 
 def test_stale_stage_form_is_refused(app, staff, make_lead):
@@ -470,7 +462,7 @@ def test_vob_records_fields_and_pa(app, staff, sentinel_lead):
         assert insurance.benefits["codes_verified"] == ["J0013", "G2083"]
         assert insurance.benefits["inn_deductible"] == "1500.00" and insurance.benefits["reference_number"] == "REF-123"
         assert insurance.patient_is_policyholder is True
-    [event] = audit_rows(app, "vob_recorded", sentinel_lead)
+    [event] = audit_events(app, "vob_recorded", object_id=sentinel_lead)
     assert json.loads(event.details)["vob_status"] == "verified"
     approved = {**data, "pa_status": "approved", "pa_auth_number": "AUTH-9", "pa_units": "8",
                 "pa_start": "2026-03-01", "pa_end": "2026-08-31"}
@@ -489,7 +481,7 @@ def test_vob_rules_are_refused(app, staff, sentinel_lead, change, message):
     data = {"coverage_type": "ppo", "vob_status": "verified", "vob_outcome": "in_network_no_pa", **change}
     response = staff.post(f"/leads/{sentinel_lead}/insurance", data=data, follow_redirects=True)
     assert message in response.get_data(as_text=True)
-    assert audit_rows(app, "vob_recorded") == []
+    assert audit_events(app, "vob_recorded") == []
 
 
 def test_vob_field_errors_show_on_the_open_form_and_store_nothing(app, staff, sentinel_lead):
@@ -500,7 +492,7 @@ def test_vob_field_errors_show_on_the_open_form_and_store_nothing(app, staff, se
     assert response.status_code == 200
     assert re.search(r'<details id="vob"\s+open', page) and "Number must be between 0 and 100" in page
     assert 'value="REF-777"' in page
-    assert audit_rows(app, "vob_recorded") == []
+    assert audit_events(app, "vob_recorded") == []
     with app.app_context():
         assert db.session.scalar(select(Insurance)).vob_status != "verified"
 
@@ -523,8 +515,8 @@ def test_screening_eligible_is_recorded_and_audited(app, staff, make_lead):
     with app.app_context():
         screening = db.session.scalar(select(Screening))
         assert screening.outcome == "eligible" and screening.result["phq9_band"] == "moderately_severe"
-    assert len(audit_rows(app, "screening_recorded", lead_id)) == 1
-    assert audit_rows(app, "crisis_escalated") == []
+    assert len(audit_events(app, "screening_recorded", object_id=lead_id)) == 1
+    assert audit_events(app, "crisis_escalated") == []
 
 
 def test_high_risk_marks_urgent_escalates_and_shows_steps(app, staff, make_lead):
@@ -535,7 +527,7 @@ def test_high_risk_marks_urgent_escalates_and_shows_steps(app, staff, make_lead)
     assert "Warm-transfer to the on-call clinician now." in html
     facts = load(app, lead_id)
     assert facts["urgent"] is True and facts["acknowledged_by"] is None
-    assert len(audit_rows(app, "crisis_escalated", lead_id)) == 1
+    assert len(audit_events(app, "crisis_escalated", object_id=lead_id)) == 1
     with app.app_context():
         assert db.session.scalar(select(Screening.outcome)) == "needs_review"
 
@@ -560,7 +552,7 @@ def test_clinician_sign_off_records_who_and_when(app, client, staff, coordinator
     with app.app_context():
         screening = db.session.get(Screening, screening_id)
         assert screening.signed_off_by == clinician.id and screening.signed_off_at is not None
-    assert len(audit_rows(app, "screening_signed_off", lead_id)) == 1
+    assert len(audit_events(app, "screening_signed_off", object_id=lead_id)) == 1
     assert "Signed off by <strong>Dr Rivera</strong>" in staff.get(f"/leads/{lead_id}").get_data(as_text=True)
 
 
@@ -581,7 +573,7 @@ def test_every_action_writes_its_audit_row(app, staff, coordinator, make_lead):
             before = db.session.scalar(select(func.count()).select_from(AuditEvent)
                                        .where(AuditEvent.action == audited, AuditEvent.object_id == lead_id))
         assert staff.post(f"/leads/{lead_id}/{action}", data=data).status_code == 302, action
-        assert len(audit_rows(app, audited, lead_id)) == before + 1, action
+        assert len(audit_events(app, audited, lead_id)) == before + 1, action
     staff.post(f"/leads/{lead_id}/stage", data={"target": "eligible", "expected": "screening"})
     assert load(app, lead_id)["stage"] == "eligible"
 
