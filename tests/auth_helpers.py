@@ -75,6 +75,13 @@ def methods_of(rule) -> list[str]:
     return sorted(rule.methods - {"HEAD", "OPTIONS"})
 
 
+def hidden_value(page: str, name: str) -> str:
+    """The value of a hidden input on a rendered page."""
+    match = re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page)
+    assert match, f"page has no hidden {name}"
+    return match.group(1)
+
+
 def form_token(html: str) -> str:
     """The CSRF token of the first form on a page."""
     match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"|name="csrf_token" value="([^"]+)"', html)

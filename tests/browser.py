@@ -57,3 +57,9 @@ def axe_violations(page, impacts: tuple[str, ...] = ("serious", "critical")) -> 
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
     return [v for v in result["violations"] if v["impact"] in impacts]
+
+
+def assert_accessible(page, where: str = "") -> None:
+    """No serious or critical axe-core violation on the page (``where`` names it in the failure)."""
+    violations = axe_violations(page)
+    assert not violations, (where, [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations])

@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from crm.models import Enquiry, InsuranceCard, Lead, db
 from tests import sentinels as s
-from tests.browser import DESKTOP, PHONE, axe_violations, new_page
+from tests.browser import DESKTOP, PHONE, assert_accessible, new_page
 from tests.test_public_form import PNG
 
 
@@ -41,11 +41,6 @@ def fill_as_a_patient(page) -> None:
     page.get_by_label("Anything else you'd like us to know? (optional)").fill(s.MESSAGE)
     page.get_by_label("may contact me at the number above", exact=False).check()
     page.get_by_label("I have read the privacy notice", exact=False).check()
-
-
-def assert_accessible(page, where: str) -> None:
-    violations = axe_violations(page)
-    assert not violations, (where, [(v["id"], v["impact"], v["nodes"][0]["target"]) for v in violations])
 
 
 @pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])

@@ -32,6 +32,7 @@ from crm.models import (
 from crm.public import issue_form_token
 from crm.settings import DEFAULTS
 from tests import sentinels as s
+from tests.auth_helpers import hidden_value
 
 CARRIER = "Quillcarrier Mutual"
 DOB = "1984-03-09"
@@ -430,7 +431,7 @@ def test_missing_or_forged_token_stores_nothing_and_renews_the_token(client, app
     response = client.post("/", data={**valid_form(), "form_token": token})
     page = response.get_data(as_text=True)
     assert response.status_code == 200 and "Send my enquiry” again" in page
-    renewed = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    renewed = hidden_value(page, "form_token")
     assert renewed != token
     assert_nothing_stored(app)
     assert submit(client, app, token=renewed).status_code == 303
@@ -473,8 +474,7 @@ def test_csrf_is_enforced_on_the_form(config, client, app):
     assert tokenless.status_code == 400
     assert_nothing_stored(app)
     page = client.get("/").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-    form_token = re.search(r'name="form_token" type="hidden" value="([^"]+)"', page).group(1)
+    csrf, form_token = hidden_value(page, "csrf_token"), hidden_value(page, "form_token")
     accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
     assert accepted.status_code == 303
 
@@ -496,11 +496,6 @@ def test_csrf_accepts_a_genuine_post_over_https_without_a_referer(config, tmp_pa
 
 
 FORM_EXPIRED = "The form expired. Please send it again."
-
-
-def hidden_value(page: str, name: str) -> str:
-    """The value of a hidden input on a rendered page."""
-    return re.search(rf'name="{name}" type="hidden" value="([^"]+)"', page).group(1)
 
 
 @pytest.mark.parametrize("csrf_token", [None, "", "forged.csrf.token"], ids=["absent", "empty", "forged"])

@@ -9,11 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from crm.models import Callback, Insurance, Lead, Screening, db
-from crm.passwords import hash_password
 from tests import sentinels
-from tests.browser import DESKTOP, axe_violations, new_page
-
-PASSWORD = "correct horse battery staple 42"
+from tests.auth_helpers import PASSWORD, PASSWORD_HASH
+from tests.browser import DESKTOP, assert_accessible, new_page
 
 
 @pytest.fixture
@@ -22,13 +20,8 @@ def config(config):
     return {**config, "WTF_CSRF_ENABLED": True}
 
 
-def assert_accessible(page) -> None:
-    violations = axe_violations(page)
-    assert violations == [], [(v["id"], [n["target"] for n in v["nodes"]]) for v in violations]
-
-
 def test_coordinators_day(app, live_server, chromium, make_user, make_lead):
-    make_user(email="casey@clinic.test", display_name="Casey", password_hash=hash_password(PASSWORD))
+    make_user(email="casey@clinic.test", display_name="Casey", password_hash=PASSWORD_HASH)
     lead_id = make_lead(first_name=sentinels.FIRST_NAME, last_name=sentinels.LAST_NAME, phone=sentinels.PHONE,
                         dob=dt.date(1980, 5, 4), email=sentinels.EMAIL)
     page = new_page(chromium, DESKTOP)
