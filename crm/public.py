@@ -16,7 +16,6 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
 from . import crypto
@@ -30,7 +29,6 @@ from .operations.enquiries import (
     Contact,
     Coverage,
     Submission,
-    find_receipt,
     prepare_enquiry,
     receive_enquiry,
 )
@@ -152,15 +150,8 @@ def _store(form: EnquiryForm, token: FormToken) -> Response:
     The rows are built and encrypted before the first query: on SQLite that query takes the
     write lock, which is then held until the commit.
     """
-    prepared = prepare_enquiry(_submission(form, token.digest))
-    receipt = find_receipt(token.digest) or receive_enquiry(prepared)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        receipt = find_receipt(token.digest)
-        if receipt is None:
-            raise
+    receipt = receive_enquiry(prepare_enquiry(_submission(form, token.digest)))
+    db.session.commit()
     current_app.logger.info("enquiry accepted")
     return _thank(receipt.reference, receipt.urgent)
 

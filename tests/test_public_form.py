@@ -8,6 +8,8 @@ import io
 import json
 import re
 import socket
+import threading
+import time
 import uuid
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -29,6 +31,7 @@ from crm.models import (
     User,
     db,
 )
+from crm.operations import enquiries as ops
 from crm.public import issue_form_token
 from crm.settings import DEFAULTS
 from tests import sentinels as s
@@ -398,6 +401,32 @@ def test_double_submit_is_stored_once_and_both_land_on_the_same_thanks(client, a
         assert db.session.scalar(select(db.func.count(Enquiry.id))) == 1
         assert db.session.scalar(select(db.func.count(AuditEvent.seq))) == 1
     assert reference in first_page and reference in client.get("/thanks").get_data(as_text=True)
+
+
+def test_the_same_form_sent_twice_at_once_is_stored_once(app):
+    """Two requests carrying one form token race: the second waits for the intake lock and gets the first's receipt."""
+    submission = ops.Submission(
+        contact=ops.Contact("Race", "Twice", dt.date(1980, 1, 2), phone="(949) 555-0177"),
+        coverage=ops.Coverage("self_pay"),
+        consent=ops.Consent("2026-01", None, privacy_ack=True, marketing=False),
+        idempotency_digest="d" * 64,
+    )
+    first_inside, receipts = threading.Event(), {}
+
+    def send(name: str, hold: float) -> None:
+        with app.app_context():
+            receipts[name] = ops.receive_enquiry(ops.prepare_enquiry(submission))
+            first_inside.set()
+            time.sleep(hold)  # the first sender holds the lock a moment before committing
+            db.session.commit()
+
+    first = threading.Thread(target=send, args=("first", 0.3))
+    first.start()
+    first_inside.wait(5)
+    send("second", 0)
+    first.join()
+    assert receipts["first"] == receipts["second"]
+    assert row_counts(app)["enquiries"] == 1 and row_counts(app)["leads"] == 1
 
 
 def test_honeypot_shows_success_and_stores_nothing(client, app):

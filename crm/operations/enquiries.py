@@ -203,9 +203,16 @@ def _same_contact(lead: Lead, contact: Contact) -> bool:
 
 
 def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
-    """Store a submission on a new or returning lead, with its audit event; not committed."""
+    """Store a submission on a new or returning lead, with its audit event; not committed.
+
+    The same form sent twice (double click, back button, two tabs) resolves to the first one's
+    receipt: the check runs under the intake lock, so concurrent copies cannot both insert.
+    """
     _lock_intake()
     submission = prepared.submission
+    stored = find_receipt(submission.idempotency_digest)
+    if stored is not None:
+        return stored
     lead = find_matching_lead(prepared)
     if lead is None:
         lead_id, reference, rows = prepared.lead_id, prepared.reference, prepared.new_lead_rows
