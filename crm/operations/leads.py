@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
-from .. import audit, cadence
+from .. import audit, cadence, eligibility, vob
 from ..models import (
     EXIT_REASONS,
     EXIT_STAGES,
@@ -19,6 +19,7 @@ from ..models import (
     REOPENABLE_STAGES,
     Callback,
     ContactAttempt,
+    CoverageType,
     Insurance,
     InsuranceCard,
     Lead,
@@ -220,13 +221,13 @@ def readiness_problem(lead: Lead) -> str | None:
     """Why the lead cannot be eligible yet: it needs a passing pre-screen and finished benefits."""
     screening = db.session.scalars(select(Screening).where(Screening.lead_id == lead.id)
                                    .order_by(Screening.performed_at.desc()).limit(1)).first()
-    passed = screening is not None and (
-        screening.outcome == "eligible" or screening.outcome == "needs_review" and screening.signed_off_at)
+    outcome = screening.outcome if screening else None
+    passed = outcome == eligibility.ELIGIBLE or outcome == eligibility.REVIEW and screening.signed_off_at
     if not passed:
         return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review)."
     finished = db.session.scalar(select(func.count()).select_from(Insurance).where(
         Insurance.lead_id == lead.id,
-        (Insurance.vob_status == "verified") | (Insurance.coverage_type == "self_pay")))
+        (Insurance.vob_status == vob.RULES["finished_status"]) | (Insurance.coverage_type == CoverageType.SELF_PAY)))
     return None if finished else "Eligible needs a verified benefits check or a self-pay decision."
 
 
