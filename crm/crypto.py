@@ -197,10 +197,11 @@ class Keyring:
 def write_keyring_file(path: Path, ring: Keyring) -> None:
     """Write ``ring`` to ``path`` atomically with mode 0600."""
     tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp.unlink(missing_ok=True)  # a leftover file would keep its own, possibly looser, mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # the umask may have narrowed the mode; never widen it before the keys are in
     with os.fdopen(fd, "w") as fh:
         fh.write(ring.to_json())
-    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 

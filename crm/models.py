@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -515,9 +516,8 @@ def lead_blind_indexes(phone: str | None, email: str | None, last_name: str | No
 
 def new_reference() -> str:
     """Return a short random reference code a patient can quote on the phone."""
-    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-    raw = crypto.random_token(16)
-    code = "".join(alphabet[b % len(alphabet)] for b in raw.encode()[:8])
+    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read out
+    code = "".join(secrets.choice(alphabet) for _ in range(8))
     return f"{code[:4]}-{code[4:]}"
 
 

@@ -140,6 +140,24 @@ def test_keyring_round_trips_and_refuses_malformed_documents():
             crypto.Keyring.from_json(bad)
 
 
+def test_a_leftover_world_readable_temp_file_never_holds_the_keys(tmp_path, monkeypatch):
+    path = tmp_path / "keyring.json"
+    leftover = path.with_suffix(".tmp")
+    leftover.write_text("stale")
+    os.chmod(leftover, 0o644)
+    modes_while_writing = []
+    real_fdopen = os.fdopen
+
+    def watched_fdopen(fd, *args, **kwargs):
+        modes_while_writing.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(crypto.os, "fdopen", watched_fdopen)
+    crypto.write_keyring_file(path, crypto.Keyring.generate())
+    assert modes_while_writing == [0o600]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and not leftover.exists()
+
+
 def test_keyring_file_is_written_0600_and_a_readable_one_is_refused(tmp_path):
     path = tmp_path / "keyring.json"
     crypto.write_keyring_file(path, crypto.Keyring.generate())
