@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
-from crm import create_app, statements
+from crm import statements
 from crm.models import (
     AuditEvent,
     Enquiry,
@@ -508,12 +508,10 @@ def test_csrf_is_enforced_on_the_form(config, client, app):
     assert accepted.status_code == 303
 
 
-def test_csrf_accepts_a_genuine_post_over_https_without_a_referer(config, tmp_path):
+def test_csrf_accepts_a_genuine_post_over_https_without_a_referer(config, request):
     """Browsers send no Referer (Referrer-Policy: no-referrer), so CSRF must rest on the token, not on the Referer."""
     config.update(WTF_CSRF_ENABLED=True, HTTPS=True)
-    app = create_app(config, instance_path=str(tmp_path / "https-instance"))
-    with app.app_context():
-        db.create_all()
+    app = request.getfixturevalue("app")  # built after the change, and emptied after the test
     client = app.test_client()
     page = client.get("/", base_url="https://localhost").get_data(as_text=True)
     tokens = dict(re.findall(r'name="(csrf_token|form_token)" type="hidden" value="([^"]+)"', page))

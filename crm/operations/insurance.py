@@ -44,7 +44,6 @@ def record_vob(lead: Lead, actor: User, data: dict[str, Any], now: dt.datetime |
     if data["vob_status"] == vob.RULES["finished_status"]:
         insurance.verified_by, insurance.verified_at = actor.id, now or utcnow()
     add_event(lead, actor, "vob_recorded", reason=data["vob_status"])
-    db.session.flush()
     record("vob_recorded", lead.id, actor, {"insurance_id": insurance.id, "vob_status": data["vob_status"]})
     return insurance
 

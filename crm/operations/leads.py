@@ -95,7 +95,6 @@ def assign(lead: Lead, assignee: User, actor: User) -> None:
                        .values(assignee_id=assignee.id))
     kind = "claimed" if assignee.id == actor.id else "assigned"
     add_event(lead, actor, "assigned", reason=kind, body=assignee.shown_name)
-    db.session.flush()
     record("lead_assigned", lead.id, actor, {"assignee": assignee.id})
 
 
@@ -159,7 +158,6 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
     target = _stage_after_attempt(lead, outcome)
     if target:
         move_stage(lead, target, None, actor, now=now)
-    db.session.flush()
     record("attempt_logged", lead.id, actor, {"channel": channel, "outcome": outcome})
     return _after_cadence(lead, actor, target, now)
 
@@ -186,7 +184,6 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
                         created_by=actor.id, created_at=now)
     db.session.add(callback)
     lead.next_callback_at = due_at
-    db.session.flush()
     record("callback_scheduled", lead.id, actor, {"callback_id": callback.id})
     return callback
 
@@ -199,7 +196,6 @@ def acknowledge_urgent(lead: Lead, actor: User, now: dt.datetime | None = None) 
         raise ValueError("Someone has already acknowledged this lead.")
     lead.acknowledged_by, lead.acknowledged_at = actor.id, now or utcnow()
     add_event(lead, actor, "acknowledged", at=lead.acknowledged_at)
-    db.session.flush()
     record("urgent_acknowledged", lead.id, actor)
 
 
@@ -209,7 +205,6 @@ def add_note(lead: Lead, actor: User, body: str) -> LeadEvent:
     if not body:
         raise ValueError("Write the note first.")
     event = add_event(lead, actor, "note", body=body)
-    db.session.flush()
     record("note_added", lead.id, actor, {"event_id": event.id})
     return event
 
@@ -259,5 +254,4 @@ def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
         _close_callbacks(lead, now)
     lead.stage, lead.stage_reason, lead.stage_changed_at = target, reason, now
     add_event(lead, actor, "stage_changed", at=now, from_stage=source, to_stage=target, reason=reason)
-    db.session.flush()
     record("stage_changed", lead.id, actor, {"from": str(source), "to": str(target)})

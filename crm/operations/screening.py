@@ -21,7 +21,6 @@ def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: lis
                           answers={"checklist": answers, "phq9": phq9, "cssrs": cssrs, "q6_recent": q6_recent},
                           result=result.as_dict())
     db.session.add(screening)
-    db.session.flush()
     record("screening_recorded", lead.id, actor, {"screening_id": screening.id})
     if eligibility.is_escalation(result.cssrs_risk):
         escalate_crisis(lead, actor, screening)
@@ -33,7 +32,6 @@ def escalate_crisis(lead: Lead, actor: User, screening: Screening) -> None:
     lead.urgent = True
     lead.acknowledged_by = lead.acknowledged_at = None
     add_event(lead, actor, "crisis_escalated", at=screening.performed_at)
-    db.session.flush()
     record("crisis_escalated", lead.id, actor, {"screening_id": screening.id})
 
 
@@ -44,5 +42,4 @@ def sign_off(screening: Screening, actor: User, now: dt.datetime | None = None) 
     if screening.signed_off_at is not None:
         raise ValueError("This screening is already signed off.")
     screening.signed_off_by, screening.signed_off_at = actor.id, now or utcnow()
-    db.session.flush()
     record("screening_signed_off", screening.lead_id, actor, {"screening_id": screening.id})

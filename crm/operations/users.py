@@ -43,7 +43,6 @@ def create_user(email: str, role: Role, *, password: str | None = None, actor: U
     if password is not None:
         _set_password(user, password)
     db.session.add(user)
-    db.session.flush()
     audit.record("user_created", actor=actor, object_type="user", object_id=user.id, details={"role": str(role)})
     return user
 
@@ -64,7 +63,6 @@ def deactivate_user(user: User, actor: User) -> int:
     count = revoke_sessions(user, "deactivated")
     audit.record("user_deactivated", actor=actor, object_type="user", object_id=user.id,
                  details={"sessions_revoked": count})
-    db.session.flush()
     return count
 
 
@@ -75,7 +73,6 @@ def reactivate_user(user: User, actor: User, ip: str) -> None:
     throttle.unlock(user, ip)
     audit.record("user_reactivated", actor=actor, object_type="user", object_id=user.id,
                  details={"unlocked": locked})
-    db.session.flush()
 
 
 def change_role(user: User, role: Role, actor: User) -> None:
@@ -88,7 +85,6 @@ def change_role(user: User, role: Role, actor: User) -> None:
     previous, user.role = user.role, role
     audit.record("role_changed", actor=actor, object_type="user", object_id=user.id,
                  details={"from": str(previous), "to": str(role)})
-    db.session.flush()
 
 
 def _active_admins() -> int:
@@ -130,7 +126,6 @@ def change_password(user: User, current: str, new: str, keep: UserSession | None
     count = revoke_sessions(user, "password_changed", keep=keep)
     audit.record("password_changed", actor=user, object_type="user", object_id=user.id,
                  details={"via": "account", "sessions_revoked": count})
-    db.session.flush()
     return count
 
 
@@ -152,7 +147,6 @@ def issue_invitation(user: User, actor: User) -> str:
     db.session.add(Invitation(id=crypto.token_digest(token), user_id=user.id, created_by=actor.id,
                               created_at=now, expires_at=now + dt.timedelta(hours=hours)))
     audit.record("user_invited", actor=actor, object_type="user", object_id=user.id, details={"hours": hours})
-    db.session.flush()
     return token
 
 
@@ -174,7 +168,6 @@ def accept_invitation(invitation: Invitation, password: str) -> User:
     throttle.unlock(user, "-")
     audit.record("password_changed", actor=user, object_type="user", object_id=user.id,
                  details={"via": "invitation", "sessions_revoked": count})
-    db.session.flush()
     return user
 
 
@@ -206,7 +199,6 @@ def enrol_second_factor(user: User, secret: str, code: str) -> list[str] | None:
     codes = _replace_recovery_codes(user)
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  details={"event": "enrolled"})
-    db.session.flush()
     return codes
 
 
@@ -218,7 +210,6 @@ def check_second_factor(user: User, code: str) -> bool:
     event = "verified" if step is not None else "failed"
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if step is not None else "failure", details={"event": event})
-    db.session.flush()
     return step is not None
 
 
@@ -233,7 +224,6 @@ def use_recovery_code(user: User, code: str) -> int | None:
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if match else "failure",
                  details={"event": "recovery_used" if match else "failed"})
-    db.session.flush()
     return len(unused) - 1 if match is not None else None
 
 
@@ -242,7 +232,6 @@ def replace_recovery_codes(user: User) -> list[str]:
     codes = _replace_recovery_codes(user)
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  details={"event": "recovery_codes_replaced"})
-    db.session.flush()
     return codes
 
 
@@ -261,7 +250,6 @@ def reset_second_factor(user: User, actor: User) -> int:
     count = revoke_sessions(user, "second_factor_reset") if actor.id != user.id else 0
     audit.record("second_factor", actor=actor, object_type="user", object_id=user.id,
                  details={"event": "reset", "sessions_revoked": count})
-    db.session.flush()
     return count
 
 
@@ -301,7 +289,6 @@ def sign_out_everywhere(user: User, actor: User, *, keep: UserSession | None = N
     count = revoke_sessions(user, "revoked", keep=keep)
     audit.record("session_revoked", actor=actor, object_type="user", object_id=user.id,
                  details={"own": actor.id == user.id, "count": count})
-    db.session.flush()
     return count
 
 
@@ -311,4 +298,3 @@ def revoke_session(row: UserSession, actor: User) -> None:
         row.revoked_at, row.revoked_reason = utcnow(), "revoked"
     audit.record("session_revoked", actor=actor, object_type="user", object_id=row.user_id,
                  details={"own": actor.id == row.user_id})
-    db.session.flush()
