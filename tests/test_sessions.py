@@ -87,6 +87,18 @@ def test_a_session_idle_14_minutes_lives_and_one_idle_16_minutes_is_dead(app, cl
     assert "without activity" in client.get(location).get_data(as_text=True)
 
 
+def test_last_seen_is_written_at_most_once_a_minute(app, client, make_user, time_machine):
+    time_machine.move_to(START, tick=False)
+    user = _signed_in(app, client, make_user)
+    [signed_in_at] = [r.last_seen_at for r in _rows(app, user)]
+    time_machine.shift(dt.timedelta(seconds=30))
+    assert _home_status(client)[0] == 200
+    assert [r.last_seen_at for r in _rows(app, user)] == [signed_in_at]  # no write for this page view
+    time_machine.shift(dt.timedelta(seconds=31))
+    assert _home_status(client)[0] == 200
+    assert [r.last_seen_at for r in _rows(app, user)] == [signed_in_at + dt.timedelta(seconds=61)]
+
+
 def test_idle_limit_is_configurable(config, app, client, make_user, time_machine):
     app.config["SESSION_IDLE_MINUTES"] = 5
     time_machine.move_to(START, tick=False)
