@@ -354,21 +354,21 @@ def export_rows(filters: AuditFilter) -> Iterator[tuple]:
 
 def scan(
     columns: Sequence[Any], *criteria: ColumnElement[bool], join: tuple | None = None, batch: int = 5000
-) -> Iterator[Row]:
-    """Yield rows in ascending seq order, one keyset batch per short read.
+) -> Iterator[tuple]:
+    """Yield driver rows in ascending seq order, one keyset batch per read.
 
     The first column must be :attr:`AuditEvent.seq`; ``join`` is an optional outer join
-    ``(entity, on)``. Memory stays constant, and on SQLite (where every transaction takes
-    the write lock) a writer waits for one batch at most.
+    ``(entity, on)``. Memory stays constant, and each batch is read like the verifier's
+    (:func:`_driver_rows`), without taking SQLite's write lock: an export never holds up
+    the clinic's writes.
     """
-    base = select(*columns).where(*criteria)
+    stmt = select(*columns).where(*criteria, AuditEvent.seq > bindparam("after"))
     if join is not None:
-        base = base.outerjoin(*join)
-    after: int | None = None
+        stmt = stmt.outerjoin(*join)
+    stmt = stmt.order_by(AuditEvent.seq).limit(batch)
+    after = -(2**62)
     while True:
-        stmt = base if after is None else base.where(AuditEvent.seq > after)
-        with db.engine.connect() as conn:
-            rows = conn.execute(stmt.order_by(AuditEvent.seq).limit(batch)).all()
+        rows = _driver_rows(stmt, {"after": after})
         yield from rows
         if len(rows) < batch:
             return
@@ -413,12 +413,10 @@ def _driver_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
     reads a consistent snapshot without taking the write lock.
     """
     with db.engine.connect() as conn:
-        compiled = stmt.compile(dialect=conn.dialect)
-        values = compiled.construct_params(params)
-        args = tuple(values[name] for name in compiled.positiontup) if compiled.positional else values
+        compiled = statements.Compiled.of(stmt, conn.dialect)
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(str(compiled), args)
+            cursor.execute(compiled.sql, compiled.parameters(params))
             return cursor.fetchall()
         finally:
             cursor.close()

@@ -227,6 +227,14 @@ def test_export_streams_the_filtered_events_and_is_audited(app, client, admin, l
     ]
 
 
+def test_export_applies_clinic_day_and_action_filters(client, admin, log):
+    response = client.post("/admin/audit/export",
+                           data={"date_from": "2026-03-03", "date_to": "2026-03-03", "action": "stage_changed"})
+    assert [int(r["seq"]) for r in csv_rows(response)] == [4]
+    response = client.post("/admin/audit/export", data={"date_from": "2026-03-02", "date_to": "2026-03-02"})
+    assert [int(r["seq"]) for r in csv_rows(response)] == [1, 2]
+
+
 def test_export_carries_no_phi(client, admin, log):
     text = client.post("/admin/audit/export", data={}).get_data(as_text=True)
     lines = text.splitlines()
