@@ -40,10 +40,10 @@ def _clock(text: str) -> dt.time:
     return dt.time.fromisoformat(text)
 
 
-def fit_window(due: dt.datetime, zone: ZoneInfo, rules: dict[str, Any] = RULES) -> dt.datetime:
+def fit_window(due: dt.datetime, zone: ZoneInfo) -> dt.datetime:
     """Move a naive-UTC time into the calling window: later that day or the next morning."""
     local = to_local(due, zone).replace(tzinfo=None)
-    start, end = _clock(rules["call_window"]["start"]), _clock(rules["call_window"]["end"])
+    start, end = _clock(RULES["call_window"]["start"]), _clock(RULES["call_window"]["end"])
     if local.time() < start:
         local = dt.datetime.combine(local.date(), start)
     elif local.time() >= end:
@@ -51,29 +51,27 @@ def fit_window(due: dt.datetime, zone: ZoneInfo, rules: dict[str, Any] = RULES) 
     return to_utc(local, zone)
 
 
-def step_due(created_at: dt.datetime, step: dict[str, Any], zone: ZoneInfo,
-             rules: dict[str, Any] = RULES) -> dt.datetime:
+def step_due(created_at: dt.datetime, step: dict[str, Any], zone: ZoneInfo) -> dt.datetime:
     """When one cadence step falls due, before fitting it to the calling window."""
     if "after_minutes" in step:
         return created_at + dt.timedelta(minutes=step["after_minutes"])
     day = to_local(created_at, zone).date() + dt.timedelta(days=step["day"])
-    return to_utc(dt.datetime.combine(day, _clock(rules["call_window"]["start"])), zone)
+    return to_utc(dt.datetime.combine(day, _clock(RULES["call_window"]["start"])), zone)
 
 
-def is_exhausted(calls_made: int, rules: dict[str, Any] = RULES) -> bool:
+def is_exhausted(calls_made: int) -> bool:
     """True once every call in the cadence has been made without reaching the lead."""
-    return calls_made >= len(rules["steps"])
+    return calls_made >= len(RULES["steps"])
 
 
-def suggest_next(created_at: dt.datetime, calls_made: int, now: dt.datetime, zone: ZoneInfo,
-                 rules: dict[str, Any] = RULES) -> dt.datetime | None:
+def suggest_next(created_at: dt.datetime, calls_made: int, now: dt.datetime, zone: ZoneInfo) -> dt.datetime | None:
     """The naive-UTC time the next call is due, never in the past, or None when exhausted."""
-    if is_exhausted(calls_made, rules):
+    if is_exhausted(calls_made):
         return None
-    due = max(step_due(created_at, rules["steps"][calls_made], zone, rules), now)
-    return fit_window(due, zone, rules)
+    due = max(step_due(created_at, RULES["steps"][calls_made], zone), now)
+    return fit_window(due, zone)
 
 
-def next_step_label(calls_made: int, rules: dict[str, Any] = RULES) -> str | None:
+def next_step_label(calls_made: int) -> str | None:
     """What the next cadence step asks the coordinator to do."""
-    return None if is_exhausted(calls_made, rules) else rules["steps"][calls_made]["label"]
+    return None if is_exhausted(calls_made) else RULES["steps"][calls_made]["label"]

@@ -199,7 +199,7 @@ def _write_batch(number: int, rows: list[Row[Any]], params: list[dict[str, Any]]
 def _rotate_leads(ring: crypto.Keyring, batch_size: int) -> tuple[int, int]:
     """Re-wrap every lead key not on the primary, batch by batch; return (done, failed)."""
     primary = ring.primary.kid
-    total = db.session.scalar(select(func.count()).select_from(LEAD_KEYS).where(LEAD_KEYS.c.kid != primary))
+    total = _not_on(primary)
     click.echo(f"{total} lead keys to re-wrap under key {primary}.")
     done = failed = number = 0
     after, started = "", time.perf_counter()
@@ -241,11 +241,16 @@ def _reseal_secrets(ring: crypto.Keyring) -> int:
     return resealed
 
 
+def _not_on(primary: int) -> int:
+    """How many lead keys are wrapped by a master key other than the primary."""
+    return db.session.scalar(select(func.count()).select_from(LEAD_KEYS).where(LEAD_KEYS.c.kid != primary)) or 0
+
+
 def _left_behind(primary: int) -> int:
     """Lead keys still not on the primary (failures, or leads written by servers not yet restarted)."""
-    count = db.session.scalar(select(func.count()).select_from(LEAD_KEYS).where(LEAD_KEYS.c.kid != primary))
+    count = _not_on(primary)
     db.session.rollback()
-    return count or 0
+    return count
 
 
 def _enlarge_sqlite_cache() -> None:
