@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
 from . import crypto
-from .models import LeadKey, User, db
+from .models import User, db, lead_key_counts, sealed_secret_counts
 from .settings import ConfigError
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -166,9 +166,7 @@ def _check_key_ids(app: Flask) -> None:
     if "lead_keys" not in tables:
         return
     ring: crypto.Keyring = app.extensions["crm_keyring"]
-    kids = set(db.session.scalars(select(LeadKey.kid).distinct()))
-    sealed = db.session.scalars(select(User.totp_secret_sealed).where(User.totp_secret_sealed.is_not(None)))
-    kids |= {crypto.sealed_kid(blob) for blob in sealed}
+    kids = set(lead_key_counts()) | set(sealed_secret_counts())
     db.session.rollback()
     missing = sorted(kids - set(ring.master_keys))
     if missing:

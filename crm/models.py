@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import secrets
 import uuid
+from collections import Counter
 from enum import StrEnum
 from typing import Any
 
@@ -27,6 +28,8 @@ from sqlalchemy import (
     String,
     Text,
     event,
+    func,
+    select,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -751,3 +754,24 @@ def _make_audit_append_only(target: Any, connection: Any, **kw: Any) -> None:
     """Install the triggers that refuse UPDATE and DELETE on the audit log."""
     for statement in AUDIT_APPEND_ONLY_DDL.get(connection.dialect.name, []):
         connection.exec_driver_sql(statement)
+
+
+# --- what each master key protects (key tooling and the start-up check) -------------
+
+#: Columns holding small secrets sealed directly under a master key: (table, column, purpose).
+SEALED_COLUMNS = ((User.__table__, User.__table__.c.totp_secret_sealed, "totp"),)
+
+
+def lead_key_counts() -> dict[int, int]:
+    """How many lead data keys each master key wraps."""
+    rows = db.session.execute(select(LeadKey.kid, func.count()).group_by(LeadKey.kid))
+    return {kid: count for kid, count in rows}
+
+
+def sealed_secret_counts() -> Counter[int]:
+    """How many sealed secrets (TOTP seeds) each master key protects."""
+    counts: Counter[int] = Counter()
+    for _table, column, _purpose in SEALED_COLUMNS:
+        for blob in db.session.scalars(select(column).where(column.is_not(None))):
+            counts[crypto.sealed_kid(blob)] += 1
+    return counts

@@ -9,7 +9,6 @@ ever prints key bytes.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +19,10 @@ from sqlalchemy import Row, bindparam, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, crypto
-from ..models import LeadKey, User, db, keyring, utcnow
+from ..models import SEALED_COLUMNS, LeadKey, db, keyring, lead_key_counts, sealed_secret_counts, utcnow
 from ..settings import save_keyring
 
 LEAD_KEYS = LeadKey.__table__
-#: Columns holding values made by :func:`crypto.seal`, with the purpose each was sealed for.
-SEALED_COLUMNS = ((User.__table__, User.__table__.c.totp_secret_sealed, "totp"),)
 
 
 @click.group("keys", cls=AppGroup)
@@ -33,26 +30,11 @@ def keys() -> None:
     """Inspect and manage the master keys in the keyring."""
 
 
-def _lead_counts() -> dict[int, int]:
-    """How many lead data keys each master key wraps."""
-    rows = db.session.execute(select(LEAD_KEYS.c.kid, func.count()).group_by(LEAD_KEYS.c.kid))
-    return {kid: count for kid, count in rows}
-
-
-def _sealed_counts() -> Counter[int]:
-    """How many sealed secrets (TOTP seeds) each master key protects."""
-    counts: Counter[int] = Counter()
-    for _table, column, _purpose in SEALED_COLUMNS:
-        for blob in db.session.scalars(select(column).where(column.is_not(None))):
-            counts[crypto.sealed_kid(blob)] += 1
-    return counts
-
-
 @keys.command("status")
 def status() -> None:
     """List every master key with its status and how much data it protects."""
     ring = keyring()
-    leads, sealed = _lead_counts(), _sealed_counts()
+    leads, sealed = lead_key_counts(), sealed_secret_counts()
     db.session.rollback()
     click.echo(f"{'kid':>4}  {'status':<8}  {'lead keys':>10}  {'sealed secrets':>14}")
     for kid in sorted(set(ring.master_keys) | set(leads) | set(sealed)):
@@ -127,7 +109,7 @@ def retire(kid: int) -> None:
     ring = keyring()
     if kid in ring.master_keys and ring.master_keys[kid].status == crypto.PRIMARY:
         _refuse_retire(kid, "primary", f"key {kid} is the primary; promote another key first")
-    leads, sealed = _lead_counts().get(kid, 0), _sealed_counts().get(kid, 0)
+    leads, sealed = lead_key_counts().get(kid, 0), sealed_secret_counts().get(kid, 0)
     if leads or sealed:
         _refuse_retire(
             kid, "in_use",
