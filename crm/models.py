@@ -482,6 +482,15 @@ class Lead(Identified, db.Model):
         last, dob = (self.last_name, self.dob) if self.last_name_enc and self.dob_enc else (None, None)
         self.name_dob_bidx = name_dob_index(last, dob) if last and dob else None
 
+    def set_stage(self, stage: str, reason: str | None, at: dt.datetime) -> None:
+        """Put the lead in ``stage`` (operations check the move and record it first)."""
+        self.stage, self.stage_reason, self.stage_changed_at = stage, reason, at
+
+    def flag_urgent(self) -> None:
+        """Mark the lead urgent; any earlier acknowledgement no longer covers it."""
+        self.urgent = True
+        self.acknowledged_by = self.acknowledged_at = None
+
     @property
     def is_open(self) -> bool:
         """True while the lead is still moving through the pipeline."""

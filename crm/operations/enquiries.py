@@ -253,9 +253,7 @@ def _welcome_back(lead: Lead, contact: Contact, now: dt.datetime) -> dict[str, A
         audit.record("stage_changed", actor_kind="public", object_type="lead", object_id=lead.id,
                      details={"from": str(lead.stage), "to": str(Stage.CONTACTING), "reason": "patient_returned"},
                      record_ip=False)
-        lead.stage = Stage.CONTACTING
-        lead.stage_reason = "patient_returned"
-        lead.stage_changed_at = now
+        lead.set_stage(Stage.CONTACTING, "patient_returned", now)
     else:
         event = _event_row(lead.id, now, "returned", from_stage=lead.stage, to_stage=lead.stage)
     if contact.phone and not lead.phone_enc:
@@ -271,9 +269,7 @@ def _apply_answers(lead: Lead, submission: Submission) -> None:
     """Latest contact preferences win; urgency and marketing consent are only ever raised here."""
     lead.preferences = submission.contact.preferences
     if submission.crisis:
-        lead.urgent = True
-        lead.acknowledged_at = None
-        lead.acknowledged_by = None
+        lead.flag_urgent()
     if submission.consent.marketing:
         lead.marketing_consent = True
 

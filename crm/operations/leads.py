@@ -252,6 +252,6 @@ def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
     reason = reason if move_needs_reason(Stage(source), Stage(target)) else None
     if target in EXIT_STAGES:
         _close_callbacks(lead, now)
-    lead.stage, lead.stage_reason, lead.stage_changed_at = target, reason, now
+    lead.set_stage(target, reason, now)
     add_event(lead, actor, "stage_changed", at=now, from_stage=source, to_stage=target, reason=reason)
-    record("stage_changed", lead.id, actor, {"from": str(source), "to": str(target)})
+    record("stage_changed", lead.id, actor, {"from": str(source), "to": str(target), "reason": reason})

@@ -29,8 +29,7 @@ def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: lis
 
 def escalate_crisis(lead: Lead, actor: User, screening: Screening) -> None:
     """Flag the lead urgent (to be acknowledged again) and log the immutable escalation event."""
-    lead.urgent = True
-    lead.acknowledged_by = lead.acknowledged_at = None
+    lead.flag_urgent()
     add_event(lead, actor, "crisis_escalated", at=screening.performed_at)
     record("crisis_escalated", lead.id, actor, {"screening_id": screening.id})
 
