@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import current_app
 from sqlalchemy import Table, bindparam, or_, select, text
+from sqlalchemy.orm import selectinload
 
 from .. import audit, crypto, statements
 from ..models import (
@@ -179,7 +180,9 @@ def _contact_candidates(phone_bidx: int | None, email_bidx: int | None) -> list[
     if phone_bidx is None and email_bidx is None:
         return []
     ids = [row[0] for row in _CANDIDATES.rows(phone_bidx=phone_bidx, email_bidx=email_bidx)]
-    return list(db.session.scalars(select(Lead).where(Lead.id.in_(ids)))) if ids else []
+    if not ids:
+        return []
+    return list(db.session.scalars(select(Lead).options(selectinload(Lead.key)).where(Lead.id.in_(ids))))
 
 
 def _same_person(lead: Lead, contact: Contact) -> bool:
@@ -193,13 +196,13 @@ def _same_person(lead: Lead, contact: Contact) -> bool:
 
 
 def _same_contact(lead: Lead, contact: Contact) -> bool:
-    region = current_app.config["PHONE_REGION"]
-    if contact.phone and lead.phone:
-        if crypto.normalize_phone(lead.phone, region) == crypto.normalize_phone(contact.phone, region):
+    """Same phone (in any format) or same e-mail (in any case), each decrypted only if compared."""
+    if contact.phone and (phone := lead.phone):
+        region = current_app.config["PHONE_REGION"]
+        if crypto.normalize_phone(phone, region) == crypto.normalize_phone(contact.phone, region):
             return True
-    return bool(
-        contact.email and lead.email and crypto.normalize_email(lead.email) == crypto.normalize_email(contact.email)
-    )
+    return bool(contact.email and (email := lead.email)
+                and crypto.normalize_email(email) == crypto.normalize_email(contact.email))
 
 
 def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
