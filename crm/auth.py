@@ -31,7 +31,6 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
-from sqlalchemy import func, select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -319,7 +318,7 @@ def login():
     verdict = throttle.check(key, ip)
     if not verdict.allowed:
         return _refuse_throttled(form, verdict)
-    user = db.session.scalar(select(User).where(func.lower(User.email) == form.email.data.strip().lower()))
+    user = accounts.find_user(form.email.data)
     if not _password_matches(user, form.password.data):
         throttle.record(key, ip, succeeded=False, user=user)
         audit.record("sign_in", actor_kind="public", object_type="user", object_id=user.id if user else None,

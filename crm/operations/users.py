@@ -33,11 +33,20 @@ class WrongPasswordError(AccountError):
 # --- accounts ------------------------------------------------------------------------
 
 
+def find_user(email: str) -> User | None:
+    """The staff account with this e-mail address, in any letter case and with stray spaces."""
+    return db.session.scalar(select(User).where(func.lower(User.email) == _normalize_email(email)))
+
+
+def _normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
 def create_user(email: str, role: Role, *, password: str | None = None, actor: User | None = None,
                 display_name: str = "") -> User:
     """Create a staff account (e-mail unique in any case); audited, flushed, not committed."""
-    email = email.strip().lower()
-    if db.session.scalar(select(User.id).where(func.lower(User.email) == email)):
+    email = _normalize_email(email)
+    if find_user(email) is not None:
         raise AccountError("An account with that e-mail already exists.")
     user = User(email=email, role=Role(role), display_name=display_name.strip())
     if password is not None:
