@@ -72,6 +72,17 @@ class WriterQueue:
 
 _queues: dict[str, WriterQueue] = {}
 _queues_lock = threading.Lock()
+
+
+def _forget_queues_after_fork() -> None:
+    """A forked worker (``gunicorn --preload``) opens its own lock files: a ``flock`` held through
+    a descriptor shared with the parent would not keep the two processes apart."""
+    global _queues_lock
+    _queues.clear()
+    _queues_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_queues_after_fork)
 _HELD = "crm_writer_turn"
 
 
