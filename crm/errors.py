@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, render_template
+from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+
+from .limits import retry_after_seconds
 
 
 def render_http_error(error: HTTPException):
@@ -14,6 +17,13 @@ def render_http_error(error: HTTPException):
     db.session.rollback()
     code = error.code or 500
     return render_template("errors/error.html", code=code), code
+
+
+def render_rate_limited(error: RateLimitExceeded):
+    """The 429 page, with a Retry-After header saying when this address may send again."""
+    page, code = render_http_error(error)
+    retry = retry_after_seconds()
+    return page, code, {"Retry-After": str(retry)} if retry else {}
 
 
 def render_database_down(error: OperationalError | InterfaceError):
@@ -32,6 +42,7 @@ def render_unexpected(error: Exception):
 def init_app(app: Flask) -> None:
     """Register the error handlers."""
     app.register_error_handler(HTTPException, render_http_error)
+    app.register_error_handler(RateLimitExceeded, render_rate_limited)
     app.register_error_handler(OperationalError, render_database_down)
     app.register_error_handler(InterfaceError, render_database_down)
     app.register_error_handler(Exception, render_unexpected)

@@ -40,6 +40,7 @@ ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "hear
                  "need_help_now", "coverage_type", "message")
 RECEIPT_SECONDS = 30 * 60  # how long the thank-you page can be reloaded
 TOO_QUICK = "Please check your answers, then press “Send my enquiry” again."
+FORM_EXPIRED = "The form expired. Please send it again."
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def form_expired(error: CSRFError) -> tuple[str, int]:
         return render_template("errors/error.html", code=400), 400
     current_app.logger.info("enquiry form shown again after a failed CSRF check")
     form = EnquiryForm()
-    form.csrf_token.errors = [error.description]  # the summary shows "The form expired. Please send it again."
+    form.form_errors.append(FORM_EXPIRED)
     form.form_token.data = issue_form_token()
     return _show_form(form), 400
 

@@ -91,7 +91,6 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config["SESSION_COOKIE_SECURE"] = app.config["HTTPS"]
     app.config["SESSION_COOKIE_NAME"] = "__Host-crm" if app.config["HTTPS"] else "crm"
     app.config["PREFERRED_URL_SCHEME"] = "https" if app.config["HTTPS"] else "http"
-    app.config["RATELIMIT_HEADERS_ENABLED"] = True
     if not production:
         _ensure_instance_secret(app, instance)
     _check_secret_key(app.config["SECRET_KEY"])

@@ -490,6 +490,7 @@ def test_rate_limit_per_ip_gives_a_friendly_429(rate_limited, client, app):
     page = blocked.get_data(as_text=True)
     assert blocked.status_code == 429
     assert "Too many attempts" in page and app.config["CLINIC_PHONE"] in page and "Traceback" not in page
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 60  # the tightest broken limit is "2 per minute"
     other_ip = client.post("/", data={**valid_form(phone="(714) 555-0197", email="d@example.net"),
                                       "form_token": fresh_token(app)},
                            environ_base={"REMOTE_ADDR": "10.9.8.7"})

@@ -124,7 +124,15 @@ def read_card(storage: Any) -> tuple[str, bytes] | None:
 
 
 class EnquiryForm(FlaskForm):
-    """Every question on the public form; explicit fields only, so nothing else can be set."""
+    """Every question on the public form; explicit fields only, so nothing else can be set.
+
+    The form has no CSRF field of its own: CSRFProtect checks every POST's session-bound token
+    before any view runs, and the template renders that token as a plain hidden input. A form
+    field would only repeat the check and sign a new token on every submission.
+    """
+
+    class Meta:
+        csrf = False
 
     # About you
     first_name = StringField("First name", filters=STRIP,
