@@ -194,7 +194,8 @@ class Encrypted:
 
     The owning model supplies ``field_cipher()`` (its lead's data key) and ``id``;
     the associated data binds each value to its table, column and row.
-    ``kind`` is one of ``str``, ``date``, ``json`` or ``bytes``.
+    ``kind`` is one of ``str``, ``date``, ``json`` or ``bytes``. ``on_set`` names a method
+    called with the new value as a keyword argument (``None`` when cleared).
     """
 
     def __init__(self, kind: str = "str", on_set: str | None = None):
@@ -227,7 +228,7 @@ class Encrypted:
             blob = obj.field_cipher().encrypt(obj.__tablename__, self.name, row_id, self.encode(value))
         setattr(obj, self.column, blob)
         if self.on_set:
-            getattr(obj, self.on_set)()
+            getattr(obj, self.on_set)(**{self.name: value or None})
 
     def encrypt_value(self, cipher: crypto.FieldCipher, table: str, row_id: str, value: Any) -> bytes:
         """Return the stored ciphertext of a non-empty ``value``; bulk loaders share this encoding."""
@@ -472,15 +473,18 @@ class Lead(Identified, db.Model):
             cipher = self._cipher = crypto.FieldCipher(dek, key.dek_version)
         return cipher
 
-    def _index_phone(self) -> None:
-        self.phone_bidx = phone_index(self.phone) if self.phone_enc else None
+    # Blind-index hooks: each gets the value just set, so that value is not decrypted again.
 
-    def _index_email(self) -> None:
-        self.email_bidx = email_index(self.email) if self.email_enc else None
+    def _index_phone(self, phone: str | None) -> None:
+        self.phone_bidx = phone_index(phone)
 
-    def _index_name_dob(self) -> None:
-        last, dob = (self.last_name, self.dob) if self.last_name_enc and self.dob_enc else (None, None)
-        self.name_dob_bidx = name_dob_index(last, dob) if last and dob else None
+    def _index_email(self, email: str | None) -> None:
+        self.email_bidx = email_index(email)
+
+    def _index_name_dob(self, **changed: Any) -> None:
+        last = changed["last_name"] if "last_name" in changed else self.last_name
+        dob = changed["dob"] if "dob" in changed else self.dob
+        self.name_dob_bidx = name_dob_index(last, dob)
 
     def set_stage(self, stage: str, reason: str | None, at: dt.datetime) -> None:
         """Put the lead in ``stage`` (operations check the move and record it first)."""

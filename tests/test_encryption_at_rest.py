@@ -23,6 +23,7 @@ from crm.models import (
     db,
     email_index,
     encrypted_names,
+    name_dob_index,
     phone_index,
 )
 from tests import sentinels
@@ -295,6 +296,24 @@ def test_blind_index_columns_hold_truncated_values_only(app, make_lead):
         bits = app.extensions["crm_indexer"].bits
         row = raw("SELECT phone_bidx, email_bidx, name_dob_bidx FROM leads WHERE id = :id", id=lead_id).one()
         assert all(value is not None and 0 <= value < 2**bits for value in row)
+
+
+def test_setting_an_indexed_field_reindexes_it_without_decrypting(app, make_lead, monkeypatch):
+    lead_id = make_lead(phone="(949) 555-0100", email="pat@example.com", last_name="Doe", dob=SENTINEL_DOB)
+    with app.app_context():
+        lead = db.session.get(Lead, lead_id)
+        lead.field_cipher()  # unwrap the data key before counting
+
+        def no_decrypt(*_args: Any) -> bytes:
+            raise AssertionError("a blind-index hook decrypted a field")
+
+        monkeypatch.setattr(crypto.FieldCipher, "decrypt", no_decrypt)
+        lead.phone, lead.email = "949.555.0199", ""
+        monkeypatch.undo()
+        lead.last_name, lead.dob = "Roe", dt.date(1990, 5, 6)  # the compound index reads its other half
+        db.session.commit()
+        row = raw("SELECT phone_bidx, email_bidx, name_dob_bidx FROM leads WHERE id = :id", id=lead_id).one()
+        assert row == (phone_index("(949) 555-0199"), None, name_dob_index("Roe", dt.date(1990, 5, 6)))
 
 
 @pytest.mark.parametrize("rows", [10_000, 100_000, 1_000_000])
