@@ -33,7 +33,7 @@ class Result:
     @property
     def exit_reasons(self) -> list[str]:
         """Stage exit reason codes implied by the ineligible reasons."""
-        return [RULES["reasons"][code]["exit_reason"] for code in self.reasons if reason_effect(code) == INELIGIBLE]
+        return exit_reasons(self.reasons)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, as stored (encrypted) on the screening."""
@@ -44,6 +44,11 @@ class Result:
             "phq9_band": self.phq9_band,
             "cssrs_risk": self.cssrs_risk,
         }
+
+
+def exit_reasons(reason_codes: list[str]) -> list[str]:
+    """The stage exit reason codes implied by the ineligible ones among ``reason_codes``, in order."""
+    return [RULES["reasons"][code]["exit_reason"] for code in reason_codes if reason_effect(code) == INELIGIBLE]
 
 
 def reason_effect(code: str) -> str:

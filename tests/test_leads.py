@@ -519,6 +519,23 @@ def test_screening_eligible_is_recorded_and_audited(app, staff, make_lead):
     assert audit_events(app, "crisis_escalated") == []
 
 
+def selected(html: str, name: str) -> str | None:
+    """The selected option's value of the select named ``name``."""
+    select_html = re.search(rf'<select[^>]*name="{name}".*?</select>', html, re.S).group(0)
+    chosen = re.search(r'<option selected value="([^"]*)"|<option value="([^"]*)" selected', select_html)
+    return next(value for value in chosen.groups() if value is not None) if chosen else None
+
+
+def test_ineligible_screen_prefills_the_move_to_ineligible_with_its_reason(app, staff, make_lead):
+    lead_id = make_lead(stage="screening")
+    before = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
+    assert selected(before, "target") in (None, "")
+    html = staff.post(f"/leads/{lead_id}/screenings", data={**SCREEN_ELIGIBLE, "transport": "no"},
+                      follow_redirects=True).get_data(as_text=True)
+    assert selected(html, "target") == "ineligible" and selected(html, "reason") == "no_transport"
+    assert load(app, lead_id)["stage"] == "screening"  # a suggestion only: the coordinator still moves it
+
+
 def test_high_risk_marks_urgent_escalates_and_shows_steps(app, staff, make_lead):
     lead_id = make_lead(urgent=True, acknowledged_at=dt.datetime(2026, 1, 1))
     data = {**SCREEN_ELIGIBLE, "phq9_8": "2", "cssrs_q2": "yes", "cssrs_q3": "yes", "cssrs_q4": "yes",

@@ -55,11 +55,20 @@ def staff_choices() -> list[SelectChoice]:
     return options([(u.id, present.staff_name(u)) for u in users if u.is_active_flag])
 
 
-def stage_form(lead: Lead, formdata: Any = None) -> StageForm:
+def stage_form(lead: Lead, formdata: Any = None, **data: Any) -> StageForm:
     """The stage form offering only the moves the pipeline allows from here."""
-    form = StageForm(formdata=formdata, expected=lead.stage)
+    form = StageForm(formdata=formdata, expected=lead.stage, **data)
     form.target.choices = options([("", "—")] + [(s, code_label(s)) for s in allowed_moves(Stage(lead.stage))])
     return form
+
+
+def screening_exit(lead: Lead, screens: list[dict[str, Any]]) -> dict[str, str]:
+    """The stage move the newest pre-screen points to when it found the patient ineligible, if allowed here."""
+    latest = screens[0]["result"] if screens else {}
+    if latest.get("outcome") != eligibility.INELIGIBLE or Stage.INELIGIBLE not in allowed_moves(Stage(lead.stage)):
+        return {}
+    reasons = eligibility.exit_reasons(latest.get("reasons", []))
+    return {"target": Stage.INELIGIBLE, "reason": reasons[0]} if reasons else {}
 
 
 def assign_form(formdata: Any = None) -> AssignForm:
@@ -86,7 +95,8 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
     screening = ScreeningForm(formdata=None, adult=None if age is None else ("yes" if age >= 18 else "no"))
     return {
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
-        "callback": callback_form(due_at=local_due), "stage": stage_form(lead), "assign": assign_form(),
+        "callback": callback_form(due_at=local_due), "assign": assign_form(),
+        "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
         "vob": vob_form, "screening": screening,
     }
 
