@@ -30,11 +30,6 @@ class Result:
     phq9_band: str | None = None
     cssrs_risk: str = "none"
 
-    @property
-    def exit_reasons(self) -> list[str]:
-        """Stage exit reason codes implied by the ineligible reasons."""
-        return exit_reasons(self.reasons)
-
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready form, as stored (encrypted) on the screening."""
         return {

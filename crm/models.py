@@ -221,18 +221,24 @@ class Encrypted:
         return self.decode(obj.field_cipher().decrypt(obj.__tablename__, self.name, row_id, blob))
 
     def __set__(self, obj: Any, value: Any) -> None:
-        blob = None
-        if value is not None and value != "":
+        if is_blank(value):
+            value = blob = None
+        else:
             loaded = obj.__dict__
             row_id = loaded["id"] if "id" in loaded else obj.id
             blob = obj.field_cipher().encrypt(obj.__tablename__, self.name, row_id, self.encode(value))
         setattr(obj, self.column, blob)
         if self.on_set:
-            getattr(obj, self.on_set)(**{self.name: value or None})
+            getattr(obj, self.on_set)(**{self.name: value})
 
     def encrypt_value(self, cipher: crypto.FieldCipher, table: str, row_id: str, value: Any) -> bytes:
         """Return the stored ciphertext of a non-empty ``value``; bulk loaders share this encoding."""
         return cipher.encrypt(table, self.name, row_id, self.encode(value))
+
+
+def is_blank(value: Any) -> bool:
+    """Nothing to store: ``None`` or an empty string, kept as NULL rather than as ciphertext."""
+    return value is None or value == ""
 
 
 def _encode_json(value: Any) -> bytes:
@@ -518,8 +524,7 @@ def encrypted_columns(model: type, row_id: str, cipher: crypto.FieldCipher, **va
     out: dict[str, bytes | None] = {}
     for name, value in values.items():
         field = vars(model)[name]
-        empty = value is None or value == ""
-        out[field.column] = None if empty else field.encrypt_value(cipher, table, row_id, value)
+        out[field.column] = None if is_blank(value) else field.encrypt_value(cipher, table, row_id, value)
     return out
 
 

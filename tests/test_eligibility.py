@@ -96,7 +96,7 @@ def test_each_criterion(change, outcome, reason):
     assert result.outcome == outcome
     assert reason in result.reasons
     if outcome == INELIGIBLE:
-        assert result.exit_reasons  # maps to a stage exit reason
+        assert eligibility.exit_reasons(result.reasons)  # maps to a stage exit reason
 
 
 @pytest.mark.parametrize("trials,outcome", [(1, INELIGIBLE), (2, ELIGIBLE), (3, ELIGIBLE)])
@@ -116,7 +116,7 @@ def test_ineligible_wins_over_review_and_keeps_every_reason():
                                   PHQ_MODERATE, {"q1": True, "q2": False, "q6": False})
     assert result.outcome == INELIGIBLE
     assert result.reasons == ["active_untreated_sud", "no_transport", "caution", "cssrs_risk"]
-    assert result.exit_reasons == ["active_untreated_sud", "no_transport"]
+    assert eligibility.exit_reasons(result.reasons) == ["active_untreated_sud", "no_transport"]
     assert result.cssrs_risk == "low"
 
 
