@@ -2,7 +2,9 @@
 
 Configured from ``CRM_*`` variables like any deployment. With ``BENCH_AUDIT=off`` the audit
 append is replaced by a no-op, so the two servers the benchmark starts differ only by the
-append; the audited one reports each append's own duration in ``X-Append-Us``.
+append. Both report how long the application spent on each request (``X-Service-Us``,
+waits for the write lock included, the wait for a free worker not); the audited one also
+reports the append's own duration (``X-Append-Us``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ def _no_record(*_args: Any, **_kwargs: Any) -> None:
     """The unaudited baseline: everything else about the request is unchanged."""
 
 
-def _report_append(response: Response) -> Response:
+def _start_clock() -> None:
+    g.began = time.perf_counter()
+
+
+def _report_times(response: Response) -> Response:
+    response.headers["X-Service-Us"] = str(round((time.perf_counter() - g.began) * 1e6))
     if "append_us" in g:
         response.headers["X-Append-Us"] = str(g.append_us)
     return response
@@ -40,4 +47,5 @@ def _report_append(response: Response) -> Response:
 
 audit.record = _no_record if os.environ.get("BENCH_AUDIT") == "off" else _timed_record
 app = create_app()
-app.after_request(_report_append)
+app.before_request_funcs.setdefault(None, []).insert(0, _start_clock)
+app.after_request(_report_times)

@@ -12,8 +12,7 @@ off the box (``seq``, ``mac``, ``at`` with an Ed25519 signature) can.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
+import functools
 import json
 import re
 from collections.abc import Iterator, Sequence
@@ -23,6 +22,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.hmac import HMAC
 from flask import g, has_request_context, request
 from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
@@ -101,6 +102,8 @@ def _json(value: str | None) -> str:
 def _iso(at: dt.datetime | str) -> str:
     """ISO-8601 with microseconds; SQLite's driver hands back the stored text, not a datetime."""
     if isinstance(at, str):
+        if len(at) == 26 and at[10] == " ":  # SQLite's stored form, 'YYYY-MM-DD HH:MM:SS.ffffff'
+            return f"{at[:10]}T{at[11:]}"
         at = dt.datetime.fromisoformat(at)
     return at.isoformat(timespec="microseconds")
 
@@ -139,16 +142,35 @@ def canonical(event: AuditEvent | ChainedEvent) -> bytes:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed_hmac(key: bytes) -> HMAC:
+    """HMAC-SHA256 with ``key`` already absorbed: each MAC starts from a copy, skipping the key setup."""
+    return HMAC(key, SHA256())
+
+
+def chain_mac(key: bytes, prev_mac: bytes, canonical_bytes: bytes) -> bytes:
+    """``HMAC-SHA256(key, prev_mac || canonical_bytes)``: one link of the chain."""
+    mac = _keyed_hmac(key).copy()
+    mac.update(prev_mac)
+    mac.update(canonical_bytes)
+    return mac.finalize()
+
+
 def compute_mac(key: bytes, prev_mac: bytes, event: AuditEvent | ChainedEvent) -> bytes:
     """MAC of an event chained to its predecessor."""
-    return hmac.digest(key, bytes(prev_mac) + canonical(event), hashlib.sha256)
+    return chain_mac(key, bytes(prev_mac), canonical(event))
 
 
 def _is_code(value: str) -> bool:
     """True for ids, ISO times and short lower-case codes: never names, free text or long numbers."""
-    if _UUID.match(value) or _ISO_TIME.match(value):
+    if _CODE.match(value) and not _DIGIT_RUN.search(value):
         return True
-    return bool(_CODE.match(value)) and not _DIGIT_RUN.search(value)
+    return bool(_UUID.match(value) or _ISO_TIME.match(value))
+
+
+#: Detail keys are written in code, so each distinct key is checked once per process.
+_is_code_key = functools.lru_cache(maxsize=256)(_is_code)
+_DETAILS_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def check_details(details: dict[str, Any]) -> str:
@@ -158,7 +180,7 @@ def check_details(details: dict[str, Any]) -> str:
     keeps out names, free text, e-mail addresses and phone or member numbers.
     """
     for key, value in details.items():
-        if not _is_code(key):
+        if not isinstance(key, str) or not _is_code_key(key):
             raise ValueError(f"audit detail key {key!r} is not a code")
         values = value if isinstance(value, list) else [value]
         for item in values:
@@ -166,7 +188,7 @@ def check_details(details: dict[str, Any]) -> str:
                 raise ValueError(f"audit detail {key!r} must be a code, not free text")
             if not isinstance(item, str | int | float | bool | type(None)):
                 raise ValueError(f"audit detail {key!r} has an unsupported type")
-    return json.dumps(details, sort_keys=True, separators=(",", ":"))
+    return _DETAILS_JSON.encode(details)
 
 
 # --- writing --------------------------------------------------------------------------
@@ -451,14 +473,13 @@ def verify_chain(
     """
     expected, prev = 1, GENESIS_MAC
     want_seq, want_mac = checkpoint or (0, GENESIS_MAC)
-    digest = hmac.digest
     for seq, *fields, prev_mac, mac in _chain_rows(head_seq_now(), batch):
         if seq != expected:
             return Verdict(expected - 1, expected - 1, prev, *_gap(seq, expected))
         if prev_mac != prev:
             return Verdict(seq - 1, seq - 1, prev, seq, "prev_mac_mismatch")
         try:
-            good = digest(key, prev_mac + canonical_row(seq, *fields), hashlib.sha256) == mac
+            good = chain_mac(key, prev_mac, canonical_row(seq, *fields)) == mac
         except (TypeError, ValueError):
             return Verdict(seq - 1, seq - 1, prev, seq, "malformed")
         if not good:

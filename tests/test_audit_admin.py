@@ -162,6 +162,8 @@ def test_page_query_uses_an_index_for_each_filter(app):
         for filters, index in [
             (audit.AuditFilter(action="lead_viewed"), "ix_audit_action_seq"),
             (audit.AuditFilter(actor_id="x"), "ix_audit_actor_seq"),
+            (audit.AuditFilter(actor_id="x", since=dt.datetime(2026, 1, 1), until=dt.datetime(2026, 1, 2)),
+             "ix_audit_actor_seq"),
             (audit.AuditFilter(lead_id="x"), "ix_audit_object"),
         ]:
             stmt = select(AuditEvent.seq).where(*filters.criteria()).order_by(AuditEvent.seq.desc()).limit(51)

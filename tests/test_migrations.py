@@ -93,3 +93,15 @@ def test_upgrade_installs_append_only_audit_triggers(fresh):
                 db.session.execute(text(statement))
             db.session.rollback()
         assert db.session.scalar(text("SELECT action FROM audit_events")) == "user_created"
+
+
+def test_upgrade_keeps_anonymous_events_out_of_the_actor_index(fresh):
+    upgrade(fresh)
+    with fresh.app_context():
+        if db.engine.dialect.name == "sqlite":
+            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'"
+        else:
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_events'"
+        indexes = dict(db.session.execute(text(query)).all())
+    assert "ix_audit_actor_at" not in indexes
+    assert "WHERE" in indexes["ix_audit_actor_seq"] and "actor_id IS NOT NULL" in indexes["ix_audit_actor_seq"]
