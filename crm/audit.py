@@ -14,8 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import multiprocessing
+import os
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _esc
 from typing import Any
@@ -24,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.hmac import HMAC
-from flask import g, has_request_context, request
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
 from . import crypto, statements
@@ -444,15 +447,14 @@ def _driver_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
             cursor.close()
 
 
-def _chain_rows(end: int, batch: int) -> Iterator[tuple]:
-    """Yield the chain's rows up to seq ``end`` as driver tuples, in keyset batches."""
+def _chain_rows(after: int, end: int, batch: int) -> Iterator[tuple]:
+    """Yield the chain's rows with ``after < seq <= end`` as driver tuples, in keyset batches."""
     stmt = (
         select(*CHAIN_COLUMNS)
         .where(AuditEvent.seq > bindparam("after"), AuditEvent.seq <= bindparam("end"))
         .order_by(AuditEvent.seq)
         .limit(batch)
     )
-    after = -(2**62)  # below any seq, so stray rows with seq <= 0 are read and reported
     while True:
         rows = _driver_rows(stmt, {"after": after, "end": end})
         yield from rows
@@ -461,19 +463,31 @@ def _chain_rows(end: int, batch: int) -> Iterator[tuple]:
         after = rows[-1][0]
 
 
-def verify_chain(
-    key: bytes, *, checkpoint: tuple[int, bytes] | None = None, batch: int = VERIFY_BATCH
-) -> Verdict:
-    """Walk the whole chain in seq order and return a :class:`Verdict`.
+@dataclass(frozen=True)
+class Stretch:
+    """A run of seqs one process walks: ``after < seq <= end``, chained to ``prev`` (the MAC at ``after``)."""
 
-    Checks that seqs run 1, 2, 3… without gaps, that each ``prev_mac`` is the previous
-    event's MAC, and that each MAC matches the event. With a ``checkpoint`` (a signed head's
-    ``(seq, mac)``), also checks the log still holds that event with that MAC.
-    Events appended while the walk runs are left for the next run.
+    after: int
+    end: int
+    prev: bytes
+    checkpoint: tuple[int, bytes]
+    batch: int
+
+    @property
+    def first(self) -> int:
+        """The seq the stretch must start with (the first stretch also reads stray rows below 1)."""
+        return max(self.after, 0) + 1
+
+
+def walk(key: bytes, stretch: Stretch) -> Verdict:
+    """Check one stretch in seq order; its count and head are those of its last good event.
+
+    Seqs must run on without gaps to ``end``, each ``prev_mac`` must be the previous event's
+    MAC (``stretch.prev`` for the first), and each MAC must match its event.
     """
-    expected, prev = 1, GENESIS_MAC
-    want_seq, want_mac = checkpoint or (0, GENESIS_MAC)
-    for seq, *fields, prev_mac, mac in _chain_rows(head_seq_now(), batch):
+    expected, prev = stretch.first, stretch.prev
+    want_seq, want_mac = stretch.checkpoint
+    for seq, *fields, prev_mac, mac in _chain_rows(stretch.after, stretch.end, stretch.batch):
         if seq != expected:
             return Verdict(expected - 1, expected - 1, prev, *_gap(seq, expected))
         if prev_mac != prev:
@@ -487,10 +501,92 @@ def verify_chain(
         if seq == want_seq and mac != want_mac:
             return Verdict(seq - 1, seq - 1, prev, seq, "head_mac_mismatch")
         expected, prev = seq + 1, mac
-    count = expected - 1
-    if want_seq > count:
-        return Verdict(count, count, prev, count + 1, "truncated")
-    return Verdict(count, count, prev)
+    if expected <= stretch.end:  # the rows stopped short: the next stretch's predecessor is gone
+        return Verdict(expected - 1, expected - 1, prev, expected, "missing")
+    return Verdict(expected - 1, expected - 1, prev)
+
+
+#: Below this many events one process is quicker than starting others.
+PARALLEL_FROM = 200_000
+
+
+def verify_chain(
+    key: bytes, *, checkpoint: tuple[int, bytes] | None = None, batch: int = VERIFY_BATCH,
+    workers: int | None = None,
+) -> Verdict:
+    """Walk the whole chain in seq order and return a :class:`Verdict` naming the first bad seq.
+
+    Checks that seqs run 1, 2, 3… without gaps, that each ``prev_mac`` is the previous
+    event's MAC, and that each MAC matches the event. With a ``checkpoint`` (a signed head's
+    ``(seq, mac)``), also checks the log still holds that event with that MAC. Events
+    appended while the walk runs are left for the next run.
+
+    Every link can be checked on its own, so a long log is cut into consecutive stretches
+    walked by ``workers`` processes (default: one per CPU, up to 8, from
+    :data:`PARALLEL_FROM` events); each stretch starts from the stored MAC before it, and
+    the stitch checks that MAC is the one its predecessor verified.
+    """
+    end = head_seq_now()
+    count = workers or (min(os.cpu_count() or 1, 8) if end >= PARALLEL_FROM else 1)
+    cuts = [end * i // count for i in range(1, count)]
+    afters = [-(2**62), *cuts]  # below any seq, so stray rows with seq <= 0 are read and reported
+    handed = [GENESIS_MAC, *(_stored_mac(seq) for seq in cuts)]
+    stretches = [Stretch(after, stop, prev, checkpoint or (0, GENESIS_MAC), batch)
+                 for after, stop, prev in zip(afters, [*cuts, end], handed, strict=True)]
+    parts = [walk(key, stretches[0])] if count == 1 else _walk_in_processes(key, stretches)
+    verdict = _stitch(stretches, parts)
+    want_seq = checkpoint[0] if checkpoint else 0
+    if verdict.ok and want_seq > verdict.count:
+        return Verdict(verdict.count, verdict.count, verdict.head_mac, verdict.count + 1, "truncated")
+    return verdict
+
+
+def _stitch(stretches: list[Stretch], parts: list[Verdict]) -> Verdict:
+    """The first defect across consecutive stretches, or the last stretch's head when none has one."""
+    for index, (stretch, part) in enumerate(zip(stretches, parts, strict=True)):
+        if index and parts[index - 1].head_mac != stretch.prev:  # the handed-over MAC was not the verified one
+            return Verdict(stretch.after, stretch.after, parts[index - 1].head_mac, stretch.first,
+                           "prev_mac_mismatch")
+        if not part.ok:
+            return part
+    return parts[-1]
+
+
+def _stored_mac(seq: int) -> bytes:
+    """The MAC stored for ``seq`` (genesis when the row is gone: the stretch before reports it)."""
+    rows = _driver_rows(select(AuditEvent.mac).where(AuditEvent.seq == bindparam("seq")), {"seq": seq})
+    return bytes(rows[0][0]) if rows else GENESIS_MAC
+
+
+_worker_key: bytes = b""
+
+
+def _walk_in_processes(key: bytes, stretches: list[Stretch]) -> list[Verdict]:
+    """Walk each stretch in a forked process of its own; results come back in order.
+
+    The parent's pooled connections are closed first, so children only ever use connections
+    they open themselves (a database connection must not cross a fork). The key reaches
+    the children through the fork's copy of memory, never through a pipe.
+    """
+    app = current_app._get_current_object()
+    db.engine.dispose()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(len(stretches), mp_context=context, initializer=_enter_worker,
+                             initargs=(app, key)) as pool:
+        return list(pool.map(_walk_stretch, stretches))
+
+
+def _enter_worker(app: Flask, key: bytes) -> None:
+    global _worker_key
+    _worker_key = key
+    app.app_context().push()
+
+
+def _walk_stretch(stretch: Stretch) -> Verdict:
+    try:
+        return walk(_worker_key, stretch)
+    finally:
+        db.engine.dispose()  # this process's own connections, closed before it exits
 
 
 def _gap(seq: int, expected: int) -> tuple[int, str]:

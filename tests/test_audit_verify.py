@@ -51,8 +51,13 @@ def tamper(app, *statements: tuple[str, dict]) -> None:
 
 
 def verdict(app, **kwargs) -> audit.Verdict:
+    """Verify in one process, then in three (stretches of 4 events for the intact log): both must agree."""
     with app.app_context():
-        return audit.verify_chain(app.extensions["crm_keyring"].audit_key, **kwargs)
+        key = app.extensions["crm_keyring"].audit_key
+        alone = audit.verify_chain(key, workers=1, **kwargs)
+        shared = audit.verify_chain(key, workers=3, **kwargs)
+    assert shared == alone
+    return alone
 
 
 def forged_row(seq: int, prev_mac: bytes, key: bytes) -> dict:
@@ -105,6 +110,26 @@ def test_a_deleted_middle_row_is_named(app, chain):
     tamper(app, ("DELETE FROM audit_events WHERE seq = 6", {}))
     result = verdict(app)
     assert (result.bad_seq, result.reason, result.count) == (6, "missing", 5)
+
+
+@pytest.mark.parametrize("seq", [4, 5, 8, 12])
+def test_a_deleted_row_at_a_stretch_end_or_start_is_named(app, chain, seq):
+    tamper(app, ("DELETE FROM audit_events WHERE seq = :s", {"s": seq}))
+    result = verdict(app)
+    expected = (seq, "missing", seq - 1) if seq < EVENTS else (None, None, EVENTS - 1)  # a cut tail needs a head
+    assert (result.bad_seq, result.reason, result.count) == expected
+
+
+def test_a_long_log_is_walked_by_several_processes(app, chain, monkeypatch):
+    walked = []
+    monkeypatch.setattr(audit, "PARALLEL_FROM", EVENTS)
+    monkeypatch.setattr(audit, "_walk_in_processes", lambda key, stretches: walked.append(stretches) or [
+        audit.walk(key, stretch) for stretch in stretches])
+    monkeypatch.setattr(audit.os, "cpu_count", lambda: 2)
+    with app.app_context():
+        result = audit.verify_chain(app.extensions["crm_keyring"].audit_key)
+    assert result.ok and result.count == EVENTS
+    assert [(s.after, s.end) for s in walked[0]] == [(-(2**62), 6), (6, EVENTS)]
 
 
 def test_swapping_two_rows_order_is_named(app, chain):
@@ -202,6 +227,13 @@ def test_cli_verify_prints_count_and_head_then_audits_itself(app, chain, runner)
     assert json.loads(last.details) == {"events": EVENTS, "head_seq": EVENTS}
     again = runner.invoke(args=["audit", "verify"])
     assert again.exit_code == 0 and f"{EVENTS + 1} events" in again.output
+
+
+def test_cli_verify_with_workers_names_the_same_first_bad_seq(app, chain, runner):
+    tamper(app, ("UPDATE audit_events SET details = '{}' WHERE seq = 9", {}))
+    result = runner.invoke(args=["audit", "verify", "--workers", "2"])
+    assert result.exit_code == 1
+    assert "broken at seq 9: mac_mismatch" in result.output and "8 events before it verified" in result.output
 
 
 def test_cli_verify_exits_1_naming_the_first_bad_seq(app, chain, runner):

@@ -28,12 +28,14 @@ def audit() -> None:
 @audit.command("verify")
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A signed head written by 'audit head'; fails if the log no longer reaches it.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Processes walking the chain (default: one per CPU, up to 8, for long logs).")
 @with_appcontext
-def verify(against: Path | None) -> None:
+def verify(against: Path | None, workers: int | None) -> None:
     """Walk the chain; exit 1 naming the first bad seq and why."""
     ring = keyring()
     checkpoint = _load_head(against) if against else None
-    verdict = audit_log.verify_chain(ring.audit_key, checkpoint=checkpoint)
+    verdict = audit_log.verify_chain(ring.audit_key, checkpoint=checkpoint, workers=workers)
     _record_verdict(verdict, checkpoint)
     if not verdict.ok:
         raise click.ClickException(
