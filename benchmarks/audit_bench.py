@@ -246,7 +246,7 @@ def _pooled_p95_added(rounds_got: dict, picks: list[int], measure: str) -> float
     return p95["audited"] - p95["plain"]
 
 
-def _bootstrap_interval(rounds_got: dict, measure: str, resamples: int = 400) -> tuple[float, float]:
+def _bootstrap_interval(rounds_got: dict, measure: str, resamples: int = 1000) -> tuple[float, float]:
     """95% interval of the pooled p95 added, resampling paired rounds (a slow spell hits both servers)."""
     count = len(rounds_got["plain"])
     draw = random.Random(0)

@@ -522,12 +522,12 @@ def verify_chain(
     appended while the walk runs are left for the next run.
 
     Every link can be checked on its own, so a long log is cut into consecutive stretches
-    walked by ``workers`` processes (default: one per CPU, up to 8, from
+    walked by ``workers`` processes (default: one per usable CPU, up to 8, from
     :data:`PARALLEL_FROM` events); each stretch starts from the stored MAC before it, and
     the stitch checks that MAC is the one its predecessor verified.
     """
     end = head_seq_now()
-    count = workers or (min(os.cpu_count() or 1, 8) if end >= PARALLEL_FROM else 1)
+    count = workers or (min(len(os.sched_getaffinity(0)), 8) if end >= PARALLEL_FROM else 1)
     cuts = [end * i // count for i in range(1, count)]
     afters = [-(2**62), *cuts]  # below any seq, so stray rows with seq <= 0 are read and reported
     handed = [GENESIS_MAC, *(_stored_mac(seq) for seq in cuts)]
@@ -564,10 +564,13 @@ _worker_key: bytes = b""
 def _walk_in_processes(key: bytes, stretches: list[Stretch]) -> list[Verdict]:
     """Walk each stretch in a forked process of its own; results come back in order.
 
-    The parent's pooled connections are closed first, so children only ever use connections
-    they open themselves (a database connection must not cross a fork). The key reaches
+    No connection may be in use, and the parent's idle ones are closed first, so children
+    only ever use connections they open themselves (a database connection must not cross a
+    fork). The key reaches
     the children through the fork's copy of memory, never through a pipe.
     """
+    if db.engine.pool.checkedout():
+        raise RuntimeError("a parallel verify forks: end the session's transaction first")
     app = current_app._get_current_object()
     db.engine.dispose()
     context = multiprocessing.get_context("fork")

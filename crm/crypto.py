@@ -368,13 +368,10 @@ class BlindIndexer:
             key = self._keys[name] = hkdf.derive(self._root)
         return key
 
-    def digest(self, name: str, normalized: str) -> bytes:
-        """The full 256-bit keyed digest of an already-normalised value, under ``name``'s own key."""
-        return hmac.new(self._key(name), normalized.encode(), hashlib.sha256).digest()
-
     def compute(self, name: str, normalized: str) -> int:
         """Return the L-bit index of an already-normalised value for index ``name``."""
-        return int.from_bytes(self.digest(name, normalized)[:4], "big") >> (32 - self.bits)
+        digest = hmac.new(self._key(name), normalized.encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:4], "big") >> (32 - self.bits)
 
 
 def random_token(nbytes: int = 32) -> str:

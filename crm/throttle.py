@@ -11,13 +11,15 @@ Per address: ``LOGIN_IP_LIMIT`` failures within ``LOGIN_IP_WINDOW_MINUTES``.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import func, select
 
 from . import crypto
-from .models import LoginAttempt, User, db, indexer, utcnow
+from .models import LoginAttempt, User, db, keyring, utcnow
 
 BACKOFF_BASE_SECONDS = 30
 
@@ -36,11 +38,9 @@ class Verdict:
 
 
 def account_key(email: str) -> str:
-    """Keyed digest of the normalised e-mail: attempts are grouped without storing addresses.
-
-    Full length (no truncation, unlike a blind index), so two accounts never share a throttle.
-    """
-    return indexer().digest("login", crypto.normalize_email(email)).hex()
+    """Keyed digest of the normalised e-mail: attempts are grouped without storing addresses."""
+    message = b"crm|v1|login|" + crypto.normalize_email(email).encode()
+    return hmac.new(keyring().index_key, message, hashlib.sha256).hexdigest()
 
 
 def consecutive_failures(key: str) -> tuple[int, dt.datetime | None]:

@@ -125,11 +125,20 @@ def test_a_long_log_is_walked_by_several_processes(app, chain, monkeypatch):
     monkeypatch.setattr(audit, "PARALLEL_FROM", EVENTS)
     monkeypatch.setattr(audit, "_walk_in_processes", lambda key, stretches: walked.append(stretches) or [
         audit.walk(key, stretch) for stretch in stretches])
-    monkeypatch.setattr(audit.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(audit.os, "sched_getaffinity", lambda _pid: {0, 1})
     with app.app_context():
         result = audit.verify_chain(app.extensions["crm_keyring"].audit_key)
     assert result.ok and result.count == EVENTS
     assert [(s.after, s.end) for s in walked[0]] == [(-(2**62), 6), (6, EVENTS)]
+
+
+def test_a_parallel_walk_refuses_to_fork_a_connection_in_use(app, chain):
+    with app.app_context():
+        db.session.execute(select(AuditEvent.seq).limit(1))  # the session now holds a connection
+        with pytest.raises(RuntimeError, match="end the session's transaction"):
+            audit.verify_chain(app.extensions["crm_keyring"].audit_key, workers=2)
+        db.session.rollback()
+        assert audit.verify_chain(app.extensions["crm_keyring"].audit_key, workers=2).ok
 
 
 def test_swapping_two_rows_order_is_named(app, chain):

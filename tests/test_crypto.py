@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import os
 import stat
@@ -204,15 +202,3 @@ def test_blind_index_is_keyed_per_field_and_truncated():
     phones = [indexer.compute("leads|phone", s) for s in samples]
     assert phones != [other_key.compute("leads|phone", s) for s in samples]
     assert phones != [indexer.compute("leads|email", s) for s in samples]
-
-
-def test_full_digest_has_a_key_of_its_own_per_name():
-    root = os.urandom(32)
-    indexer = crypto.BlindIndexer(root, 12)
-    email = crypto.normalize_email(sentinels.EMAIL)
-    login = indexer.digest("login", email)
-    assert len(login) == 32 and login == indexer.digest("login", email)
-    assert login != indexer.digest("leads|email", email)
-    assert login != crypto.BlindIndexer(os.urandom(32), 12).digest("login", email)
-    assert login != hmac.new(root, email.encode(), hashlib.sha256).digest()  # derived, never the root itself
-    assert indexer.compute("login", email) == int.from_bytes(login[:4], "big") >> 20

@@ -2,6 +2,8 @@
 
 Public enquiries have no actor, so they no longer write into an actor index; the date
 filter is served through seq bounds, which makes the (actor_id, at) index redundant.
+Building the index blocks audited writes while it runs (seconds for a million events), so
+run the upgrade outside clinic hours on a long log.
 
 Revision ID: 0002
 Revises: 0001
