@@ -8,6 +8,7 @@ import os
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
 
 from crm import audit, crypto
 from crm.models import AuditEvent, db
@@ -243,6 +244,19 @@ def test_cli_verify_with_workers_names_the_same_first_bad_seq(app, chain, runner
     result = runner.invoke(args=["audit", "verify", "--workers", "2"])
     assert result.exit_code == 1
     assert "broken at seq 9: mac_mismatch" in result.output and "8 events before it verified" in result.output
+
+
+def test_cli_verify_that_cannot_read_the_log_exits_1_and_audits_it(app, chain, runner, monkeypatch):
+    def refused(*_args):
+        raise OperationalError("SELECT", {}, Exception("too many connections"))
+
+    monkeypatch.setattr(audit, "_walk_in_processes", refused)
+    result = runner.invoke(args=["audit", "verify", "--workers", "2"])
+    assert result.exit_code == 1
+    assert "could not be read: OperationalError" in result.output and "Traceback" not in result.output
+    last = audit_events(app)[-1]
+    assert (last.seq, last.action, last.outcome) == (EVENTS + 1, "audit_verified", "failure")
+    assert json.loads(last.details) == {"reason": "unreadable"}
 
 
 def test_cli_verify_exits_1_naming_the_first_bad_seq(app, chain, runner):

@@ -10,11 +10,13 @@ sees its own event.
 from __future__ import annotations
 
 import json
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import click
 from flask.cli import with_appcontext
+from sqlalchemy.exc import DBAPIError
 
 from .. import audit as audit_log
 from ..models import db, keyring
@@ -35,7 +37,14 @@ def verify(against: Path | None, workers: int | None) -> None:
     """Walk the chain; exit 1 naming the first bad seq and why."""
     ring = keyring()
     checkpoint = _load_head(against) if against else None
-    verdict = audit_log.verify_chain(ring.audit_key, checkpoint=checkpoint, workers=workers)
+    try:
+        verdict = audit_log.verify_chain(ring.audit_key, checkpoint=checkpoint, workers=workers)
+    except (DBAPIError, BrokenProcessPool) as exc:  # e.g. a worker refused a connection
+        db.session.rollback()
+        audit_log.record("audit_verified", object_type="audit", outcome="failure",
+                         details={"reason": "unreadable"})
+        db.session.commit()
+        raise click.ClickException(f"the audit log could not be read: {type(exc).__name__}") from None
     _record_verdict(verdict, checkpoint)
     if not verdict.ok:
         raise click.ClickException(
