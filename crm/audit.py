@@ -37,6 +37,7 @@ GENESIS_MAC = bytes(32)
 ADVISORY_LOCK_ID = 727_274_001
 HEAD_FORMAT = "crm-audit-head-v1"
 VERIFY_BATCH = 20_000
+BEFORE_ANY_SEQ = -(2**62)  # a keyset start that also reads stray rows with seq <= 0
 _CODE = re.compile(r"^[a-z0-9_.:/-]{0,80}$")
 _UUID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?$")
@@ -391,7 +392,7 @@ def scan(
     if join is not None:
         stmt = stmt.outerjoin(*join)
     stmt = stmt.order_by(AuditEvent.seq).limit(batch)
-    after = -(2**62)
+    after = BEFORE_ANY_SEQ
     while True:
         rows = _driver_rows(stmt, {"after": after})
         yield from rows
@@ -529,7 +530,7 @@ def verify_chain(
     end = head_seq_now()
     count = workers or (min(len(os.sched_getaffinity(0)), 8) if end >= PARALLEL_FROM else 1)
     cuts = [end * i // count for i in range(1, count)]
-    afters = [-(2**62), *cuts]  # below any seq, so stray rows with seq <= 0 are read and reported
+    afters = [BEFORE_ANY_SEQ, *cuts]
     handed = [GENESIS_MAC, *(_stored_mac(seq) for seq in cuts)]
     stretches = [Stretch(after, stop, prev, checkpoint or (0, GENESIS_MAC), batch)
                  for after, stop, prev in zip(afters, [*cuts, end], handed, strict=True)]
@@ -566,8 +567,7 @@ def _walk_in_processes(key: bytes, stretches: list[Stretch]) -> list[Verdict]:
 
     No connection may be in use, and the parent's idle ones are closed first, so children
     only ever use connections they open themselves (a database connection must not cross a
-    fork). The key reaches
-    the children through the fork's copy of memory, never through a pipe.
+    fork). The key reaches the children through the fork's copy of memory, never a pipe.
     """
     if db.engine.pool.checkedout():
         raise RuntimeError("a parallel verify forks: end the session's transaction first")

@@ -722,6 +722,9 @@ class LeadEvent(LeadOwned, db.Model):
 # --- audit ---------------------------------------------------------------------------
 
 
+_HAS_ACTOR = text("actor_id IS NOT NULL")
+
+
 class AuditEvent(db.Model):
     """One link of the append-only, HMAC-chained audit log. Details never hold PHI."""
 
@@ -731,8 +734,7 @@ class AuditEvent(db.Model):
     # events (every public enquiry) have no actor and stay out of the actor index.
     __table_args__ = (
         Index("ix_audit_object", "object_type", "object_id", "seq"),
-        Index("ix_audit_actor_seq", "actor_id", "seq",
-              sqlite_where=text("actor_id IS NOT NULL"), postgresql_where=text("actor_id IS NOT NULL")),
+        Index("ix_audit_actor_seq", "actor_id", "seq", sqlite_where=_HAS_ACTOR, postgresql_where=_HAS_ACTOR),
         Index("ix_audit_action_seq", "action", "seq"),
     )
 

@@ -78,14 +78,19 @@ def test_upgraded_schema_matches_the_models(fresh):
     )
 
 
+def catalog(sqlite: str, postgresql: str) -> list:
+    """Rows of the system-catalog query for the database in use."""
+    query = sqlite if db.engine.dialect.name == "sqlite" else postgresql
+    return db.session.execute(text(query)).all()
+
+
 def test_upgrade_installs_append_only_audit_triggers(fresh):
     upgrade(fresh)
     with fresh.app_context():
-        if db.engine.dialect.name == "sqlite":
-            query = "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'"
-        else:
-            query = "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal"
-        assert {"audit_events_no_update"} <= set(db.session.scalars(text(query)))
+        triggers = catalog(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events'",
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit_events'::regclass AND NOT tgisinternal")
+        assert {"audit_events_no_update"} <= {name for name, in triggers}
         audit.record("user_created", object_type="user", object_id="x")
         db.session.commit()
         for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
@@ -98,10 +103,8 @@ def test_upgrade_installs_append_only_audit_triggers(fresh):
 def test_upgrade_keeps_anonymous_events_out_of_the_actor_index(fresh):
     upgrade(fresh)
     with fresh.app_context():
-        if db.engine.dialect.name == "sqlite":
-            query = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'"
-        else:
-            query = "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_events'"
-        indexes = dict(db.session.execute(text(query)).all())
+        indexes = dict(catalog(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'",
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_events'"))
     assert "ix_audit_actor_at" not in indexes
     assert "WHERE" in indexes["ix_audit_actor_seq"] and "actor_id IS NOT NULL" in indexes["ix_audit_actor_seq"]

@@ -31,7 +31,7 @@ def audit() -> None:
 @click.option("--against", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A signed head written by 'audit head'; fails if the log no longer reaches it.")
 @click.option("--workers", type=click.IntRange(1, 8), default=None,
-              help="Processes walking the chain (default: one per CPU, up to 8, for long logs).")
+              help="Processes walking the chain (default: one per usable CPU, up to 8, for long logs).")
 @with_appcontext
 def verify(against: Path | None, workers: int | None) -> None:
     """Walk the chain; exit 1 naming the first bad seq and why."""
