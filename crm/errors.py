@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from flask import Flask, current_app, g, render_template
 from flask_limiter.errors import RateLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -26,9 +28,14 @@ def render_rate_limited(error: RateLimitExceeded):
     return page, code, {"Retry-After": str(retry)} if retry else {}
 
 
-def render_database_down(error: OperationalError | InterfaceError):
-    """The database is unreachable or locked: 503 with the clinic's phone, nothing partial kept."""
-    current_app.logger.error("database unavailable (%s) in request %s", type(error.orig).__name__,
+def render_database_down(error: OperationalError | InterfaceError | sqlite3.OperationalError):
+    """The database is unreachable, locked, read-only or full: 503 with the clinic's phone, nothing partial kept.
+
+    SQLite's COMMIT runs on the driver connection (see ``database``), so a disk that refuses the
+    commit raises the driver's own error rather than SQLAlchemy's wrapper.
+    """
+    cause = getattr(error, "orig", None) or error
+    current_app.logger.error("database unavailable (%s) in request %s", type(cause).__name__,
                              g.get("request_id", "-"))
     return render_http_error(ServiceUnavailable())
 
@@ -45,4 +52,5 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, render_rate_limited)
     app.register_error_handler(OperationalError, render_database_down)
     app.register_error_handler(InterfaceError, render_database_down)
+    app.register_error_handler(sqlite3.OperationalError, render_database_down)
     app.register_error_handler(Exception, render_unexpected)

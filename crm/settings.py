@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_IP_LIMIT": 30,  # failed attempts per address within the window below
     "LOGIN_IP_WINDOW_MINUTES": 15,
     "RATELIMIT_STORAGE_URI": "memory://",
+    # Redis away: count in each worker's memory until it answers again, and never fail a request
+    # because the limiter's storage did (a patient's enquiry matters more than an exact count).
+    "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
+    "RATELIMIT_SWALLOW_ERRORS": True,
     "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
     "ENQUIRY_MIN_FILL_SECONDS": 3,
     "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
