@@ -406,10 +406,11 @@ NEEDS = {"db-stop": "postgresql", "db-unwritable": "sqlite", "disk-full": "sqlit
 # --- what the database and the logs say -------------------------------------------------------------
 
 
-def stored_enquiries(env: dict[str, str]) -> dict:
-    """Read every enquiry and lead back through the application: sentinels, unreadable fields, orphans."""
-    for name, value in env.items():
-        os.environ[name] = value
+def read_back() -> dict:
+    """Read every enquiry and lead back through the application: sentinels, unreadable fields, orphans.
+
+    Runs in a child process (``--read-back``) configured by the environment, like any CLI command.
+    """
     from sqlalchemy import func, select
 
     from crm import create_app, crypto
@@ -447,6 +448,15 @@ def stored_enquiries(env: dict[str, str]) -> dict:
         db.session.rollback()
         db.engine.dispose()  # close the files, so the volume can be unmounted
     return {"found": found, "unreadable": unreadable, "orphan_leads": orphan_leads, "unaudited_leads": unaudited}
+
+
+def stored_enquiries(env: dict[str, str]) -> dict:
+    """What :func:`read_back` finds, run in a fresh process with the stack's configuration."""
+    done = subprocess.run([sys.executable, __file__, "--read-back"], env={**os.environ, **env}, cwd=ROOT,
+                          capture_output=True, text=True, check=True)
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["found"] = collections.Counter(figures["found"])
+    return figures
 
 
 def audit_verifies(env: dict[str, str]) -> bool:
@@ -611,7 +621,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--short", action="store_true", help="CI: 30 clients, 25 s, one worker kill, one db stop")
+    parser.add_argument("--read-back", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.read_back:
+        print(json.dumps(read_back()))
+        return 0
     if os.geteuid() != 0:
         raise SystemExit("the harness mounts file systems and manages clusters: run it as root")
     scenarios = args.scenarios.split(",")
