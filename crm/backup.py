@@ -35,7 +35,7 @@ def manifest_path(path: Path) -> Path:
 
 def schema_revision() -> str | None:
     """The Alembic revision the database is at (None for a schema made without migrations)."""
-    if "alembic_version" not in inspect(db.engine).get_table_names():
+    if "alembic_version" not in inspect(db.session.connection()).get_table_names():
         return None
     return db.session.scalar(text("SELECT version_num FROM alembic_version"))
 
@@ -97,6 +97,7 @@ def checkpoint_sqlite() -> None:
     """Fold the SQLite write-ahead log into the database and truncate it, so erased pages leave the WAL."""
     if db.engine.dialect.name != "sqlite":
         return
+    db.session.close()  # call after committing: an open transaction would hold the checkpoint back
     raw = db.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
     try:
         raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -8,6 +8,7 @@ Each is audited as the system; none prints PHI (the export goes only to its file
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -114,15 +115,19 @@ def retention_run(dry_run: bool, batch_size: int | None) -> None:
         return
     size = batch_size or int(current_app.config["RETENTION_BATCH_SIZE"])
     done = dict.fromkeys(retention.REASONS, 0)
-    with click.progressbar(length=sum(due.values()), label="Shredding", file=click.get_text_stream("stderr")) as bar:
-        for reason in retention.REASONS:
-            after = ""
-            while ids := retention.next_due(reason, now, after, size):
-                retention.shred_batch(reason, ids, now)
-                db.session.commit()
-                done[reason] += len(ids)
-                after = ids[-1]
-                bar.update(len(ids))
+    with click.progressbar(length=sum(due.values()), label="Shredding", file=sys.stderr) as bar:
+        try:
+            for reason in retention.REASONS:
+                after = ""
+                while ids := retention.next_due(reason, now, after, size):
+                    retention.shred_batch(reason, ids, now)
+                    db.session.commit()
+                    done[reason] += len(ids)
+                    after = ids[-1]
+                    bar.update(len(ids))
+        except BaseException:  # interrupted: committed batches stay done, the open one is undone
+            db.session.rollback()
+            raise
     backups.checkpoint_sqlite()
     for reason in retention.REASONS:
         click.echo(f"{reason.replace('_', ' ')}: {done[reason]} shredded")
