@@ -428,3 +428,12 @@ def test_shred_ledger_names_erased_leads_without_phi(app, runner):
     content = path.read_text()
     assert lead.id in content and path.stat().st_mode & 0o077 == 0
     assert [v for v in lead.sentinels.values() if v in content] == [] and lead.reference not in content
+
+
+def test_privacy_notice_says_what_the_clinic_now_does(client, app):
+    page = client.get("/privacy").get_data(as_text=True).replace("&#39;", "'")
+    assert "reply STOP to a text".lower() in page.lower()
+    assert "within 15 days, everything we hold about you" in page
+    assert "we delete it automatically 24 months after the last time we were in touch" in page
+    assert "We then destroy the key that unlocks your information" in page
+    assert app.config["CLINIC_PHONE"] in page
