@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -114,7 +115,7 @@ def retention_run(dry_run: bool, batch_size: int | None) -> None:
         click.echo(f"total due: {sum(due.values())} (dry run: nothing changed)")
         return
     size = batch_size or int(current_app.config["RETENTION_BATCH_SIZE"])
-    done = dict.fromkeys(retention.REASONS, 0)
+    done, started = dict.fromkeys(retention.REASONS, 0), time.perf_counter()
     with click.progressbar(length=sum(due.values()), label="Shredding", file=sys.stderr) as bar:
         try:
             for reason in retention.REASONS:
@@ -131,7 +132,8 @@ def retention_run(dry_run: bool, batch_size: int | None) -> None:
     backups.checkpoint_sqlite()
     for reason in retention.REASONS:
         click.echo(f"{reason.replace('_', ' ')}: {done[reason]} shredded")
-    click.echo(f"total: {sum(done.values())} shredded")
+    seconds, total = time.perf_counter() - started, sum(done.values())
+    click.echo(f"total: {total} shredded in {seconds:.1f} s ({total / max(seconds, 1e-9):,.0f}/s)")
 
 
 # --- backups -------------------------------------------------------------------------

@@ -114,11 +114,14 @@ def shred(lead_ids: Sequence[str], reason: str, actor: User | None, now: dt.date
     session = db.session
     cards = select(Insurance.id).where(Insurance.lead_id.in_(ids)).scalar_subquery()
     session.execute(delete(InsuranceCard).where(InsuranceCard.insurance_id.in_(cards)))
-    for model in _owned_models():
-        session.execute(update(model).where(model.lead_id.in_(ids)).values(_nulls(model)))
+    for model in _owned_models():  # rows already without ciphertext are left alone: fewer pages rewritten
+        columns = [getattr(model, name) for name in _nulls(model)]
+        session.execute(update(model).where(model.lead_id.in_(ids), or_(*(c.is_not(None) for c in columns)))
+                        .values(_nulls(model)))
     session.execute(delete(LeadKey).where(LeadKey.lead_id.in_(ids)))
-    session.execute(update(Callback).where(Callback.lead_id.in_(ids), Callback.done_at.is_(None))
-                    .values(done_at=now))
+    # by lead id alone: "done_at IS NULL" would lead SQLite to walk the open-callbacks index instead
+    session.execute(update(Callback).where(Callback.lead_id.in_(ids))
+                    .values(done_at=func.coalesce(Callback.done_at, now)))
     session.execute(update(Lead).where(Lead.id.in_(ids)).values(
         **_nulls(Lead), phone_bidx=None, email_bidx=None, name_dob_bidx=None, next_callback_at=None,
         erased_at=now, erased_by=actor.id if actor else None, erasure_reason=reason,
