@@ -23,7 +23,6 @@ import json
 import os
 import random
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,13 +30,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, create_engine, func, select, text, update
+from sqlalchemy import bindparam, func, select, text, update
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workspace_bench import fresh_database, percentile, sign_in  # noqa: E402  (same directory)
+
 from crm import create_app, crypto  # noqa: E402
-from crm.models import Lead, LeadKey, Role, User, UserSession, db, utcnow  # noqa: E402
+from crm.models import Lead, LeadKey, db, utcnow  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "bench_retention"
@@ -61,18 +62,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rest-requests", type=int, default=80, help="timed requests per page at rest")
     parser.add_argument("--batch-size", type=int, default=None, help="retention batch (default RETENTION_BATCH_SIZE)")
     return parser.parse_args()
-
-
-def fresh_database(backend: str, workdir: Path, pg_url: str) -> str:
-    """An empty database URL for one backend."""
-    if backend == "sqlite":
-        return f"sqlite:///{workdir / 'bench.sqlite3'}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DATABASE}"'))
-    admin.dispose()
-    return pg_url.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
 
 
 def flask(env: dict[str, str], *args: str) -> str:
@@ -143,24 +132,6 @@ def analyze(app: Any) -> None:
 # --- the workspace under load ----------------------------------------------------------
 
 
-def sign_in(app: Any) -> Any:
-    """A test client signed in as a benchmark coordinator."""
-    token = crypto.random_token()
-    with app.app_context():
-        user = User(email=f"bench-{token[:6]}@clinic.test", role=Role.COORDINATOR, display_name="Bench")
-        db.session.add(user)
-        db.session.flush()
-        now = utcnow()
-        db.session.add(UserSession(id=crypto.token_digest(token), user_id=user.id, created_at=now, last_seen_at=now,
-                                   reauth_at=now, second_factor_at=now))
-        db.session.commit()
-    client = app.test_client()
-    with client.session_transaction() as sess:
-        sess["_user_id"] = token
-        sess["_fresh"] = True
-    return client
-
-
 def kept_phones(app: Any, how_many: int) -> list[str]:
     """Phones of leads retention keeps, written differently from how they were stored."""
     with app.app_context():
@@ -205,7 +176,7 @@ def time_while(child: subprocess.Popen, client: Any, phones: list[str]) -> dict[
 
 
 def p95(samples: list[float]) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[94] if len(samples) >= 2 else float("nan")
+    return percentile(samples, .95) if len(samples) >= 2 else float("nan")
 
 
 # --- one backend ---------------------------------------------------------------------
@@ -214,7 +185,7 @@ def p95(samples: list[float]) -> float:
 def run_backend(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="crm-retention-") as tmp:
         workdir = Path(tmp)
-        url = fresh_database(backend, workdir, args.pg_url)
+        url = fresh_database(backend, workdir, args.pg_url, PG_DATABASE)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRM_")}, "CRM_DATABASE_URL": url,
                "CRM_INSTANCE_PATH": str(workdir / "instance"), "CRM_MODE": "development"}
         os.environ.update({k: env[k] for k in ("CRM_DATABASE_URL", "CRM_INSTANCE_PATH", "CRM_MODE")})

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select, text, update
 
 from crm import crypto
+from crm.leads.queries import stage_counts
 from crm.models import (
     AuditEvent,
     Callback,
@@ -214,6 +215,7 @@ def test_tombstone_keeps_the_non_phi_facts_reports_need(app, runner):
         assert db.session.scalars(select(Callback.done_at)).one() is not None
         with pytest.raises(crypto.DecryptionError):
             row.field_cipher()
+        assert stage_counts()["new"] == 1  # the workspace's counts (and reports) still include it
 
 
 def test_second_erase_is_a_clear_no_op(app, runner):

@@ -66,18 +66,20 @@ def request_access(lead_id: uuid.UUID):
 @role_required(Role.ADMIN)
 def place_legal_hold(lead_id: uuid.UUID):
     """Place a legal hold: the lead is never erased, by request or by retention, until released."""
-    lead = get_lead_or_404(lead_id, for_update=True)
-    return perform(lead, ConfirmForm(), "privacy", lambda: ops.set_legal_hold(lead, current_user, True),
-                   "Legal hold placed.", form_key="confirm")
+    return _legal_hold(lead_id, True, "Legal hold placed.")
 
 
 @bp.post("/<uuid:lead_id>/legal-hold/release")
 @role_required(Role.ADMIN)
 def release_legal_hold(lead_id: uuid.UUID):
     """Release a legal hold."""
+    return _legal_hold(lead_id, False, "Legal hold released.")
+
+
+def _legal_hold(lead_id: uuid.UUID, hold: bool, message: str) -> BaseResponse | str:
     lead = get_lead_or_404(lead_id, for_update=True)
-    return perform(lead, ConfirmForm(), "privacy", lambda: ops.set_legal_hold(lead, current_user, False),
-                   "Legal hold released.", form_key="confirm")
+    return perform(lead, ConfirmForm(), "privacy", lambda: ops.set_legal_hold(lead, current_user, hold), message,
+                   form_key="confirm")
 
 
 @bp.get("/<uuid:lead_id>/export")

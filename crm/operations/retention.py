@@ -38,7 +38,7 @@ def _is_duplicate() -> ColumnElement[bool]:
 def due_condition(reason: str, now: dt.datetime) -> ColumnElement[bool] | None:
     """The SQL condition for leads due under ``reason`` at ``now`` (None when the rule is switched off)."""
     days = current_app.config[_SETTINGS[reason]]
-    if days is None:
+    if days is None or days == "":  # CRM_RETENTION_…_DAYS=null (or empty) switches the rule off
         return None
     cutoff = now - dt.timedelta(days=int(days))
     alive = and_(Lead.erased_at.is_(None), Lead.legal_hold_at.is_(None))
