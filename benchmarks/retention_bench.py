@@ -111,9 +111,9 @@ def move_others_to_new_key(app: Any, batch: int = 20_000) -> None:
     statement = (update(table).where(table.c.lead_id == bindparam("b_id"))
                  .values(kid=bindparam("b_kid"), nonce=bindparam("b_nonce"), wrapped=bindparam("b_wrapped")))
     with app.app_context():
-        after = DUE_BELOW
+        after = DUE_BELOW  # no id equals it, so "> 1a" starts with the first lead that is not due
         while rows := db.session.execute(select(table.c.lead_id, table.c.kid, table.c.nonce, table.c.wrapped)
-                                         .where(table.c.lead_id >= after).order_by(table.c.lead_id)
+                                         .where(table.c.lead_id > after).order_by(table.c.lead_id)
                                          .limit(batch)).all():
             params = []
             for lead_id, kid, nonce, wrapped in rows:
@@ -121,7 +121,7 @@ def move_others_to_new_key(app: Any, batch: int = 20_000) -> None:
                 params.append({"b_id": lead_id, "b_kid": new_kid, "b_nonce": new_nonce, "b_wrapped": new_wrapped})
             db.session.execute(statement, params)
             db.session.commit()
-            after = rows[-1][0] + "\x00"
+            after = rows[-1][0]
 
 
 def analyze(app: Any) -> None:
