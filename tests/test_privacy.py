@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -236,8 +237,9 @@ def test_erased_lead_cannot_be_exported_edited_or_contacted(app, runner, admin_c
     assert not (tmp_path / "x.html").exists()
     web = admin_client.get(f"/leads/{lead.id}/export", follow_redirects=True)
     assert "nothing left to export" in web.get_data(as_text=True)
-    for path, data in (("notes", {"body": "hello"}), ("attempts", {"channel": "call", "outcome": "reached"}),
-                       ("stage", {"target": "contacted", "expected": "new"}), ("do-not-contact", {"channel": "phone"})):
+    changes = (("notes", {"body": "hello"}), ("attempts", {"channel": "call", "outcome": "reached"}),
+               ("stage", {"target": "contacted", "expected": "new"}), ("do-not-contact", {"how_asked": "phone"}))
+    for path, data in changes:
         assert admin_client.post(f"/leads/{lead.id}/{path}", data=data).status_code == 404
     with app.app_context():
         row = db.session.get(Lead, lead.id)
@@ -349,7 +351,7 @@ def test_postgresql_columns_hold_nothing_of_the_erased_lead(app, runner):
 
 def test_do_not_contact_blocks_attempts_and_callbacks_with_a_clear_message(app, coordinator_client):
     lead = store_full_lead(app)
-    marked = coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"channel": "stop_reply"},
+    marked = coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"how_asked": "stop_reply"},
                                      follow_redirects=True)
     assert "Marked do not contact" in marked.get_data(as_text=True)
     attempt = coordinator_client.post(f"/leads/{lead.id}/attempts", data={"channel": "call", "outcome": "reached"},
@@ -370,7 +372,7 @@ def test_do_not_contact_blocks_attempts_and_callbacks_with_a_clear_message(app, 
 
 def test_do_not_contact_missing_channel_is_a_field_error(app, coordinator_client):
     lead = store_full_lead(app)
-    response = coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"channel": ""})
+    response = coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"how_asked": ""})
     assert response.status_code == 200 and "Choose how the patient asked." in response.get_data(as_text=True)
     with app.app_context():
         assert not db.session.get(Lead, lead.id).is_do_not_contact
@@ -415,7 +417,7 @@ def test_new_lead_with_a_listed_phone_warns_but_the_patients_web_enquiry_is_acce
 
 def test_lifting_do_not_contact_removes_the_list_entry(app, coordinator_client):
     lead = store_full_lead(app)
-    coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"channel": "phone"})
+    coordinator_client.post(f"/leads/{lead.id}/do-not-contact", data={"how_asked": "phone"})
     lifted = coordinator_client.post(f"/leads/{lead.id}/do-not-contact/lift", follow_redirects=True)
     assert "Do not contact lifted." in lifted.get_data(as_text=True)
     with app.app_context():
@@ -439,3 +441,11 @@ def test_privacy_notice_says_what_the_clinic_now_does(client, app):
     assert "we delete it automatically 24 months after the last time we were in touch" in page
     assert "We then destroy the key that unlocks your information" in page
     assert app.config["CLINIC_PHONE"] in page
+
+
+def test_lead_page_with_the_privacy_block_has_unique_ids(app, admin_client):
+    lead = store_full_lead(app)
+    page = admin_client.get(f"/leads/{lead.id}").get_data(as_text=True)
+    ids = re.findall(r'\sid="([^"]+)"', page)
+    assert "privacy" in ids and "how_asked" in ids and "confirm_reference" in ids
+    assert sorted({i for i in ids if ids.count(i) > 1}) == []

@@ -20,7 +20,7 @@ DNC_CHANNEL_LABELS = [
 class DoNotContactForm(FlaskForm):
     """How the patient asked to stop being contacted."""
 
-    channel = SelectField("How they asked", choices=options([("", "—"), *DNC_CHANNEL_LABELS]),
+    how_asked = SelectField("How they asked", choices=options([("", "—"), *DNC_CHANNEL_LABELS]),
                           validators=[InputRequired("Choose how the patient asked.")])
 
 

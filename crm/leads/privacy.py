@@ -42,7 +42,7 @@ def set_do_not_contact(lead_id: uuid.UUID):
     """Record the patient's request to stop: attempts, callbacks and alerts are blocked from now on."""
     lead = get_lead_or_404(lead_id, for_update=True)
     form = DoNotContactForm()
-    return perform(lead, form, "privacy", lambda: ops.set_do_not_contact(lead, current_user, form.channel.data),
+    return perform(lead, form, "privacy", lambda: ops.set_do_not_contact(lead, current_user, form.how_asked.data),
                    "Marked do not contact. Attempts and callbacks are now blocked.", form_key="dnc")
 
 
