@@ -50,16 +50,16 @@ def parse_args() -> argparse.Namespace:
 # --- databases ---------------------------------------------------------------------------
 
 
-def fresh_database(backend: str, workdir: Path, pg_url: str) -> str:
-    """An empty database URL for one backend."""
+def fresh_database(backend: str, workdir: Path, pg_url: str, name: str = PG_DATABASE) -> str:
+    """An empty database URL for one backend (on PostgreSQL, the database ``name``)."""
     if backend == "sqlite":
         return f"sqlite:///{workdir / 'bench.sqlite3'}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DATABASE}"'))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    return pg_url.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
+    return pg_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def environment(url: str, instance: Path) -> dict[str, str]:

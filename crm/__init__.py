@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import admin, auth, cli, crypto, database, errors, headers, leads, logs, public, settings, templating
+from . import admin, auth, cli, crypto, database, errors, headers, leads, logs, public, restore, settings, templating
 from .forms import csrf
 from .limits import limiter
 
@@ -21,6 +21,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     logs.init_app(app)
     register_keys(app)
     database.init_app(app)
+    restore.init_app(app)
     headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -54,10 +54,11 @@ ACTIONS = frozenset(
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
-        "settings_changed",
+        "settings_changed", "lead_erased", "do_not_contact_set", "do_not_contact_lifted", "legal_hold_set",
+        "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",
     }
 )
-OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})
+OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup"})
 
 #: Columns in canonical order (keys sorted), then the two MACs; the verifier reads exactly these.
 CHAIN_COLUMNS = (

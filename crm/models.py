@@ -437,6 +437,18 @@ class Lead(Identified, db.Model):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
 
+    # Privacy lifecycle (crm.operations.privacy): plain codes, times and staff ids, never PHI.
+    do_not_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    do_not_contact_by: Mapped[str | None] = mapped_column(String(36))
+    legal_hold_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    legal_hold_by: Mapped[str | None] = mapped_column(String(36))
+    access_requested_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    access_due_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    access_fulfilled_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    erased_by: Mapped[str | None] = mapped_column(String(36))  # None: the system (retention, restore check)
+    erasure_reason: Mapped[str | None] = mapped_column(String(40))
+
     first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     dob_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -505,6 +517,16 @@ class Lead(Identified, db.Model):
     def is_open(self) -> bool:
         """True while the lead is still moving through the pipeline."""
         return self.stage in OPEN_STAGES
+
+    @property
+    def is_erased(self) -> bool:
+        """True once the lead is a tombstone: its data key and PHI are destroyed."""
+        return self.erased_at is not None
+
+    @property
+    def is_do_not_contact(self) -> bool:
+        """True once the patient asked not to be contacted (no attempts, callbacks or alerts)."""
+        return self.do_not_contact_at is not None
 
 
 def new_lead_key(lead_id: str) -> tuple[crypto.FieldCipher, dict[str, Any]]:
@@ -717,6 +739,20 @@ class LeadEvent(LeadOwned, db.Model):
     body = Encrypted()
 
     lead: Mapped[Lead] = relationship()
+
+
+class DoNotContact(db.Model):
+    """A do-not-contact request kept as blind indexes only, so it outlives the lead's erasure."""
+
+    __tablename__ = "do_not_contact"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
+    email_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
+    lead_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # how the request came: phone, stop_reply, email, letter
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(36))
 
 
 # --- audit ---------------------------------------------------------------------------

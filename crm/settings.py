@@ -65,6 +65,13 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # Privacy lifecycle (crm.operations.privacy, crm.retention): counsel owns these numbers.
+    "ACCESS_REQUEST_DAYS": 15,  # CA H&S 123110: copies within 15 days of the request
+    "RETENTION_NEVER_CONVERTED_DAYS": 730,  # never converted: 24 months after last activity (None: off)
+    "RETENTION_DUPLICATE_DAYS": 90,  # closed as a duplicate: 90 days after closing
+    "RETENTION_CONVERTED_DAYS": 2555,  # converted patients: 7 years (CA records minimum); None keeps them
+    "RETENTION_BATCH_SIZE": 1000,  # leads per committed transaction: larger is faster, smaller holds the lock less
+    "SHRED_LEDGER_FILE": None,  # defaults to instance/shred-ledger.jsonl; keep it off the backup media
 }
 
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "you-will-never-guess"}

@@ -25,6 +25,9 @@ OBJECTS = {
     "screening_recorded": "lead", "screening_signed_off": "lead", "decrypt_failed": "lead",
     "audit_viewed": "audit", "audit_exported": "audit", "audit_verified": "audit", "key_added": "key",
     "key_promoted": "key", "key_retired": "key", "keys_rotated": "key", "settings_changed": "settings",
+    "lead_erased": "lead", "do_not_contact_set": "lead", "do_not_contact_lifted": "lead", "legal_hold_set": "lead",
+    "legal_hold_released": "lead", "access_requested": "lead", "retention_applied": "lead", "backup_made": "backup",
+    "restore_checked": "lead",
 }
 
 

@@ -29,6 +29,7 @@ from ..forms.leads import (
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
 from . import bp, get_lead_or_404, present
+from .privacy_panel import privacy_forms, privacy_view, render_tombstone
 
 REVEALED = "revealed"
 INLINE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "application/pdf"}
@@ -97,7 +98,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
-        "vob": vob_form, "screening": screening,
+        "vob": vob_form, "screening": screening, **privacy_forms(lead),
     }
 
 
@@ -118,6 +119,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],
+        "privacy": privacy_view(lead),
     }
 
 
@@ -144,7 +146,10 @@ def render_detail(lead: Lead, **forms: FlaskForm) -> str:
 
 @bp.get("/<uuid:lead_id>")
 def detail(lead_id: uuid.UUID):
-    """Show one lead: contact, insurance, screening, timeline and every action, audited."""
+    """Show one lead: contact, insurance, screening, timeline and every action, audited; an erased one's tombstone."""
+    erased = db.session.get(Lead, str(lead_id))
+    if erased is not None and erased.is_erased:
+        return render_tombstone(erased)
     return render_detail(get_lead_or_404(lead_id))
 
 

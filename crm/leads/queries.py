@@ -24,7 +24,8 @@ def with_keys(query: Select) -> Select:
 
 def urgent_unacknowledged() -> list[Lead]:
     """Urgent leads nobody has acknowledged yet, oldest first."""
-    query = select(Lead).where(Lead.urgent == true(), Lead.acknowledged_at.is_(None)).order_by(Lead.created_at)
+    query = (select(Lead).where(Lead.urgent == true(), Lead.acknowledged_at.is_(None), Lead.erased_at.is_(None))
+             .order_by(Lead.created_at))
     return list(db.session.scalars(with_keys(query.limit(HOME_LIMIT))))
 
 
@@ -47,7 +48,7 @@ def overdue_callbacks(now: dt.datetime) -> list[Callback]:
 
 def new_unassigned() -> list[Lead]:
     """New leads nobody has claimed, longest waiting first."""
-    query = (select(Lead).where(Lead.stage == Stage.NEW, Lead.assignee_id.is_(None))
+    query = (select(Lead).where(Lead.stage == Stage.NEW, Lead.assignee_id.is_(None), Lead.erased_at.is_(None))
              .order_by(Lead.created_at).limit(HOME_LIMIT))
     return list(db.session.scalars(with_keys(query)))
 
@@ -65,7 +66,7 @@ def stage_counts() -> dict[str, int]:
 
 def list_query(filters: dict[str, Any], user: User, zone: ZoneInfo) -> Select:
     """The filtered, sorted lead list (no paging)."""
-    query = select(Lead)
+    query = select(Lead).where(Lead.erased_at.is_(None))  # tombstones have nothing to list
     if filters.get("stage"):
         query = query.where(Lead.stage == filters["stage"])
     query = _assignee_filter(query, filters.get("assignee"), user)

@@ -32,6 +32,7 @@ from ..models import (
     move_needs_reason,
     utcnow,
 )
+from .guards import refuse_if_do_not_contact
 
 REVEALED_FIELDS = ["member_id", "group_number", "cards"]
 
@@ -145,6 +146,7 @@ def _stage_after_attempt(lead: Lead, outcome: str) -> Stage | None:
 def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str | None = None,
                 now: dt.datetime | None = None) -> AttemptResult:
     """Record a call, text or e-mail; advance the stage and close due callbacks."""
+    refuse_if_do_not_contact(lead)
     if not lead.is_open:
         raise ValueError("Reopen the lead before logging contact.")
     now = now or utcnow()
@@ -175,6 +177,7 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
                       now: dt.datetime | None = None) -> Callback:
     """Schedule the next call (replacing any open one) for the lead's coordinator or ``assignee_id``."""
     now = now or utcnow()
+    refuse_if_do_not_contact(lead)
     if not lead.is_open:
         raise ValueError("Closed leads get no callbacks; reopen the lead first.")
     if due_at <= now:

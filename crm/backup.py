@@ -1,0 +1,105 @@
+"""Consistent SQLite backups taken while the app runs, each with a manifest.
+
+SQLite's online backup API copies the database in one step inside a read transaction, so
+the copy is one consistent snapshot even while enquiries are being written (WAL readers do
+not block writers). The manifest says what a restore needs: the schema revision, the master
+key ids the data is wrapped under (the keyring itself is never in a backup) and the time.
+PostgreSQL is backed up with ``pg_dump`` (docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select, text
+
+from . import ledger
+from .models import Lead, db, keyring, lead_key_counts, sealed_secret_counts, utcnow
+
+MANIFEST_FORMAT = "crm-backup-v1"
+
+
+class BackupError(Exception):
+    """A backup that cannot be made; the message says why, in words."""
+
+
+def manifest_path(path: Path) -> Path:
+    """Where the manifest of the backup at ``path`` is written."""
+    return path.with_name(f"{path.name}.manifest.json")
+
+
+def schema_revision() -> str | None:
+    """The Alembic revision the database is at (None for a schema made without migrations)."""
+    if "alembic_version" not in inspect(db.session.connection()).get_table_names():
+        return None
+    return db.session.scalar(text("SELECT version_num FROM alembic_version"))
+
+
+def make_sqlite_backup(path: Path) -> dict[str, Any]:
+    """Copy the running SQLite database to ``path`` (mode 0600) and write its manifest; return the manifest."""
+    if db.engine.dialect.name != "sqlite":
+        raise BackupError("this database is PostgreSQL: back it up with pg_dump (see docs/deployment.md)")
+    if path.exists() or manifest_path(path).exists():
+        raise BackupError(f"{path.name} already exists; choose a new file name")
+    manifest = _manifest_facts()
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    raw = db.engine.raw_connection()
+    try:
+        target = sqlite3.connect(path)
+        try:
+            raw.driver_connection.backup(target)  # one step: a single consistent snapshot
+            target.execute("PRAGMA journal_mode = DELETE")  # the copy is one self-contained file
+        finally:
+            target.close()
+    finally:
+        raw.close()
+    manifest.update(file=path.name, size=path.stat().st_size, sha256=_sha256(path))
+    _write_private(manifest_path(path), json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _manifest_facts() -> dict[str, Any]:
+    """What a restore needs to know, read before the copy (key ids may only grow during it)."""
+    kids = sorted(set(lead_key_counts()) | set(sealed_secret_counts()))
+    facts = {
+        "format": MANIFEST_FORMAT,
+        "created_at": utcnow().isoformat(timespec="seconds") + "Z",
+        "schema_revision": schema_revision(),
+        "key_ids": kids,
+        "primary_key_id": keyring().primary.kid,
+        "leads": db.session.scalar(select(func.count()).select_from(Lead)) or 0,
+        "shred_ledger_entries": ledger.count(),
+    }
+    db.session.rollback()
+    return facts
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_private(path: Path, content: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(content)
+
+
+def checkpoint_sqlite() -> None:
+    """Fold the SQLite write-ahead log into the database and truncate it, so erased pages leave the WAL."""
+    if db.engine.dialect.name != "sqlite":
+        return
+    db.session.close()  # call after committing: an open transaction would hold the checkpoint back
+    raw = db.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+    try:
+        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        raw.close()

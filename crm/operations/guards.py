@@ -1,0 +1,33 @@
+"""Refusals every flow that touches a lead must apply: erased leads and do-not-contact requests.
+
+Kept apart from ``privacy`` so the contact operations (``leads``) and the privacy ones can
+both use them without importing each other. Merge, record correction and import call
+:func:`refuse_if_erased` on every lead they change; contact flows call
+:func:`refuse_if_do_not_contact`.
+"""
+
+from __future__ import annotations
+
+from ..models import Lead
+
+
+class PrivacyRefusal(ValueError):
+    """A refused action on a lead; ``code`` is the audited reason, the message is for the user."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def refuse_if_erased(lead: Lead) -> None:
+    """Refuse any change to an erased lead (merge, edit, export, contact) with a clear message."""
+    if lead.is_erased:
+        raise PrivacyRefusal("erased", f"This lead was erased on {lead.erased_at:%Y-%m-%d}; nothing is left to change.")
+
+
+def refuse_if_do_not_contact(lead: Lead) -> None:
+    """Refuse a contact attempt or callback for a patient who asked not to be contacted."""
+    refuse_if_erased(lead)
+    if lead.is_do_not_contact:
+        raise PrivacyRefusal("do_not_contact", f"This patient asked not to be contacted on "
+                             f"{lead.do_not_contact_at:%Y-%m-%d}: no calls, texts, e-mails or callbacks.")

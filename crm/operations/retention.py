@@ -1,0 +1,74 @@
+"""Retention: which leads the policy says to shred, and shredding them one batch at a time.
+
+The policy lives in configuration (``RETENTION_*_DAYS``; counsel owns the numbers). Each
+lead falls under at most one reason, checked in this order:
+
+- ``duplicate``: closed as a duplicate, ``RETENTION_DUPLICATE_DAYS`` after closing;
+- ``converted_handover``: converted, ``RETENTION_CONVERTED_DAYS`` after converting;
+- ``never_converted``: every other lead, ``RETENTION_NEVER_CONVERTED_DAYS`` after its last activity.
+
+Legal hold exempts a lead from all three. Erased leads drop out of every query, so a run
+that was interrupted simply starts again and finds only what is left: no double work.
+The command (``flask retention run``) commits after each batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import current_app
+from sqlalchemy import ColumnElement, and_, func, select
+
+from .. import audit
+from ..models import Lead, Stage, db
+from .privacy import shred
+
+REASONS = ("duplicate", "converted_handover", "never_converted")
+_SETTINGS = {
+    "duplicate": "RETENTION_DUPLICATE_DAYS",
+    "converted_handover": "RETENTION_CONVERTED_DAYS",
+    "never_converted": "RETENTION_NEVER_CONVERTED_DAYS",
+}
+
+
+def _is_duplicate() -> ColumnElement[bool]:
+    return and_(Lead.stage == Stage.CLOSED, Lead.stage_reason == "duplicate")
+
+
+def due_condition(reason: str, now: dt.datetime) -> ColumnElement[bool] | None:
+    """The SQL condition for leads due under ``reason`` at ``now`` (None when the rule is switched off)."""
+    days = current_app.config[_SETTINGS[reason]]
+    if days is None or days == "":  # CRM_RETENTION_…_DAYS=null (or empty) switches the rule off
+        return None
+    cutoff = now - dt.timedelta(days=int(days))
+    alive = and_(Lead.erased_at.is_(None), Lead.legal_hold_at.is_(None))
+    if reason == "duplicate":
+        return and_(alive, _is_duplicate(), Lead.stage_changed_at < cutoff)
+    if reason == "converted_handover":
+        return and_(alive, Lead.stage == Stage.CONVERTED, Lead.stage_changed_at < cutoff)
+    return and_(alive, Lead.stage != Stage.CONVERTED, ~_is_duplicate(), Lead.updated_at < cutoff)
+
+
+def count_due(now: dt.datetime) -> dict[str, int]:
+    """How many leads each reason would shred now (the dry run)."""
+    counts = {}
+    for reason in REASONS:
+        condition = due_condition(reason, now)
+        counts[reason] = 0 if condition is None else db.session.scalar(
+            select(func.count()).select_from(Lead).where(condition)) or 0
+    return counts
+
+
+def next_due(reason: str, now: dt.datetime, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` ids of leads due under ``reason``, in id order after ``after``."""
+    condition = due_condition(reason, now)
+    if condition is None:
+        return []
+    return list(db.session.scalars(select(Lead.id).where(condition, Lead.id > after).order_by(Lead.id).limit(limit)))
+
+
+def shred_batch(reason: str, lead_ids: list[str], now: dt.datetime) -> None:
+    """Shred one batch of due leads and audit it as the system (ids and counts only); not committed."""
+    shred(lead_ids, f"retention_{reason}", None, now)
+    audit.record("retention_applied", object_type="lead",
+                 details={"reason": reason, "erased": len(lead_ids), "leads": lead_ids})
