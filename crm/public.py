@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 
 from . import crypto
 from .auth import public
-from .forms.public import EnquiryForm, read_card
+from .forms.public import EnquiryForm
 from .limits import counts_as_submission, enquiry_limit, limiter
 from .models import db, new_reference
 from .operations.enquiries import (
@@ -171,11 +171,7 @@ def _pretend_received() -> Response:
 
 def _submission(form: EnquiryForm, digest: str) -> Submission:
     """Translate the validated form into the operation's input."""
-    cards = []
-    for side, upload in (("front", form.card_front.data), ("back", form.card_back.data)):
-        card = read_card(upload)
-        if card:
-            cards.append(Card(side, *card))
+    cards = [Card(side, clean.media_type, clean.content) for side, clean in form.cards()]
     return Submission(
         contact=_contact(form),
         coverage=_coverage(form),
