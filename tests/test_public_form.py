@@ -539,6 +539,7 @@ FORM_EXPIRED = "The form expired. Please send it again."
 @pytest.mark.parametrize("csrf_token", [None, "", "forged.csrf.token"], ids=["absent", "empty", "forged"])
 def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, client, app, csrf_token):
     app.config["WTF_CSRF_ENABLED"] = True
+    client.get("/")  # the patient loaded the form here: the request carries this site's session
     sent_token = fresh_token(app)
     data = {**valid_form(), "form_token": sent_token, "card_front": (io.BytesIO(PNG), "front.png", "image/png")}
     if csrf_token is not None:
@@ -558,6 +559,45 @@ def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, cl
     accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
     assert accepted.status_code == 303 and accepted.headers["Location"] == "/thanks"
     assert row_counts(app)["enquiries"] == 1
+
+
+def input_value(page: str, name: str) -> str:
+    """The value a rendered text input carries, as a browser would send it back."""
+    tag = re.search(rf'<input[^>]*name="{name}"[^>]*>', page).group(0)
+    value = re.search(r'value="([^"]*)"', tag)
+    return html.unescape(value.group(1)) if value else ""
+
+
+def test_a_cross_site_post_cannot_make_the_patients_own_enquiry_vanish(config, client, app):
+    """Another site auto-posts the form, honeypot filled, without our cookies; the patient then completes
+    the page the clinic showed, exactly as the browser renders it, and the enquiry is stored."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    planted = {**valid_form(first_name="Planted", email="planted@example.net", message="planted text"),
+               "website": "http://spam.example", "form_token": fresh_token(app)}
+    refused = client.post("/", data=planted)  # no cookies: the test client holds none yet
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "The form expired. Please fill it in and send it again." in page
+    assert input_value(page, "website") == ""
+    assert "Planted" not in page and "planted@example.net" not in page and "planted text" not in page
+    assert input_value(page, "first_name") == "" and hidden_value(page, "form_token") != planted["form_token"]
+    assert_nothing_stored(app)
+    completed = {**valid_form(), "website": input_value(page, "website"),
+                 "csrf_token": hidden_value(page, "csrf_token"), "form_token": hidden_value(page, "form_token")}
+    response = client.post("/", data=completed)
+    assert response.status_code == 303 and response.headers["Location"] == "/thanks"
+    with app.app_context():
+        assert the_lead(app).first_name == s.FIRST_NAME
+    assert row_counts(app)["enquiries"] == 1
+
+
+def test_a_filled_honeypot_is_never_carried_back_even_with_the_session(config, client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client.get("/")
+    refused = client.post("/", data={**valid_form(), "website": "http://spam.example", "csrf_token": "stale"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and FORM_EXPIRED in page and f'value="{s.FIRST_NAME}"' in page
+    assert input_value(page, "website") == "" and "spam.example" not in page
+    assert_nothing_stored(app)
 
 
 def test_expired_csrf_token_shows_the_form_again(config, client, app, monkeypatch):
