@@ -8,6 +8,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 
 from .limits import retry_after_seconds
+from .settings import ConfigError, is_production
 
 
 def render_http_error(error: HTTPException):
@@ -40,7 +41,9 @@ def render_unexpected(error: Exception):
 
 
 def init_app(app: Flask) -> None:
-    """Register the error handlers."""
+    """Register the error handlers; refuse to run production with the debugger (it would show tracebacks)."""
+    if is_production(app) and app.debug:
+        raise ConfigError("DEBUG is on in production mode; unset FLASK_DEBUG and CRM_DEBUG")
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(RateLimitExceeded, render_rate_limited)
     app.register_error_handler(OperationalError, render_database_down)

@@ -40,7 +40,7 @@ from tests import sentinels as s
 from tests.auth_helpers import hidden_value
 
 CARRIER = "Quillcarrier Mutual"
-DOB = "1984-03-09"
+DOB = s.DOB
 PNG = cardfiles.png_with_text("CardFrontSentinel")  # a real PNG; its text chunk must not survive
 PDF = cardfiles.plain_pdf(title="CardBackSentinel")  # a real PDF, kept as sent
 SUBMITTED = (*s.ALL, CARRIER, DOB, b"CardFrontSentinel", b"CardBackSentinel")
