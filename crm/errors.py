@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, render_template
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, ServiceUnavailable
 
 from .limits import retry_after_seconds
 from .settings import ConfigError, is_production
@@ -27,11 +27,29 @@ def render_rate_limited(error: RateLimitExceeded):
     return page, code, {"Retry-After": str(retry)} if retry else {}
 
 
-def render_database_down(error: OperationalError | InterfaceError):
-    """The database is unreachable or locked: 503 with the clinic's phone, nothing partial kept."""
+def render_database_down(error: DBAPIError):
+    """The database is unreachable, locked, read-only or full: 503 with the clinic's phone, nothing partial kept.
+
+    OperationalError covers lost connections, locks and full disks; InterfaceError a broken driver
+    connection; InternalError a database that refuses writes (PostgreSQL's read-only transaction,
+    SQLSTATE 25006) or a transaction it cannot finish.
+    """
     current_app.logger.error("database unavailable (%s) in request %s", type(error.orig).__name__,
                              g.get("request_id", "-"))
+    # The page must not load the signed-in user (Flask-Login's template context would): that needs the
+    # very database that just failed, and a second failure inside this handler would become a bare 500.
+    g._login_user = current_app.login_manager.anonymous_user()
     return render_http_error(ServiceUnavailable())
+
+
+def render_unstorable_value(error: DataError):
+    """A value the database cannot hold (a NUL byte in PostgreSQL text): a 400, nothing kept.
+
+    Forms refuse such values with a field message first; this is the net under every other field.
+    """
+    current_app.logger.warning("value refused by the database (%s) in request %s", type(error.orig).__name__,
+                               g.get("request_id", "-"))
+    return render_http_error(BadRequest())
 
 
 def render_unexpected(error: Exception):
@@ -48,4 +66,6 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(RateLimitExceeded, render_rate_limited)
     app.register_error_handler(OperationalError, render_database_down)
     app.register_error_handler(InterfaceError, render_database_down)
+    app.register_error_handler(InternalError, render_database_down)
+    app.register_error_handler(DataError, render_unstorable_value)
     app.register_error_handler(Exception, render_unexpected)

@@ -20,7 +20,7 @@ from wtforms.validators import Regexp
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
 #: Zero-width non-joiner and joiner spell some Persian and Indic names; they may stand between two letters.
 JOINERS = frozenset({"\u200c", "\u200d"})
-ZIP_CODE = Regexp(r"^[0-9]{5}(-[0-9]{4})?$", message="Enter a 5-digit ZIP code.")
+ZIP_CODE = Regexp(r"^[0-9]{5}(-[0-9]{4})?\Z", message="Enter a 5-digit ZIP code.")
 ASCII_DIGITS = frozenset("0123456789")
 
 
