@@ -86,8 +86,9 @@ def _reencode(image: Image.Image, kind: str) -> bytes:
     """Draw the picture afresh (upright, at most MAX_STORED_EDGE) and save only its pixels."""
     if kind == "JPEG":
         image.draft("RGB", _fitted(image.size))  # decode big photos at a reduced scale
-    upright = ImageOps.exif_transpose(image)
-    upright = upright.convert(_output_mode(upright, kind))
+    ImageOps.exif_transpose(image, in_place=True)
+    mode = _output_mode(image, kind)
+    upright = image.convert(mode) if image.mode != mode else image
     upright.thumbnail((MAX_STORED_EDGE, MAX_STORED_EDGE))
     upright.info.clear()  # EXIF, GPS, comments, text chunks, ICC profile: nothing but pixels goes out
     out = io.BytesIO()

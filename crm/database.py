@@ -178,7 +178,7 @@ def storage_refusal(exc: BaseException) -> str:
     where = db.engine.url.render_as_string(hide_password=True)
     reason = getattr(exc, "orig", None) or exc
     detail = " ".join(str(reason).split()) or type(reason).__name__
-    return f"the database {where} cannot be opened and written ({type(reason).__name__}: {detail})"
+    return f"the database {where} cannot be opened or written ({type(reason).__name__}: {detail})"
 
 
 def _make_sqlite_file_private() -> None:

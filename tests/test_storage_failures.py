@@ -128,7 +128,7 @@ def test_a_read_only_postgresql_database_at_start_is_a_one_line_refusal(config, 
     with pytest.raises(ConfigError) as refused:
         create_app(config, instance_path=str(tmp_path / "read-only"))
     message = str(refused.value)
-    assert "cannot be opened and written (ReadOnlySqlTransaction" in message and "\n" not in message
+    assert "cannot be opened or written (ReadOnlySqlTransaction" in message and "\n" not in message
 
 
 def _start(command: list[str], tmp_path) -> subprocess.CompletedProcess:
