@@ -14,7 +14,7 @@ from crm.forms.leads import AttemptForm, CallbackForm, NoteForm, ScreeningForm, 
 from crm.models import Insurance, Lead, Role, db
 from tests.auth_helpers import PASSWORD, PASSWORD_HASH, give_totp
 
-EXAMPLES = 300 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 40
+EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 40
 NASTY = ("\x00", "a\x00b", "\r\n", "\u202e", "\ufeff", "' OR 1=1 --", "<script>", "9" * 400, "٨٨٨٨٨٨", "-1",
          "2026-13-45", "99999999999999999999", "1e309", "NaN", "", " ", "yes", "no", "ppo", "call", "me", "none")
 values = st.one_of(st.text(st.characters(exclude_categories=("Cs",)), max_size=80), st.sampled_from(NASTY),
