@@ -13,6 +13,7 @@ import flask_migrate
 from flask import Flask
 from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import Pool
 
 from . import crypto
@@ -95,7 +96,10 @@ def _writer_queue(conn: Any) -> WriterQueue | None:
     with _queues_lock:
         queue = _queues.get(database)
         if queue is None:
-            queue = _queues[database] = WriterQueue(database)
+            try:
+                queue = _queues[database] = WriterQueue(database)
+            except OSError:  # an unwritable folder: SQLite's own locking still keeps writers apart
+                return None
         return queue
 
 
@@ -149,15 +153,33 @@ def _release_on_checkin(_dbapi_connection: Any, record: Any) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Bind the database, register migrations, upgrade on first run and check key ids."""
+    """Bind the database, register migrations, upgrade on first run and check key ids.
+
+    A database that cannot be opened, created or written at start refuses to start with one line
+    (:class:`ConfigError`), rather than a traceback in every worker.
+    """
     db.init_app(app)
     migrate.init_app(app, db, directory=MIGRATIONS, compare_type=True)
     with app.app_context():
-        _make_sqlite_file_private()
-        if app.config["AUTO_MIGRATE"]:
-            flask_migrate.upgrade(directory=MIGRATIONS)
-        _check_key_ids(app)
-        _tell_about_first_admin(app)
+        try:
+            _make_sqlite_file_private()
+            if app.config["AUTO_MIGRATE"]:
+                flask_migrate.upgrade(directory=MIGRATIONS)
+            _check_key_ids(app)
+            _tell_about_first_admin(app)
+        except (OSError, SQLAlchemyError) as exc:
+            raise ConfigError(storage_refusal(exc)) from None
+        finally:
+            db.session.remove()
+        db.engine.dispose()  # no connection opened here outlives start-up: ``gunicorn --preload`` forks after it
+
+
+def storage_refusal(exc: BaseException) -> str:
+    """One line naming the database (password hidden) and why it cannot be used."""
+    where = db.engine.url.render_as_string(hide_password=True)
+    reason = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(reason).split()) or type(reason).__name__
+    return f"the database {where} cannot be opened or written ({type(reason).__name__}: {detail})"
 
 
 def _make_sqlite_file_private() -> None:

@@ -6,10 +6,11 @@ import sqlite3
 
 from flask import Flask, current_app, g, render_template
 from flask_limiter.errors import RateLimitExceeded
-from sqlalchemy.exc import InterfaceError, OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, InternalError, OperationalError
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, ServiceUnavailable
 
 from .limits import retry_after_seconds
+from .settings import ConfigError, is_production
 
 
 def render_http_error(error: HTTPException):
@@ -28,16 +29,31 @@ def render_rate_limited(error: RateLimitExceeded):
     return page, code, {"Retry-After": str(retry)} if retry else {}
 
 
-def render_database_down(error: OperationalError | InterfaceError | sqlite3.OperationalError):
+def render_database_down(error: DBAPIError | sqlite3.OperationalError):
     """The database is unreachable, locked, read-only or full: 503 with the clinic's phone, nothing partial kept.
 
-    SQLite's COMMIT runs on the driver connection (see ``database``), so a disk that refuses the
-    commit raises the driver's own error rather than SQLAlchemy's wrapper.
+    OperationalError covers lost connections, locks and full disks; InterfaceError a broken driver
+    connection; InternalError a database that refuses writes (PostgreSQL's read-only transaction,
+    SQLSTATE 25006) or a transaction it cannot finish. SQLite's COMMIT runs on the driver connection
+    (see ``database``), so a disk that refuses the commit raises the driver's own error, unwrapped.
     """
     cause = getattr(error, "orig", None) or error
     current_app.logger.error("database unavailable (%s) in request %s", type(cause).__name__,
                              g.get("request_id", "-"))
+    # The page must not load the signed-in user (Flask-Login's template context would): that needs the
+    # very database that just failed, and a second failure inside this handler would become a bare 500.
+    g._login_user = current_app.login_manager.anonymous_user()
     return render_http_error(ServiceUnavailable())
+
+
+def render_unstorable_value(error: DataError):
+    """A value the database cannot hold (a NUL byte in PostgreSQL text): a 400, nothing kept.
+
+    Forms refuse such values with a field message first; this is the net under every other field.
+    """
+    current_app.logger.warning("value refused by the database (%s) in request %s", type(error.orig).__name__,
+                               g.get("request_id", "-"))
+    return render_http_error(BadRequest())
 
 
 def render_unexpected(error: Exception):
@@ -47,10 +63,14 @@ def render_unexpected(error: Exception):
 
 
 def init_app(app: Flask) -> None:
-    """Register the error handlers."""
+    """Register the error handlers; refuse to run production with the debugger (it would show tracebacks)."""
+    if is_production(app) and app.debug:
+        raise ConfigError("DEBUG is on in production mode; unset FLASK_DEBUG and CRM_DEBUG")
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(RateLimitExceeded, render_rate_limited)
     app.register_error_handler(OperationalError, render_database_down)
     app.register_error_handler(InterfaceError, render_database_down)
+    app.register_error_handler(InternalError, render_database_down)
     app.register_error_handler(sqlite3.OperationalError, render_database_down)
+    app.register_error_handler(DataError, render_unstorable_value)
     app.register_error_handler(Exception, render_unexpected)

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 
 from . import crypto
 from .auth import public
-from .forms.public import EnquiryForm, read_card
+from .forms.public import EnquiryForm
 from .limits import counts_as_submission, enquiry_limit, limiter
 from .models import db, new_reference
 from .operations.enquiries import (
@@ -41,6 +41,7 @@ ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "hear
 RECEIPT_SECONDS = 30 * 60  # how long the thank-you page can be reloaded
 TOO_QUICK = "Please check your answers, then press “Send my enquiry” again."
 FORM_EXPIRED = "The form expired. Please send it again."
+FORM_RESTART = "The form expired. Please fill it in and send it again."
 
 
 @dataclass(frozen=True)
@@ -96,19 +97,30 @@ def enquiry():
 
 @bp.errorhandler(CSRFError)
 def form_expired(error: CSRFError) -> tuple[str, int]:
-    """Show the enquiry form again, answers kept, when its CSRF check fails (an expired session or token).
+    """Show the enquiry form again when its CSRF check fails (an expired session or token).
 
     The status stays 400, as for every POST refused for CSRF: nothing was stored, and the rate limit
-    never counts it. The form token is renewed because a refused POST may come from another site, which
-    must not choose the token that later identifies the patient's own enquiry.
+    never counts it. The answers come back only when the request carries this site's session, i.e.
+    it came from a form this browser loaded here: a cross-site POST carries no session cookie
+    (SameSite=Lax), and its values (a filled honeypot above all) must never reach a form a patient
+    then completes. The honeypot is never carried back, and the form token is always renewed, so
+    that another site cannot choose the token that later identifies the patient's own enquiry.
     """
     if request.endpoint != "public.enquiry":  # any other POST here keeps the generic page
         return render_template("errors/error.html", code=400), 400
-    current_app.logger.info("enquiry form shown again after a failed CSRF check")
-    form = EnquiryForm()
-    form.form_errors.append(FORM_EXPIRED)
+    own_session = _has_own_session()
+    current_app.logger.info("enquiry form shown again after a failed CSRF check (answers %s)",
+                            "kept" if own_session else "dropped")
+    form = EnquiryForm() if own_session else EnquiryForm(formdata=None)
+    form.website.data = ""
+    form.form_errors.append(FORM_EXPIRED if own_session else FORM_RESTART)
     form.form_token.data = issue_form_token()
     return _show_form(form), 400
+
+
+def _has_own_session() -> bool:
+    """True when the request carries a session this site signed with a CSRF token in it."""
+    return bool(session.get(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token")))
 
 
 @bp.get("/thanks")
@@ -171,11 +183,7 @@ def _pretend_received() -> Response:
 
 def _submission(form: EnquiryForm, digest: str) -> Submission:
     """Translate the validated form into the operation's input."""
-    cards = []
-    for side, upload in (("front", form.card_front.data), ("back", form.card_back.data)):
-        card = read_card(upload)
-        if card:
-            cards.append(Card(side, *card))
+    cards = [Card(side, clean.media_type, clean.content) for side, clean in form.cards()]
     return Submission(
         contact=_contact(form),
         coverage=_coverage(form),

@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
     "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
     "ENQUIRY_MIN_FILL_SECONDS": 3,
     "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
-    "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+    # Werkzeug 3.1 applies this to its multipart buffer, file parts included: it must exceed one 64 KiB
+    # read plus a boundary's worth of carried-over bytes, or card photos over ~64 KiB get a 413.
+    "MAX_FORM_MEMORY_SIZE": 256 * 1024,
     "MAX_FORM_PARTS": 200,
     "WTF_CSRF_TIME_LIMIT": 4 * 3600,
     # Referrer-Policy: no-referrer means browsers send no Referer (and Origin: null), so the strict

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
@@ -99,10 +100,14 @@ def app(config, tmp_path) -> Iterator[Flask]:
     assert not audit_leaks, f"PHI sentinel(s) in audit rows (seq, sentinels): {audit_leaks}"
 
 
+_WHOLE_TOKEN = {s: re.compile(rf"(?<![0-9A-Za-z]){re.escape(s)}(?![0-9A-Za-z])") for s in sentinels.WHOLE_TOKEN}
+
+
 def phi_sentinels_in(texts) -> list[str]:
-    """Return every PHI sentinel that occurs in any of ``texts`` (any iterable of strings or None)."""
+    """Return every guarded PHI sentinel that occurs in any of ``texts`` (any iterable of strings or None)."""
     texts = [t for t in texts if t]
-    return sorted({s for s in sentinels.ALL for t in texts if s in t})
+    return sorted({s for s in sentinels.GUARDED for t in texts
+                   if (_WHOLE_TOKEN[s].search(t) if s in _WHOLE_TOKEN else s in t)})
 
 
 def phi_in_audit_rows() -> list[tuple[int, list[str]]]:

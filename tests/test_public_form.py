@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import itsdangerous.timed
 import pytest
+from PIL import Image
 from sqlalchemy import select, text
 from sqlalchemy.exc import OperationalError
 
@@ -34,14 +35,15 @@ from crm.models import (
 from crm.operations import enquiries as ops
 from crm.public import issue_form_token
 from crm.settings import DEFAULTS
+from tests import cardfiles
 from tests import sentinels as s
 from tests.auth_helpers import hidden_value
 
 CARRIER = "Quillcarrier Mutual"
-DOB = "1984-03-09"
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"CARD-FRONT-SENTINEL-" * 40
-PDF = b"%PDF-1.4\n1 0 obj\n<< >>\nendobj\n" + b"CARD-BACK-SENTINEL-" * 40
-SUBMITTED = (*s.ALL, CARRIER, DOB, b"CARD-FRONT-SENTINEL", b"CARD-BACK-SENTINEL")
+DOB = s.DOB
+PNG = cardfiles.png_with_text("CardFrontSentinel")  # a real PNG; its text chunk must not survive
+PDF = cardfiles.plain_pdf(title="CardBackSentinel")  # a real PDF, kept as sent
+SUBMITTED = (*s.ALL, CARRIER, DOB, b"CardFrontSentinel", b"CardBackSentinel")
 
 
 def valid_form(**overrides) -> dict:
@@ -115,6 +117,12 @@ def the_lead(app) -> Lead:
 def errors_in(response) -> list[tuple[str, str]]:
     found = re.findall(r'<p class="error" id="([^"]+)-error">([^<]+)</p>', response.get_data(as_text=True))
     return [(field, html.unescape(message)) for field, message in found]
+
+
+def same_pixels(stored: bytes, sent: bytes) -> bool:
+    """True when two image files show the same picture, pixel for pixel."""
+    with Image.open(io.BytesIO(stored)) as first, Image.open(io.BytesIO(sent)) as second:
+        return first.size == second.size and first.convert("RGB").tobytes() == second.convert("RGB").tobytes()
 
 
 def years_ago(years: int, days: int = 0) -> str:
@@ -226,7 +234,7 @@ def test_values_are_kept_on_re_render_but_files_are_not(client, app):
     assert f'value="{s.FIRST_NAME}"' in page and f'value="{s.EMAIL}"' in page and f'value="{DOB}"' in page
     assert s.MESSAGE in page
     assert re.search(r'id="need_help_now-1"[^>]*checked|checked[^>]*id="need_help_now-1"', page)
-    assert "CARD-FRONT-SENTINEL" not in page
+    assert "CardFrontSentinel" not in page
     assert "please choose them again" in page
 
 
@@ -267,7 +275,9 @@ def test_valid_submission_stores_lead_enquiry_insurance_cards_and_audit(client, 
             "ppo", CARRIER, s.MEMBER_ID, s.GROUP_NUMBER)
         assert insurance.patient_is_policyholder is True and insurance.policyholder is None
         cards = {card.side: card for card in db.session.scalars(select(InsuranceCard))}
-        assert cards["front"].media_type == "image/png" and cards["front"].content == PNG
+        assert cards["front"].media_type == "image/png"
+        assert same_pixels(cards["front"].content, PNG) and b"CardFrontSentinel" not in cards["front"].content
+        assert cards["front"].size == len(cards["front"].content)
         assert cards["back"].media_type == "application/pdf" and cards["back"].content == PDF
         assert cards["back"].size == len(PDF)
         events = db.session.scalars(select(LeadEvent)).all()
@@ -529,6 +539,7 @@ FORM_EXPIRED = "The form expired. Please send it again."
 @pytest.mark.parametrize("csrf_token", [None, "", "forged.csrf.token"], ids=["absent", "empty", "forged"])
 def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, client, app, csrf_token):
     app.config["WTF_CSRF_ENABLED"] = True
+    client.get("/")  # the patient loaded the form here: the request carries this site's session
     sent_token = fresh_token(app)
     data = {**valid_form(), "form_token": sent_token, "card_front": (io.BytesIO(PNG), "front.png", "image/png")}
     if csrf_token is not None:
@@ -540,7 +551,7 @@ def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, cl
     assert f'value="{s.FIRST_NAME}"' in page and f'value="{s.EMAIL}"' in page and f'value="{DOB}"' in page
     assert f'value="{s.MEMBER_ID}"' in page and s.MESSAGE in page
     assert re.search(r'id="need_help_now-1"[^>]*checked|checked[^>]*id="need_help_now-1"', page)
-    assert "CARD-FRONT-SENTINEL" not in page
+    assert "CardFrontSentinel" not in page
     assert errors_in(refused) == []
     assert_nothing_stored(app)
     csrf, form_token = hidden_value(page, "csrf_token"), hidden_value(page, "form_token")
@@ -548,6 +559,45 @@ def test_failed_csrf_check_shows_the_form_again_with_the_answers_kept(config, cl
     accepted = client.post("/", data={**valid_form(), "csrf_token": csrf, "form_token": form_token})
     assert accepted.status_code == 303 and accepted.headers["Location"] == "/thanks"
     assert row_counts(app)["enquiries"] == 1
+
+
+def input_value(page: str, name: str) -> str:
+    """The value a rendered text input carries, as a browser would send it back."""
+    tag = re.search(rf'<input[^>]*name="{name}"[^>]*>', page).group(0)
+    value = re.search(r'value="([^"]*)"', tag)
+    return html.unescape(value.group(1)) if value else ""
+
+
+def test_a_cross_site_post_cannot_make_the_patients_own_enquiry_vanish(config, client, app):
+    """Another site auto-posts the form, honeypot filled, without our cookies; the patient then completes
+    the page the clinic showed, exactly as the browser renders it, and the enquiry is stored."""
+    app.config["WTF_CSRF_ENABLED"] = True
+    planted = {**valid_form(first_name="Planted", email="planted@example.net", message="planted text"),
+               "website": "http://spam.example", "form_token": fresh_token(app)}
+    refused = client.post("/", data=planted)  # no cookies: the test client holds none yet
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and "The form expired. Please fill it in and send it again." in page
+    assert input_value(page, "website") == ""
+    assert "Planted" not in page and "planted@example.net" not in page and "planted text" not in page
+    assert input_value(page, "first_name") == "" and hidden_value(page, "form_token") != planted["form_token"]
+    assert_nothing_stored(app)
+    completed = {**valid_form(), "website": input_value(page, "website"),
+                 "csrf_token": hidden_value(page, "csrf_token"), "form_token": hidden_value(page, "form_token")}
+    response = client.post("/", data=completed)
+    assert response.status_code == 303 and response.headers["Location"] == "/thanks"
+    with app.app_context():
+        assert the_lead(app).first_name == s.FIRST_NAME
+    assert row_counts(app)["enquiries"] == 1
+
+
+def test_a_filled_honeypot_is_never_carried_back_even_with_the_session(config, client, app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    client.get("/")
+    refused = client.post("/", data={**valid_form(), "website": "http://spam.example", "csrf_token": "stale"})
+    page = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and FORM_EXPIRED in page and f'value="{s.FIRST_NAME}"' in page
+    assert input_value(page, "website") == "" and "spam.example" not in page
+    assert_nothing_stored(app)
 
 
 def test_expired_csrf_token_shows_the_form_again(config, client, app, monkeypatch):
@@ -750,6 +800,9 @@ def test_raw_storage_holds_no_plaintext_of_any_submitted_value(client, app, conf
     assert submit(client, app, **PPO_NOT_HOLDER, **files).status_code == 303
     needles = [v.encode() if isinstance(v, str) else v for v in (*SUBMITTED, "Pat Holder", "1960-01-02")]
     with app.app_context():
+        stored_png = db.session.scalars(select(InsuranceCard).where(InsuranceCard.side == "front")).one().content
+        needles.append(stored_png[len(stored_png) // 2:][:64])  # the re-encoded picture's own bytes
+        db.session.rollback()
         encrypted_columns = 0
         for table in db.metadata.sorted_tables:
             for row in db.session.execute(text(f'SELECT * FROM "{table.name}"')).mappings():
@@ -757,8 +810,8 @@ def test_raw_storage_holds_no_plaintext_of_any_submitted_value(client, app, conf
                     raw = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
                     encrypted_columns += column.endswith("_enc") and value is not None
                     assert not any(needle in raw for needle in needles), (table.name, column)
-        card_bytes = [bytes(b) for b in db.session.execute(text("SELECT content_enc FROM insurance_cards")).scalars()]
-        assert len(card_bytes) == 2 and all(len(b) > len(PDF) for b in card_bytes)
+        card_rows = db.session.execute(text("SELECT size, content_enc FROM insurance_cards")).all()
+        assert len(card_rows) == 2 and all(len(bytes(content)) > size for size, content in card_rows)
         ip = db.session.execute(text("SELECT consent_ip_enc FROM enquiries")).scalar_one()
         assert b"127.0.0.1" not in bytes(ip)
         assert encrypted_columns >= 15

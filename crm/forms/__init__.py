@@ -3,11 +3,27 @@
 Every POST is CSRF-protected by :data:`csrf`, including those made without a form class.
 """
 
+from typing import Any
+
+import wtforms
 from flask_wtf.csrf import CSRFProtect
 from wtforms import SelectMultipleField
 from wtforms.widgets import CheckboxInput, ListWidget
 
 csrf = CSRFProtect()
+#: Digits an integer answer may have: every such number fits a 64-bit column and converts to a float.
+MAX_INTEGER_DIGITS = 18
+
+
+class IntegerField(wtforms.IntegerField):
+    """An integer field that refuses numbers too long to use: WTForms' NumberRange turns the value into a
+    float (OverflowError past ~1e308) and PostgreSQL refuses one past a BIGINT, both server errors."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        if valuelist and len(str(valuelist[0]).strip().lstrip("+-")) > MAX_INTEGER_DIGITS:
+            self.data = None
+            raise ValueError(self.gettext("Enter a smaller number."))
+        super().process_formdata(valuelist)
 
 
 class MultiCheckboxField(SelectMultipleField):

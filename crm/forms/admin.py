@@ -8,7 +8,7 @@ from wtforms.validators import DataRequired, Length, Regexp
 from ..models import Role
 
 #: Shape only: staff addresses are identities here, not checked for deliverability.
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z"
 ROLE_CHOICES = [
     SelectChoice(Role.COORDINATOR.value, "Coordinator: works leads"),
     SelectChoice(Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),

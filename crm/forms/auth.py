@@ -6,12 +6,14 @@ from wtforms.validators import DataRequired, EqualTo, Length, Regexp
 
 #: Generous bound on what is hashed; the password rules themselves allow up to 256 characters.
 PASSWORD_INPUT_MAX = 1024
+#: No address holds control characters; PostgreSQL cannot even compare text holding a NUL byte.
+NO_CONTROLS = Regexp(r"^[^\x00-\x1f\x7f]*\Z", message="Enter your e-mail address without control characters.")
 
 
 class LoginForm(FlaskForm):
     """E-mail and password."""
 
-    email = EmailField("E-mail", validators=[DataRequired("Enter your e-mail."), Length(max=254)],
+    email = EmailField("E-mail", validators=[DataRequired("Enter your e-mail."), Length(max=254), NO_CONTROLS],
                        render_kw={"autocomplete": "username", "autofocus": True})
     password = PasswordField(
         "Password", validators=[DataRequired("Enter your password."), Length(max=PASSWORD_INPUT_MAX)],

@@ -13,7 +13,6 @@ from wtforms import (
     DecimalField,
     Field,
     HiddenField,
-    IntegerField,
     SelectField,
     StringField,
     TextAreaField,
@@ -24,7 +23,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 from .. import eligibility, vob
 from ..clinic import clinic_today
 from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
-from . import MultiCheckboxField
+from . import IntegerField, MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import filetype
-import phonenumbers
 from email_validator import EmailNotValidError
 from email_validator import validate_email as check_email_address
 from flask import current_app
@@ -26,12 +24,12 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
+from ..cards import MAX_CARD_BYTES, CardRefused, CleanCard, clean_card
 from ..clinic import age_on, clinic_today
 from ..models import COMMERCIAL_COVERAGE, CoverageType
 from . import MultiCheckboxField
+from .patient import ZIP_CODE, person_name, phone_number, plain_text
 
-MAX_CARD_BYTES = 5 * 1024 * 1024
-CARD_TYPES = ("image/jpeg", "image/png", "application/pdf")
 MESSAGE_LIMIT = 1000
 OLDEST_AGE = 120
 ADULT_AGE = 18
@@ -97,30 +95,29 @@ def check_birth_date(_form: Any, field: Field) -> None:
         raise ValidationError("Please check the year of the date of birth.")
 
 
-def card_problem(storage: Any) -> str | None:
-    """Return why an uploaded card file is refused, or ``None`` when it is fine (or absent)."""
+#: What a patient reads when a card file is refused, by :class:`~crm.cards.CardRefused` reason.
+CARD_MESSAGES = {
+    "too_large": "Each card photo must be 5 MB or smaller.",
+    "wrong_type": "Card photos must be JPEG, PNG or PDF files.",
+    "unreadable": "We couldn't open this file. Please choose another photo or scan of your card.",
+    "too_many_pixels": "This picture has too many pixels for us to open (over 50 megapixels). "
+                       "Please send a smaller photo or a screenshot of it.",
+    "pdf_encrypted": "This PDF is protected by a password. Please send one without a password, or a photo.",
+    "pdf_active": "This PDF contains scripts or attached files, which we can't accept. "
+                  "Please send a photo of your card or a plain scan.",
+}
+
+
+def read_upload(storage: Any) -> bytes | None:
+    """The bytes of an uploaded file, ``None`` when absent; refuses an oversize one before reading it."""
     if not storage or not getattr(storage, "filename", ""):
         return None
     stream = storage.stream
     stream.seek(0, 2)
-    size = stream.tell()
+    if stream.tell() > MAX_CARD_BYTES:
+        raise CardRefused("too_large")
     stream.seek(0)
-    if size > MAX_CARD_BYTES:
-        return "Each card photo must be 5 MB or smaller."
-    kind = filetype.guess(stream.read(8192))
-    stream.seek(0)
-    if kind is None or kind.mime not in CARD_TYPES:
-        return "Card photos must be JPEG, PNG or PDF files."
-    return None
-
-
-def read_card(storage: Any) -> tuple[str, bytes] | None:
-    """Return ``(media type, bytes)`` of an accepted card upload, or ``None`` when absent."""
-    if not storage or not getattr(storage, "filename", ""):
-        return None
-    storage.stream.seek(0)
-    content = storage.stream.read()
-    return filetype.guess(content[:8192]).mime, content
+    return stream.read()
 
 
 class EnquiryForm(FlaskForm):
@@ -136,18 +133,18 @@ class EnquiryForm(FlaskForm):
 
     # About you
     first_name = StringField("First name", filters=STRIP,
-                             validators=[DataRequired("Enter your first name."), _limit(80)])
-    last_name = StringField("Last name", filters=STRIP, validators=[DataRequired("Enter your last name."), _limit(80)])
+                             validators=[DataRequired("Enter your first name."), _limit(80), person_name])
+    last_name = StringField("Last name", filters=STRIP,
+                            validators=[DataRequired("Enter your last name."), _limit(80), person_name])
     dob = DateField(
         "Date of birth",
         format=DATE_FORMATS,
         validators=[InputRequired("Enter your date of birth."), check_birth_date],
         invalid_value_message="Enter your date of birth as a real date, for example 04/23/1985.",
     )
-    phone = TelField("Mobile phone", filters=STRIP, validators=[Optional(), _limit(32)])
+    phone = TelField("Mobile phone", filters=STRIP, validators=[Optional(), _limit(32), phone_number])
     email = EmailField("E-mail address", filters=STRIP, validators=[Optional(), _limit(254)])
-    zip_code = StringField("ZIP code", filters=STRIP, validators=[Optional(), Regexp(r"^\d{5}(-\d{4})?$",
-                                                                      message="Enter a 5-digit ZIP code.")])
+    zip_code = StringField("ZIP code", filters=STRIP, validators=[Optional(), ZIP_CODE])
     preferred_contact = RadioField("How should we contact you?", choices=CONTACT_METHODS,
                                    validators=[Optional()], validate_choice=True)
     best_time = RadioField("Best time to reach you", choices=BEST_TIMES, validators=[Optional()])
@@ -173,13 +170,14 @@ class EnquiryForm(FlaskForm):
         choices={str(value): label for value, label in COVERAGE_LABELS.items()},
         validators=[InputRequired("Choose your kind of coverage, or “Not sure”.")],
     )
-    carrier = StringField("Insurance company", filters=STRIP, validators=[Optional(), _limit(80)])
+    carrier = StringField("Insurance company", filters=STRIP, validators=[Optional(), _limit(80), plain_text])
     member_id = StringField("Member ID", filters=STRIP, validators=[Optional(), Regexp(
         r"^[A-Za-z0-9 -]{1,30}$", message="The member ID can use letters, numbers, spaces and dashes (up to 30).")])
     group_number = StringField("Group number (optional)", filters=STRIP, validators=[Optional(), Regexp(
         r"^[A-Za-z0-9 -]{1,30}$", message="The group number can use letters, numbers, spaces and dashes (up to 30).")])
     is_policyholder = RadioField("Are you the policyholder?", choices=YES_NO, validators=[Optional()])
-    policyholder_name = StringField("Policyholder's full name", filters=STRIP, validators=[Optional(), _limit(120)])
+    policyholder_name = StringField("Policyholder's full name", filters=STRIP,
+                                    validators=[Optional(), _limit(120), person_name])
     policyholder_dob = DateField(
         "Policyholder's date of birth",
         format=DATE_FORMATS,
@@ -213,21 +211,6 @@ class EnquiryForm(FlaskForm):
         super().__init__(*args, **kwargs)
         self.contact_consent.label.text = contact_consent_wording()
 
-    def validate_phone(self, field: Field) -> None:
-        """Accept a real phone number in any common format; store it in one format."""
-        if not field.data:
-            return
-        region = current_app.config["PHONE_REGION"]
-        try:
-            number = phonenumbers.parse(field.data, region)
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is None or not phonenumbers.is_valid_number(number):
-            raise ValidationError("Enter a phone number we can call, like (949) 555-0100.")
-        national = phonenumbers.region_code_for_number(number) == region
-        style = phonenumbers.PhoneNumberFormat.NATIONAL if national else phonenumbers.PhoneNumberFormat.E164
-        field.data = phonenumbers.format_number(number, style)
-
     def validate_email(self, field: Field) -> None:
         """Accept a well-formed address without contacting any mail server."""
         if not field.data:
@@ -238,18 +221,27 @@ class EnquiryForm(FlaskForm):
             raise ValidationError("Enter an e-mail address like name@example.com.") from None
 
     def validate_card_front(self, field: Field) -> None:
-        """Check the front photo's size and type by its content."""
+        """Check the front photo by its content and keep its cleaned form."""
         self._check_card(field)
 
     def validate_card_back(self, field: Field) -> None:
-        """Check the back photo's size and type by its content."""
+        """Check the back photo by its content and keep its cleaned form."""
         self._check_card(field)
 
     @staticmethod
     def _check_card(field: Field) -> None:
-        problem = card_problem(field.data)
-        if problem:
-            raise ValidationError(problem)
+        field.clean_card = None
+        try:
+            content = read_upload(field.data)
+            if content is not None:
+                field.clean_card = clean_card(content)
+        except CardRefused as refused:
+            raise ValidationError(CARD_MESSAGES[refused.reason]) from None
+
+    def cards(self) -> list[tuple[str, CleanCard]]:
+        """The cleaned card files of a validated form, by side."""
+        sides = (("front", self.card_front), ("back", self.card_back))
+        return [(side, field.clean_card) for side, field in sides if getattr(field, "clean_card", None)]
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Run field checks, then the rules that depend on several answers."""

@@ -32,7 +32,9 @@ from . import bp, get_lead_or_404, present
 from .privacy_panel import privacy_forms, privacy_view, render_tombstone
 
 REVEALED = "revealed"
-INLINE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif", "application/pdf"}
+#: Re-encoded images are shown in the page; a PDF (kept as sent) is only ever downloaded, never run by the browser.
+INLINE_TYPES = {"image/jpeg", "image/png"}
+CARD_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "application/pdf": "pdf"}
 
 
 def remember_reveal(lead_id: str) -> None:
@@ -171,6 +173,8 @@ def card(lead_id: uuid.UUID, card_id: uuid.UUID):
     ops.record_card_view(lead, item, current_user)
     db.session.commit()
     inline = item.media_type in INLINE_TYPES
+    side = item.side if item.side in ("front", "back") else "side"
+    name = f'card-{side}.{CARD_EXTENSIONS.get(item.media_type, "bin")}'
     return Response(content, mimetype=item.media_type if inline else "application/octet-stream",
                     headers={"Cache-Control": "no-store, private",
-                             "Content-Disposition": "inline" if inline else "attachment"})
+                             "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name}"'})
