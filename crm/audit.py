@@ -54,10 +54,10 @@ ACTIONS = frozenset(
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
-        "settings_changed",
+        "settings_changed", "report_viewed", "report_exported",
     }
 )
-OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})
+OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "report"})
 
 #: Columns in canonical order (keys sorted), then the two MACs; the verifier reads exactly these.
 CHAIN_COLUMNS = (

@@ -1,0 +1,103 @@
+"""The clinic's opening hours: is a moment inside them, and when is "one business day" later.
+
+Hours come from configuration (``OPENING_HOURS``: weekday → ``"08:00-18:00"``;
+``CLINIC_HOLIDAYS``: ISO dates) and are read in the clinic's time zone, so a daylight-saving
+change moves the UTC instants, never the wall-clock hours. Pure functions over naive UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from .cadence import to_local, to_utc
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_DAYS_AHEAD = 366  # a calendar with no business day in a year has no "next business day"
+
+
+def parse_weekly(spec: Mapping[str, str]) -> dict[int, tuple[dt.time, dt.time]]:
+    """``{"mon": "08:00-18:00", …}`` → weekday number → (opens, closes); refuses malformed hours."""
+    weekly = {}
+    for day, span in spec.items():
+        if day not in WEEKDAYS:
+            raise ValueError(f"OPENING_HOURS: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
+        opens, _, closes = str(span).partition("-")
+        start, end = dt.time.fromisoformat(opens.strip()), dt.time.fromisoformat(closes.strip())
+        if end <= start:
+            raise ValueError(f"OPENING_HOURS: {day} closes before it opens")
+        weekly[WEEKDAYS.index(day)] = (start, end)
+    return weekly
+
+
+@dataclass(frozen=True)
+class ClinicHours:
+    """Weekly opening hours, holidays and the time zone they are read in."""
+
+    zone: ZoneInfo
+    weekly: dict[int, tuple[dt.time, dt.time]]
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+
+    @classmethod
+    def from_config(cls, zone: ZoneInfo, spec: Mapping[str, str], holidays: Iterable[str | dt.date]) -> ClinicHours:
+        """Build from the configuration's shapes (holidays as ISO date strings or dates)."""
+        days = frozenset(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in holidays)
+        return cls(zone, parse_weekly(spec), days)
+
+    def __hash__(self) -> int:
+        return hash((str(self.zone), tuple(sorted(self.weekly.items())), self.holidays))
+
+    def hours_on(self, day: dt.date) -> tuple[dt.time, dt.time] | None:
+        """When the clinic opens and closes on ``day``, or None on a closed day or holiday."""
+        if day in self.holidays:
+            return None
+        return self.weekly.get(day.weekday())
+
+    def is_open(self, moment: dt.datetime) -> bool:
+        """True when the naive-UTC ``moment`` falls inside opening hours (closing time itself is outside)."""
+        local = to_local(moment, self.zone).replace(tzinfo=None)
+        return _open_at(self, local)
+
+    def business_day_deadline(self, submitted: dt.datetime) -> dt.datetime | None:
+        """Naive UTC of "one business day" after a submission: the same clock time on the next business day.
+
+        A submission outside hours starts its clock at the next opening, so Friday 17:59 is due
+        by Monday 17:59 and Friday 18:01 by Tuesday 08:00 (Monday-to-Friday, 8 to 6 hours).
+        """
+        local = to_local(submitted, self.zone).replace(tzinfo=None)
+        start = local if _open_at(self, local) else _next_opening(self, local)
+        if start is None:
+            return None
+        day = _next_business_day(self, start.date())
+        if day is None:
+            return None
+        opens, closes = self.hours_on(day)  # type: ignore[misc]
+        clock = min(max(start.time(), opens), closes)
+        return to_utc(dt.datetime.combine(day, clock), self.zone)
+
+
+def _open_at(hours: ClinicHours, local: dt.datetime) -> bool:
+    span = hours.hours_on(local.date())
+    return span is not None and span[0] <= local.time() < span[1]
+
+
+def _next_opening(hours: ClinicHours, local: dt.datetime) -> dt.datetime | None:
+    """The first opening at or after a wall-clock moment when the clinic is closed."""
+    span = hours.hours_on(local.date())
+    if span is not None and local.time() < span[0]:
+        return dt.datetime.combine(local.date(), span[0])
+    day = _next_business_day(hours, local.date())
+    return dt.datetime.combine(day, hours.hours_on(day)[0]) if day else None  # type: ignore[index]
+
+
+@lru_cache(maxsize=4096)
+def _next_business_day(hours: ClinicHours, after: dt.date) -> dt.date | None:
+    day = after
+    for _ in range(MAX_DAYS_AHEAD):
+        day += dt.timedelta(days=1)
+        if hours.hours_on(day) is not None:
+            return day
+    return None
