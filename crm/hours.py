@@ -58,39 +58,47 @@ class ClinicHours:
 
     def is_open(self, moment: dt.datetime) -> bool:
         """True when the naive-UTC ``moment`` falls inside opening hours (closing time itself is outside)."""
-        local = to_local(moment, self.zone).replace(tzinfo=None)
-        return _open_at(self, local)
+        span = _span_utc(self, to_local(moment, self.zone).date())
+        return span is not None and span[0] <= moment < span[1]
 
     def business_day_deadline(self, submitted: dt.datetime) -> dt.datetime | None:
         """Naive UTC of "one business day" after a submission: the same clock time on the next business day.
 
         A submission outside hours starts its clock at the next opening, so Friday 17:59 is due
         by Monday 17:59 and Friday 18:01 by Tuesday 08:00 (Monday-to-Friday, 8 to 6 hours).
+        Clock times are counted from each day's opening, in UTC instants computed in the
+        clinic's zone, so a daylight-saving change outside opening hours shifts the deadline.
         """
-        local = to_local(submitted, self.zone).replace(tzinfo=None)
-        start = local if _open_at(self, local) else _next_opening(self, local)
-        if start is None:
+        day = to_local(submitted, self.zone).date()
+        span = _span_utc(self, day)
+        if span is not None and span[0] <= submitted < span[1]:
+            start_day, clock = day, _since_midnight(self.hours_on(day)[0]) + (submitted - span[0])  # type: ignore[index]
+        elif span is not None and submitted < span[0]:
+            start_day, clock = day, _since_midnight(self.hours_on(day)[0])  # type: ignore[index]
+        else:
+            start_day = _next_business_day(self, day)
+            if start_day is None:
+                return None
+            clock = _since_midnight(self.hours_on(start_day)[0])  # type: ignore[index]
+        due_day = _next_business_day(self, start_day)
+        if due_day is None:
             return None
-        day = _next_business_day(self, start.date())
-        if day is None:
-            return None
-        opens, closes = self.hours_on(day)  # type: ignore[misc]
-        clock = min(max(start.time(), opens), closes)
-        return to_utc(dt.datetime.combine(day, clock), self.zone)
+        opens, closes = (_since_midnight(t) for t in self.hours_on(due_day))  # type: ignore[union-attr]
+        return _span_utc(self, due_day)[0] + (min(max(clock, opens), closes) - opens)  # type: ignore[index]
 
 
-def _open_at(hours: ClinicHours, local: dt.datetime) -> bool:
-    span = hours.hours_on(local.date())
-    return span is not None and span[0] <= local.time() < span[1]
+def _since_midnight(clock: dt.time) -> dt.timedelta:
+    return dt.timedelta(hours=clock.hour, minutes=clock.minute, seconds=clock.second)
 
 
-def _next_opening(hours: ClinicHours, local: dt.datetime) -> dt.datetime | None:
-    """The first opening at or after a wall-clock moment when the clinic is closed."""
-    span = hours.hours_on(local.date())
-    if span is not None and local.time() < span[0]:
-        return dt.datetime.combine(local.date(), span[0])
-    day = _next_business_day(hours, local.date())
-    return dt.datetime.combine(day, hours.hours_on(day)[0]) if day else None  # type: ignore[index]
+@lru_cache(maxsize=8192)
+def _span_utc(hours: ClinicHours, day: dt.date) -> tuple[dt.datetime, dt.datetime] | None:
+    """Naive-UTC opening and closing instants of ``day`` (None when closed), computed once per day."""
+    span = hours.hours_on(day)
+    if span is None:
+        return None
+    return (to_utc(dt.datetime.combine(day, span[0]), hours.zone),
+            to_utc(dt.datetime.combine(day, span[1]), hours.zone))
 
 
 @lru_cache(maxsize=4096)

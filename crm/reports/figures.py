@@ -84,43 +84,72 @@ def _in_range(query: Select, scope: Scope) -> Select:
 
 @dataclass
 class Tally:
-    """Counts and durations for one group of leads (everyone, a source, a coordinator…)."""
+    """Counts and durations for one group of leads (everyone, a source, a coordinator…).
 
-    leads: int = 0
-    reached: list[int] = field(default_factory=lambda: [0] * len(PIPELINE_STEPS))
+    ``at_step`` counts leads by the furthest step they reached; "reached step k" and the
+    contacted / eligible / converted counts are sums over it, so adding a lead stays cheap.
+    """
+
+    at_step: list[int] = field(default_factory=lambda: [0] * len(PIPELINE_STEPS))
     exited_at: list[int] = field(default_factory=lambda: [0] * len(PIPELINE_STEPS))
     attempts: int = 0
-    attempted: int = 0
-    contacted: int = 0
-    eligible: int = 0
-    converted: int = 0
     speeds: list[float] = field(default_factory=list)  # seconds to first attempt
     contact_speeds: list[float] = field(default_factory=list)  # seconds to first live contact
-    within: list[int] = field(default_factory=lambda: [0] * len(WITHIN))
     within_business_day: int = 0
 
-    def add(self, row: Any, speed: dt.timedelta | None, in_business_day: bool) -> None:
-        """Count one lead."""
-        self.leads += 1
+    def add(self, row: Any, speed: float | None, in_business_day: bool, exited: bool) -> None:
+        """Count one lead (``speed`` in seconds, None before any attempt)."""
         step = row.reached_step or 0
-        for index in range(step + 1):
-            self.reached[index] += 1
-        if row.stage in EXIT_STAGES:
+        self.at_step[step] += 1
+        if exited:
             self.exited_at[step] += 1
         self.attempts += row.attempt_count or 0
-        self.contacted += metrics.is_contacted(step)
-        self.eligible += metrics.is_eligible(step)
-        self.converted += metrics.is_converted(step)
         contact = metrics.speed_to_contact(row.created_at, row.first_contact_at)
         if contact is not None:
             self.contact_speeds.append(contact.total_seconds())
-        if speed is None:
-            return
-        self.attempted += 1
-        self.speeds.append(speed.total_seconds())
-        for index, (_label, limit) in enumerate(WITHIN):
-            self.within[index] += speed <= limit
-        self.within_business_day += in_business_day
+        if speed is not None:
+            self.speeds.append(speed)
+            self.within_business_day += in_business_day
+
+    @property
+    def leads(self) -> int:
+        """Leads counted."""
+        return sum(self.at_step)
+
+    @property
+    def reached(self) -> list[int]:
+        """Leads that reached each step or went further."""
+        out, running = [], 0
+        for count in reversed(self.at_step):
+            running += count
+            out.append(running)
+        return out[::-1]
+
+    @property
+    def attempted(self) -> int:
+        """Leads with at least one attempt."""
+        return len(self.speeds)
+
+    @property
+    def contacted(self) -> int:
+        """Leads that reached the contacted step (:func:`crm.metrics.is_contacted`)."""
+        return sum(c for step, c in enumerate(self.at_step) if metrics.is_contacted(step))
+
+    @property
+    def eligible(self) -> int:
+        """Leads that reached the eligible step."""
+        return sum(c for step, c in enumerate(self.at_step) if metrics.is_eligible(step))
+
+    @property
+    def converted(self) -> int:
+        """Leads that converted."""
+        return sum(c for step, c in enumerate(self.at_step) if metrics.is_converted(step))
+
+    @property
+    def within(self) -> list[int]:
+        """Leads first attempted within each of :data:`WITHIN`'s limits."""
+        ordered = sorted(self.speeds)
+        return [bisect.bisect_right(ordered, limit.total_seconds()) for _label, limit in WITHIN]
 
     def speed(self, pct: float) -> float | None:
         """Percentile of seconds to first attempt."""
@@ -151,28 +180,27 @@ LEAD_COLUMNS = (Lead.created_at, Lead.first_attempt_at, Lead.first_contact_at, L
 def lead_figures(scope: Scope, hours: ClinicHours) -> LeadFigures:
     """Funnel, exits, speed to lead (inside and outside hours), sources and coordinators in one pass."""
     figures = LeadFigures()
-    rows = db.session.execute(_in_range(select(*LEAD_COLUMNS), scope))
-    for row in rows:
-        speed = metrics.speed_to_lead(row.created_at, row.first_attempt_at)
+    total, inside, outside = figures.total, figures.inside_hours, figures.outside_hours
+    by_source, by_coordinator, exits, buckets = (figures.by_source, figures.by_coordinator, figures.exits,
+                                                 figures.speed_buckets)
+    limits = [limit.total_seconds() for _label, limit in SPEED_BUCKETS[:-1]]
+    for row in db.session.execute(_in_range(select(*LEAD_COLUMNS), scope)):
+        delta = metrics.speed_to_lead(row.created_at, row.first_attempt_at)
+        speed = None if delta is None else delta.total_seconds()
         in_day = speed is not None and _within_business_day(hours, row.created_at, row.first_attempt_at)
-        for tally in (figures.total, figures.inside_hours if hours.is_open(row.created_at) else figures.outside_hours,
-                      figures.by_source[row.source], figures.by_coordinator[row.assignee_id]):
-            tally.add(row, speed, in_day)
-        if row.stage in EXIT_STAGES:
-            figures.exits[(row.stage, row.stage_reason or "")] += 1
-        figures.speed_buckets[_bucket(speed)] += 1
+        exited = row.stage in EXIT_STAGES
+        for tally in (total, inside if hours.is_open(row.created_at) else outside, by_source[row.source],
+                      by_coordinator[row.assignee_id]):
+            tally.add(row, speed, in_day, exited)
+        if exited:
+            exits[(row.stage, row.stage_reason or "")] += 1
+        buckets[len(SPEED_BUCKETS) if speed is None else bisect.bisect_left(limits, speed)] += 1
     return figures
 
 
 def _within_business_day(hours: ClinicHours, created: dt.datetime, attempted: dt.datetime) -> bool:
     deadline = hours.business_day_deadline(created)
     return deadline is None or attempted <= deadline
-
-
-def _bucket(speed: dt.timedelta | None) -> int:
-    if speed is None:
-        return len(SPEED_BUCKETS)
-    return next(index for index, (_label, limit) in enumerate(SPEED_BUCKETS) if speed <= limit)
 
 
 # --- payers ------------------------------------------------------------------------------

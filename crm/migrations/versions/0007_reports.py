@@ -1,4 +1,4 @@
-"""reports: furthest pipeline step per lead, payer codes and PA timestamps, a covering report index
+"""reports: furthest pipeline step per lead, payer codes and PA timestamps, covering report and count indexes
 
 ``leads.reached_step`` is backfilled from each lead's current stage and its stage history.
 ``insurances.payer`` stays empty for existing rows (the carrier is encrypted and migrations
@@ -24,9 +24,12 @@ REPORT_COLUMNS = ['created_at', 'stage', 'stage_reason', 'reached_step', 'source
                   'first_attempt_at', 'first_contact_at', 'attempt_count']
 
 
-def _step_case(column: str) -> str:
-    whens = ' '.join(f"WHEN '{stage}' THEN {step}" for stage, step in STEPS.items())
-    return f'CASE {column} {whens} ELSE 0 END'
+LEADS = sa.table('leads', sa.column('id'), sa.column('stage'), sa.column('reached_step'))
+EVENTS = sa.table('lead_events', sa.column('lead_id'), sa.column('kind'), sa.column('to_stage'))
+
+
+def _step(column):
+    return sa.case(STEPS, value=column, else_=0)
 
 
 def upgrade():
@@ -35,14 +38,17 @@ def upgrade():
     op.add_column('insurances', sa.Column('pa_submitted_at', sa.DateTime(), nullable=True))
     op.add_column('insurances', sa.Column('pa_decided_at', sa.DateTime(), nullable=True))
     op.add_column('leads', sa.Column('reached_step', sa.Integer(), server_default='0', nullable=False))
-    op.execute(f'UPDATE leads SET reached_step = {_step_case("stage")}')
-    history = (f"(SELECT MAX({_step_case('e.to_stage')}) FROM lead_events e "
-               f"WHERE e.lead_id = leads.id AND e.kind = 'stage_changed')")
-    op.execute(f'UPDATE leads SET reached_step = {history} WHERE {history} > reached_step')
+    op.execute(LEADS.update().values(reached_step=_step(LEADS.c.stage)))
+    history = (sa.select(sa.func.max(_step(EVENTS.c.to_stage)))
+               .where(EVENTS.c.lead_id == LEADS.c.id, EVENTS.c.kind == 'stage_changed').scalar_subquery())
+    op.execute(LEADS.update().where(history > LEADS.c.reached_step).values(reached_step=history))
     op.create_index('ix_leads_report', 'leads', REPORT_COLUMNS, unique=False)
+    op.create_index('ix_leads_stage_source', 'leads', ['stage', 'source', 'assignee_id', 'urgent', 'created_at'],
+                    unique=False)
 
 
 def downgrade():
+    op.drop_index('ix_leads_stage_source', table_name='leads')
     op.drop_index('ix_leads_report', table_name='leads')
     with op.batch_alter_table('leads') as batch:
         batch.drop_column('reached_step')
