@@ -47,8 +47,12 @@ class ClinicHours:
         days = frozenset(day if isinstance(day, dt.date) else dt.date.fromisoformat(day) for day in holidays)
         return cls(zone, parse_weekly(spec), days)
 
+    def __post_init__(self) -> None:
+        # hashed on every cached day lookup: compute it once
+        object.__setattr__(self, "_hash", hash((str(self.zone), tuple(sorted(self.weekly.items())), self.holidays)))
+
     def __hash__(self) -> int:
-        return hash((str(self.zone), tuple(sorted(self.weekly.items())), self.holidays))
+        return self._hash  # type: ignore[attr-defined]
 
     def hours_on(self, day: dt.date) -> tuple[dt.time, dt.time] | None:
         """When the clinic opens and closes on ``day``, or None on a closed day or holiday."""
@@ -87,6 +91,7 @@ class ClinicHours:
         return _span_utc(self, due_day)[0] + (min(max(clock, opens), closes) - opens)  # type: ignore[index]
 
 
+@lru_cache(maxsize=256)
 def _since_midnight(clock: dt.time) -> dt.timedelta:
     return dt.timedelta(hours=clock.hour, minutes=clock.minute, seconds=clock.second)
 

@@ -428,8 +428,8 @@ class Lead(Identified, db.Model):
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
         # reports read a date range of these columns only: the index answers them without the wide rows
         Index("ix_leads_report", *REPORT_COLUMNS),
-        # the lead list's total for its stage and source filters, counted from index entries alone
-        Index("ix_leads_stage_source", "stage", "source", "assignee_id", "urgent", "created_at"),
+        # the lead list filtered by stage and source: its page in date order and its total, from the index alone
+        Index("ix_leads_stage_source", "stage", "source", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)

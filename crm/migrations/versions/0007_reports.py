@@ -43,7 +43,7 @@ def upgrade():
                .where(EVENTS.c.lead_id == LEADS.c.id, EVENTS.c.kind == 'stage_changed').scalar_subquery())
     op.execute(LEADS.update().where(history > LEADS.c.reached_step).values(reached_step=history))
     op.create_index('ix_leads_report', 'leads', REPORT_COLUMNS, unique=False)
-    op.create_index('ix_leads_stage_source', 'leads', ['stage', 'source', 'assignee_id', 'urgent', 'created_at'],
+    op.create_index('ix_leads_stage_source', 'leads', ['stage', 'source', 'created_at'],
                     unique=False)
 
 
