@@ -117,3 +117,19 @@ def test_contacted_eligible_and_converted_follow_the_furthest_step(step, contact
 ])
 def test_carriers_fall_into_known_payers(carrier, code):
     assert payers.classify(carrier) == code
+
+
+@pytest.mark.parametrize("period,first,last", [
+    ("this_week", "2026-03-02", "2026-03-04"),  # Monday to today (a Wednesday)
+    ("last_week", "2026-02-23", "2026-03-01"),
+    ("last_30", "2026-02-03", "2026-03-04"),
+    ("last_90", "2025-12-05", "2026-03-04"),
+    ("this_quarter", "2026-01-01", "2026-03-04"),
+    ("custom", "2025-11-01", "2025-11-30"),
+    ("nonsense", "2026-02-03", "2026-03-04"),  # falls back to the default period
+])
+def test_period_presets_in_clinic_days(period, first, last):
+    from crm.forms.reports import period_bounds
+
+    bounds = period_bounds(period, dt.date(2026, 3, 4), dt.date(2025, 11, 1), dt.date(2025, 11, 30))
+    assert bounds == (dt.date.fromisoformat(first), dt.date.fromisoformat(last))

@@ -317,3 +317,14 @@ def test_an_empty_clinic_reports_zeros_and_dashes(client, login_as, people):
 def test_reports_link_in_navigation_by_role(client, login_as, people, make_user):
     signed_in(client, login_as, people["c1"])
     assert 'href="/reports/"' in client.get("/leads/home").get_data(as_text=True)
+
+
+def test_a_shredded_lead_still_counts_through_its_plain_columns(app, client, login_as, people, clinic):
+    with app.app_context():
+        lead = db.session.scalar(select(Lead).where(Lead.stage == Stage.CONVERTED))
+        db.session.delete(lead.key)  # crypto-shred: the data key is gone, the ciphertexts unreadable
+        lead.first_name_enc = lead.last_name_enc = lead.phone_enc = lead.email_enc = None
+        db.session.commit()
+    signed_in(client, login_as, people["admin"])
+    funnel = by_first_cell(export(client, "funnel", **THIS_WEEK))
+    assert funnel["New"][0] == "5" and funnel["Converted"][0] == "1"
