@@ -34,10 +34,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from workspace_bench import PG_DEFAULT, fresh_database, percentile, refresh_statistics, sign_in  # noqa: E402
 
 from crm import create_app, crypto, payers  # noqa: E402
 from crm.leads import queries  # noqa: E402
@@ -51,14 +51,12 @@ from crm.models import (  # noqa: E402
     Role,
     Stage,
     User,
-    UserSession,
     db,
     encrypted_columns,
     new_lead_key,
     utcnow,
 )
 
-PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SPAN_DAYS = 3 * 365
 RECENT_DAYS = 90
 BATCH = 5_000
@@ -83,18 +81,6 @@ def parse_args() -> argparse.Namespace:
 
 
 # --- databases -----------------------------------------------------------------------------
-
-
-def fresh_database(backend: str, workdir: Path, pg_url: str, name: str) -> str:
-    """An empty database URL for one backend."""
-    if backend == "sqlite":
-        return f"sqlite:///{workdir / f'{name}.sqlite3'}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return pg_url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def make_app(url: str, keyring_json: str, instance: Path) -> Any:
@@ -223,31 +209,7 @@ def _flush(conns: dict[str, Any], batches: dict[str, dict[Any, list]]) -> None:
         conn.commit()
 
 
-def refresh_statistics(app: Any) -> None:
-    """Refresh the planner's statistics (and PostgreSQL's visibility map) after the bulk load."""
-    with app.app_context(), db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE" if conn.dialect.name == "postgresql" else "ANALYZE"))
-
-
 # --- measuring -------------------------------------------------------------------------------
-
-
-def signed_in(app: Any, role: Role) -> Any:
-    """A test client signed in as a new user with ``role``."""
-    token = crypto.random_token()
-    with app.app_context():
-        user = User(email=f"bench-{role}-{uuid.uuid4().hex[:6]}@clinic.test", role=role, display_name="Bench")
-        db.session.add(user)
-        db.session.flush()
-        now = utcnow()
-        db.session.add(UserSession(id=crypto.token_digest(token), user_id=user.id, created_at=now,
-                                   last_seen_at=now, reauth_at=now, second_factor_at=now))
-        db.session.commit()
-    client = app.test_client()
-    with client.session_transaction() as sess:
-        sess["_user_id"] = token
-        sess["_fresh"] = True
-    return client
 
 
 def timed(get: Callable[[], int]) -> float:
@@ -272,8 +234,8 @@ def without_count(get: Callable[[], int]) -> Callable[[], int]:
 
 def measure(apps: dict[str, Any], rounds: int) -> dict[str, list[float]]:
     """Alternate every measured request per round, after two warm-up rounds."""
-    managers = {name: signed_in(app, Role.MANAGER) for name, app in apps.items()}
-    coordinator = signed_in(apps["big"], Role.COORDINATOR)
+    managers = {name: sign_in(app, Role.MANAGER) for name, app in apps.items()}
+    coordinator = sign_in(apps["big"])
     probes: dict[str, Callable[[], int]] = {
         "reports, big": lambda: managers["big"].get(REPORTS_URL).status_code,
         "reports, small": lambda: managers["small"].get(REPORTS_URL).status_code,
@@ -290,16 +252,12 @@ def measure(apps: dict[str, Any], rounds: int) -> dict[str, list[float]]:
     return samples
 
 
-def p(samples: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of the samples."""
-    return statistics.quantiles(samples, n=100, method="inclusive")[round(q * 100) - 1]
-
-
 def report(backend: str, counts: dict[str, int], samples: dict[str, list[float]]) -> None:
     """Print p50 / p95 per request and the two target ratios."""
     print(f"[{backend}] big: {counts['big']:,} leads over 3 years; small: {counts['small']:,} leads (last 90 days)")
     for label, values in samples.items():
-        print(f"[{backend}] {label:<28} p50 {p(values, .5):8.1f} ms   p95 {p(values, .95):8.1f} ms  (n={len(values)})")
+        p50, p95 = percentile(values, .5), percentile(values, .95)
+        print(f"[{backend}] {label:<28} p50 {p50:8.1f} ms   p95 {p95:8.1f} ms  (n={len(values)})")
     ratio = statistics.median(samples["reports, big"]) / statistics.median(samples["reports, small"])
     print(f"[{backend}] reports, last 90 days: big / small p50 = {ratio:.2f}x (target <= 2x)")
     for label in LIST_URLS:

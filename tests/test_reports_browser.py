@@ -10,7 +10,7 @@ import pytest
 from crm.models import Lead, Role, Stage, db, utcnow
 from tests import sentinels
 from tests.auth_helpers import PASSWORD, PASSWORD_HASH
-from tests.browser import DESKTOP, assert_accessible, new_page
+from tests.browser import DESKTOP, assert_accessible, new_page, sign_in_page
 
 
 @pytest.fixture
@@ -29,11 +29,7 @@ def test_manager_reads_the_funnel_and_exports_it(app, live_server, chromium, mak
                                 reached_step=step, created_at=now - dt.timedelta(days=days)))
         db.session.commit()
     page = new_page(chromium, DESKTOP)
-    page.goto(f"{live_server}/auth/login")
-    page.fill("#email", "morgan@clinic.test")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/reports/")
+    sign_in_page(page, live_server, "morgan@clinic.test", PASSWORD, "**/reports/")
     assert_accessible(page, "reports")
 
     page.select_option("#period", "last_30")
