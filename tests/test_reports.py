@@ -328,3 +328,9 @@ def test_a_shredded_lead_still_counts_through_its_plain_columns(app, client, log
     signed_in(client, login_as, people["admin"])
     funnel = by_first_cell(export(client, "funnel", **THIS_WEEK))
     assert funnel["New"][0] == "5" and funnel["Converted"][0] == "1"
+
+
+def test_unassigned_filter_counts_only_unassigned_callbacks(client, login_as, people, clinic):
+    signed_in(client, login_as, people["admin"])
+    coordinators = by_first_cell(export(client, "coordinators", coordinator="none", **THIS_WEEK))
+    assert coordinators == {"Unassigned": ["1", "0", "", "0", "0"]}  # Robin's overdue callback is not unassigned

@@ -257,7 +257,9 @@ def overdue_callbacks(now: dt.datetime, coordinator: str | None) -> dict[str | N
     """Callbacks past due right now, per assignee (only ``coordinator``'s when given)."""
     query = (select(Callback.assignee_id, func.count()).where(Callback.done_at.is_(None), Callback.due_at < now)
              .group_by(Callback.assignee_id))
-    if coordinator and coordinator != "none":
+    if coordinator == "none":
+        query = query.where(Callback.assignee_id.is_(None))
+    elif coordinator:
         query = query.where(Callback.assignee_id == coordinator)
     return {assignee: count for assignee, count in db.session.execute(query)}
 
