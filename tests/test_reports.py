@@ -334,3 +334,21 @@ def test_unassigned_filter_counts_only_unassigned_callbacks(client, login_as, pe
     signed_in(client, login_as, people["admin"])
     coordinators = by_first_cell(export(client, "coordinators", coordinator="none", **THIS_WEEK))
     assert coordinators == {"Unassigned": ["1", "0", "", "0", "0"]}  # Robin's overdue callback is not unassigned
+
+
+@pytest.mark.parametrize("submitted,inside,within_day", [
+    ("2026-02-27 17:59", True, False),  # Friday inside hours: due Monday 17:59, attempted 18:30
+    ("2026-02-27 18:01", False, True),  # Friday after closing: due Tuesday 08:00
+])
+def test_friday_evening_edges_in_the_report(app, client, login_as, people, submitted, inside, within_day):
+    with app.app_context():
+        created = utc(submitted)
+        _lead(people, "X", created, stage=Stage.CONTACTING, reached=1, attempt=utc("2026-03-02 18:30") - created,
+              attempts=1)
+        db.session.commit()
+    signed_in(client, login_as, people["admin"])
+    rows = export(client, "speed", period="custom", date_from="2026-02-27", date_to="2026-02-27")
+    table = {row[0]: dict(zip(rows[0][1:], row[1:], strict=True)) for row in rows[1:]}
+    assert table["Submitted during opening hours"]["Leads"] == ("1" if inside else "0")
+    assert table["Submitted outside opening hours"]["Leads"] == ("0" if inside else "1")
+    assert table["All leads"]["Within 1 business day (%)"] == ("100.0" if within_day else "0.0")
