@@ -51,9 +51,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def fresh_database(backend: str, workdir: Path, pg_url: str, name: str = PG_DATABASE) -> str:
-    """An empty database URL for one backend (on PostgreSQL, the database ``name``)."""
+    """An empty database URL for one backend (a file in ``workdir``, or database ``name``)."""
     if backend == "sqlite":
-        return f"sqlite:///{workdir / 'bench.sqlite3'}"
+        return f"sqlite:///{workdir / f'{name}.sqlite3'}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
@@ -85,13 +85,14 @@ def refresh_statistics(app: Any) -> None:
 # --- measuring ---------------------------------------------------------------------------
 
 
-def sign_in(app: Any) -> Any:
-    """A test client signed in as a (new or existing) benchmark coordinator."""
+def sign_in(app: Any, role: Role = Role.COORDINATOR) -> Any:
+    """A test client signed in as a (new or existing) benchmark user with ``role``."""
     token = crypto.random_token()
+    email = "bench@clinic.test" if role == Role.COORDINATOR else f"bench-{role}@clinic.test"
     with app.app_context():
-        user = db.session.scalar(select(User).where(User.email == "bench@clinic.test"))
+        user = db.session.scalar(select(User).where(User.email == email))
         if user is None:
-            user = User(email="bench@clinic.test", role=Role.COORDINATOR, display_name="Bench")
+            user = User(email=email, role=role, display_name="Bench")
             db.session.add(user)
             db.session.flush()
         now = utcnow()

@@ -7,7 +7,22 @@ from typing import Any
 
 from flask import Flask
 
-from . import admin, auth, cli, crypto, database, errors, headers, leads, logs, public, restore, settings, templating
+from . import (
+    admin,
+    auth,
+    cli,
+    crypto,
+    database,
+    errors,
+    headers,
+    leads,
+    logs,
+    public,
+    reports,
+    restore,
+    settings,
+    templating,
+)
 from .forms import csrf
 from .limits import limiter
 
@@ -29,6 +44,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     app.register_blueprint(public.bp)
     app.register_blueprint(leads.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(reports.bp)
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)

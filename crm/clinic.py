@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 
+from .hours import ClinicHours
+
 
 def clinic_zone() -> ZoneInfo:
     """The clinic's time zone (``TIMEZONE``, default America/Los_Angeles)."""
@@ -26,3 +28,13 @@ def clinic_today() -> dt.date:
 def age_on(dob: dt.date, day: dt.date) -> int:
     """Whole years between ``dob`` and ``day``."""
     return day.year - dob.year - ((day.month, day.day) < (dob.month, dob.day))
+
+
+def clinic_hours() -> ClinicHours:
+    """The clinic's opening hours and holidays from configuration, parsed once per application."""
+    hours = current_app.extensions.get("crm_clinic_hours")
+    if hours is None:
+        config = current_app.config
+        hours = ClinicHours.from_config(clinic_zone(), config["OPENING_HOURS"], config["CLINIC_HOLIDAYS"])
+        current_app.extensions["crm_clinic_hours"] = hours
+    return hours

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from . import crypto
+from . import crypto, payers
 
 
 class Base(DeclarativeBase):
@@ -70,6 +70,7 @@ def indexer() -> crypto.BlindIndexer:
 class Role(StrEnum):
     COORDINATOR = "coordinator"
     CLINICIAN = "clinician"
+    MANAGER = "manager"  # reads reports (aggregates only), never a lead's PHI
     ADMIN = "admin"
 
 
@@ -131,6 +132,12 @@ EXIT_REASONS: dict[Stage, tuple[str, ...]] = {
         "other",
     ),
 }
+#: The funnel's steps in pipeline order; screening and insurance review run in either order, so they share one.
+PIPELINE_STEPS: tuple[tuple[Stage, ...], ...] = (
+    (Stage.NEW,), (Stage.CONTACTING,), (Stage.CONTACTED,), (Stage.SCREENING, Stage.INSURANCE_REVIEW),
+    (Stage.ELIGIBLE,), (Stage.SCHEDULED,), (Stage.CONVERTED,),
+)
+STEP_OF: dict[str, int] = {stage: step for step, stages in enumerate(PIPELINE_STEPS) for stage in stages}
 REOPEN_REASONS = ("patient_returned", "new_information", "closed_in_error", "other")
 
 
@@ -401,6 +408,11 @@ class LeadKey(db.Model):
     wrapped_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+#: The non-PHI ``leads`` columns reports aggregate (kept through a shred), date first for range scans.
+REPORT_COLUMNS = ("created_at", "stage", "stage_reason", "reached_step", "source", "assignee_id", "urgent",
+                  "first_attempt_at", "first_contact_at", "attempt_count")
+
+
 class Lead(Identified, db.Model):
     """A prospective patient; PHI encrypted with the lead's own data key."""
 
@@ -414,6 +426,10 @@ class Lead(Identified, db.Model):
         # the home page's "urgent, not yet acknowledged" queue, oldest first
         Index("ix_leads_urgent_open", "created_at", sqlite_where=text("urgent = 1 AND acknowledged_at IS NULL"),
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
+        # reports read a date range of these columns only: the index answers them without the wide rows
+        Index("ix_leads_report", *REPORT_COLUMNS),
+        # the lead list filtered by stage and source: its page in date order and its total, from the index alone
+        Index("ix_leads_stage_source", "stage", "source", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -435,6 +451,7 @@ class Lead(Identified, db.Model):
     stage_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     next_callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    reached_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # furthest PIPELINE_STEPS index
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # Privacy lifecycle (crm.operations.privacy): plain codes, times and staff ids, never PHI.
@@ -477,6 +494,7 @@ class Lead(Identified, db.Model):
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("id", new_id())
         kwargs.setdefault("reference", new_reference())
+        kwargs.setdefault("reached_step", STEP_OF.get(kwargs.get("stage", Stage.NEW), 0))
         self._cipher, key_row = new_lead_key(kwargs["id"])
         super().__init__(key=LeadKey(**key_row), **kwargs)
 
@@ -507,6 +525,8 @@ class Lead(Identified, db.Model):
     def set_stage(self, stage: str, reason: str | None, at: dt.datetime) -> None:
         """Put the lead in ``stage`` (operations check the move and record it first)."""
         self.stage, self.stage_reason, self.stage_changed_at = stage, reason, at
+        if stage in STEP_OF:  # the funnel counts the furthest step ever reached, through exits and reopens
+            self.reached_step = max(self.reached_step or 0, STEP_OF[stage])
 
     def flag_urgent(self) -> None:
         """Mark the lead urgent; any earlier acknowledgement no longer covers it."""
@@ -623,6 +643,9 @@ class Insurance(LeadOwned, db.Model):
     pa_end: Mapped[dt.date | None] = mapped_column()
     verified_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    payer: Mapped[str | None] = mapped_column(String(32))  # known-payer code from the carrier (reports), no PHI
+    pa_submitted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    pa_decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     carrier_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     member_id_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -631,7 +654,7 @@ class Insurance(LeadOwned, db.Model):
     benefits_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     pa_auth_number_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
-    carrier = Encrypted()
+    carrier = Encrypted(on_set="_classify_payer")
     member_id = Encrypted()
     group_number = Encrypted()
     policyholder = Encrypted("json")  # name, dob, relationship when not the patient
@@ -640,6 +663,9 @@ class Insurance(LeadOwned, db.Model):
 
     lead: Mapped[Lead] = relationship(back_populates="insurances")
     cards: Mapped[list[InsuranceCard]] = relationship(back_populates="insurance", cascade="all, delete-orphan")
+
+    def _classify_payer(self, carrier: str | None) -> None:
+        self.payer = payers.classify(carrier)
 
 
 class InsuranceCard(LeadOwned, db.Model):

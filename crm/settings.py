@@ -32,6 +32,9 @@ DEFAULTS: dict[str, Any] = {
     "CLINIC_PHONE": "(949) 555-0100",
     "CLINIC_ADDRESS": "100 Example Way, Suite 200, Irvine, CA 92618",
     "CLINIC_HOURS": "Monday to Friday, 8 am to 6 pm",
+    # opening hours (clinic time) and holidays that speed-to-lead reports measure against
+    "OPENING_HOURS": {day: "08:00-18:00" for day in ("mon", "tue", "wed", "thu", "fri")},
+    "CLINIC_HOLIDAYS": [],  # ISO dates, e.g. ["2026-12-25", "2027-01-01"]
     "LOCAL_CRISIS_LINE": "OC Links (855) 625-4657, 24/7",
     "LOCAL_CRISIS_PHONE": None,  # the number of LOCAL_CRISIS_LINE; when set, the line becomes a tap-to-call link
     "CONSENT_VERSION": "2026-01",

@@ -63,3 +63,12 @@ def assert_accessible(page, where: str = "") -> None:
     """No serious or critical axe-core violation on the page (``where`` names it in the failure)."""
     violations = axe_violations(page)
     assert not violations, (where, [(v["id"], v["impact"], [n["target"] for n in v["nodes"]]) for v in violations])
+
+
+def sign_in_page(page, base_url: str, email: str, password: str, lands_on: str) -> None:
+    """Sign in through the real form and wait for the page it lands on (a URL glob such as ``**/reports/``)."""
+    page.goto(f"{base_url}/auth/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lands_on)

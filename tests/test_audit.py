@@ -28,6 +28,7 @@ OBJECTS = {
     "lead_erased": "lead", "do_not_contact_set": "lead", "do_not_contact_lifted": "lead", "legal_hold_set": "lead",
     "legal_hold_released": "lead", "access_requested": "lead", "retention_applied": "lead", "backup_made": "backup",
     "restore_checked": "lead",
+    "report_viewed": "report", "report_exported": "report",
 }
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from crm.models import Callback, Insurance, Lead, Screening, db
 from tests import sentinels
 from tests.auth_helpers import PASSWORD, PASSWORD_HASH
-from tests.browser import DESKTOP, assert_accessible, new_page
+from tests.browser import DESKTOP, assert_accessible, new_page, sign_in_page
 
 
 @pytest.fixture
@@ -25,11 +25,7 @@ def test_coordinators_day(app, live_server, chromium, make_user, make_lead):
     lead_id = make_lead(first_name=sentinels.FIRST_NAME, last_name=sentinels.LAST_NAME, phone=sentinels.PHONE,
                         dob=dt.date(1980, 5, 4), email=sentinels.EMAIL)
     page = new_page(chromium, DESKTOP)
-    page.goto(f"{live_server}/auth/login")
-    page.fill("#email", "casey@clinic.test")
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/leads/home")
+    sign_in_page(page, live_server, "casey@clinic.test", PASSWORD, "**/leads/home")
     assert "Zebulonia Q." in page.content() and sentinels.PHONE not in page.content()
     assert_accessible(page)
 

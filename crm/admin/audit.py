@@ -6,9 +6,7 @@ pages decrypts a lead: events carry ids and codes, and actors are shown by e-mai
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import re
 from collections.abc import Iterator
 
@@ -30,12 +28,12 @@ from .. import audit as audit_log
 from .. import cadence
 from ..auth import fresh_required
 from ..clinic import clinic_zone
+from ..csvexport import csv_lines
 from ..forms.audit import AuditFilterForm
 from ..models import Lead, User, db, utcnow
 from . import bp
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _filter_form(formdata: MultiDict) -> AuditFilterForm:
@@ -132,25 +130,4 @@ def audit_export():
 
 def _csv_lines(filters: audit_log.AuditFilter) -> Iterator[str]:
     """Yield the CSV header and one line per event, oldest first."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(audit_log.EXPORT_COLUMNS)
-    for row in audit_log.export_rows(filters):
-        writer.writerow([_cell(value) for value in row])
-        if buffer.tell() > 64 * 1024:
-            yield _drain(buffer)
-    yield _drain(buffer)
-
-
-def _drain(buffer: io.StringIO) -> str:
-    text = buffer.getvalue()
-    buffer.seek(0)
-    buffer.truncate()
-    return text
-
-
-def _cell(value: object) -> object:
-    """Neutralise spreadsheet formulas: a text cell starting with = + - @ is quoted as text."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    return csv_lines(audit_log.EXPORT_COLUMNS, audit_log.export_rows(filters))

@@ -23,10 +23,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.exc import IntegrityError
 
-from .. import crypto
+from .. import crypto, payers
 from ..forms.public import BEST_TIMES, CONCERNS, CONTACT_METHODS, HEARD_ABOUT, INTERESTS, MEDS_TRIED
 from ..models import (
     EXIT_REASONS,
+    STEP_OF,
     AttemptOutcome,
     Callback,
     Channel,
@@ -278,6 +279,10 @@ class DemoLeads:
             else "not_started",
             "vob_outcome": "covered_with_pa" if done else None,
             "pa_status": "approved" if lead["stage"] in (Stage.SCHEDULED, Stage.CONVERTED) else None,
+            "pa_submitted_at": verified_at if lead["stage"] in (Stage.SCHEDULED, Stage.CONVERTED) else None,
+            "pa_decided_at": self.after(verified_at, 240) if verified_at and lead["stage"] in (
+                Stage.SCHEDULED, Stage.CONVERTED) else None,
+            "payer": payers.classify(carrier),
             "pa_units": None, "pa_start": None, "pa_end": None,
             "verified_by": lead["assignee_id"] if done else None, "verified_at": verified_at,
             **encrypted_columns(Insurance, insurance_id, cipher, carrier=carrier,
@@ -337,6 +342,7 @@ class DemoLeads:
             at = self.after(at, 72)
             rows.append(self.event(lead, "stage_changed", at, source, target))
         rows[-1]["reason"] = lead["stage_reason"]
+        lead["reached_step"] = max(STEP_OF.get(stage, 0) for stage in stages)
         if self.rng.random() < 0.3:
             rows.append(self.event(lead, "note", self.after(at, 24), None, None,
                                    self.rng.choice(NOTES), cipher))

@@ -11,6 +11,7 @@ from ..models import Role
 EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z"
 ROLE_CHOICES = [
     SelectChoice(Role.COORDINATOR.value, "Coordinator: works leads"),
+    SelectChoice(Role.MANAGER.value, "Manager: reads reports only, never a patient's details"),
     SelectChoice(Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),
 ]
 

@@ -9,13 +9,29 @@ from __future__ import annotations
 
 import uuid
 
-from flask import Blueprint, abort
+from flask import Blueprint, abort, redirect, request, url_for
+from flask_login import current_user
+from werkzeug.wrappers import Response
 
+from .. import metrics
+from ..auth import deny
 from ..forms.leads import code_label
-from ..models import Lead, db
+from ..models import Lead, Role, db
 from .present import UNREADABLE
 
 bp = Blueprint("leads", __name__, url_prefix="/leads")
+#: Roles that read aggregates only: every workspace page shows PHI, so they get none of it.
+NO_PHI_ROLES = frozenset({Role.MANAGER})
+
+
+@bp.before_request
+def refuse_roles_without_phi() -> Response | None:
+    """Send a manager from the home page to Reports; refuse (403, audited) every other workspace page."""
+    if current_user.is_authenticated and current_user.role in NO_PHI_ROLES:
+        if request.endpoint == "leads.home" and request.method == "GET":
+            return redirect(url_for("reports.index"))
+        deny("no_phi_access")
+    return None
 
 
 def get_lead_or_404(lead_id: uuid.UUID | str, *, for_update: bool = False) -> Lead:
@@ -33,6 +49,12 @@ def get_lead_or_404(lead_id: uuid.UUID | str, *, for_update: bool = False) -> Le
 def codelabel_filter(code: str | None) -> str:
     """Show a stored code as words."""
     return code_label(code) if code else ""
+
+
+@bp.app_template_global("speed_to_lead")
+def speed_to_lead_global(lead: Lead):
+    """The one definition of speed to lead (:mod:`crm.metrics`), for templates."""
+    return metrics.lead_speed_to_lead(lead)
 
 
 @bp.app_template_test("unreadable")

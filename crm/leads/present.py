@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import current_app, g
 
-from .. import cadence, crypto, eligibility, vob
+from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
 from ..models import (
     Callback,
@@ -123,7 +123,7 @@ def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetim
         acknowledged=lead.acknowledged_at is not None, source=lead.source,
         assignee=staff_name(assignee), created_at=lead.created_at, next_callback_at=lead.next_callback_at,
         waiting=now - lead.created_at,
-        speed_to_lead=lead.first_attempt_at - lead.created_at if lead.first_attempt_at else None,
+        speed_to_lead=metrics.lead_speed_to_lead(lead),
         due_at=due_at, overdue=due_at is not None and due_at < now,
     )
 

@@ -105,6 +105,11 @@ def _sorted(query: Select, sort: str) -> Select:
     return query.order_by(Lead.created_at.desc(), Lead.id.desc())
 
 
+def count_of(query: Select) -> int:
+    """How many leads the filtered list holds in all (its filters' indexes count them, no rows are read)."""
+    return db.session.scalar(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)) or 0
+
+
 def page_of(query: Select, page: int, size: int) -> tuple[list[Lead], bool]:
     """One page of leads with their keys, and whether another page follows (no full count)."""
     rows = list(db.session.scalars(with_keys(query.offset((page - 1) * size).limit(size + 1))))

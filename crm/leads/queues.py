@@ -53,10 +53,12 @@ def index():
     page = filters.get("page") or 1
     query = q.list_query(filters, current_user, clinic_zone())
     leads, more = q.page_of(query, page, current_app.config["LEADS_PAGE_SIZE"])
+    total = q.count_of(query)
     reader, now = Reader(), utcnow()
     rows = [lead_row(lead, reader, users, now) for lead in leads]
     audit_listing("list", rows, reader)
-    return render_template("leads/index.html", form=form, rows=rows, page=page, more=more)
+    return render_template("leads/index.html", form=form, rows=rows, page=page, more=more,
+                           total=total)
 
 
 @bp.route("/search", methods=["GET", "POST"])

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import Table, bindparam, or_, select, text
 from sqlalchemy.orm import selectinload
 
-from .. import audit, crypto, statements
+from .. import audit, crypto, payers, statements
 from ..models import (
     REOPENABLE_STAGES,
     Enquiry,
@@ -334,7 +334,7 @@ def _insurance_row(lead_id: str, cipher: crypto.FieldCipher, coverage: Coverage,
     insurance_id = new_id()
     return {
         "id": insurance_id, "lead_id": lead_id, "created_at": now, "coverage_type": coverage.coverage_type,
-        "patient_is_policyholder": coverage.patient_is_policyholder,
+        "patient_is_policyholder": coverage.patient_is_policyholder, "payer": payers.classify(coverage.carrier),
         **encrypted_columns(Insurance, insurance_id, cipher, carrier=coverage.carrier, member_id=coverage.member_id,
                             group_number=coverage.group_number, policyholder=coverage.policyholder),
     }

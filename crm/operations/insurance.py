@@ -40,12 +40,24 @@ def record_vob(lead: Lead, actor: User, data: dict[str, Any], now: dt.datetime |
     if insurance is None:
         insurance = Insurance(lead=lead)
         db.session.add(insurance)
+    now = now or utcnow()
+    _stamp_pa(insurance, data.get("pa_status"), now)
     _apply(insurance, data)
     if data["vob_status"] == vob.RULES["finished_status"]:
-        insurance.verified_by, insurance.verified_at = actor.id, now or utcnow()
+        insurance.verified_by, insurance.verified_at = actor.id, now
     add_event(lead, actor, "vob_recorded", reason=data["vob_status"])
     record("vob_recorded", lead.id, actor, {"insurance_id": insurance.id, "vob_status": data["vob_status"]})
     return insurance
+
+
+def _stamp_pa(insurance: Insurance, target: str | None, now: dt.datetime) -> None:
+    """Note when the authorisation was first submitted and when the payer first decided (reports' turnaround)."""
+    if target == insurance.pa_status:
+        return
+    if target in vob.RULES["pa_submitted"] and insurance.pa_submitted_at is None:
+        insurance.pa_submitted_at = now
+    if target in vob.RULES["pa_decided"] and insurance.pa_decided_at is None:
+        insurance.pa_decided_at = now
 
 
 def _apply(insurance: Insurance, data: dict[str, Any]) -> None:

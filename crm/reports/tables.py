@@ -1,0 +1,173 @@
+"""Report tables: the figures as rows of typed cells, shown on the page and exported as CSV.
+
+A cell's column kind says how it is shown (``count``, ``pct``, ``duration`` in seconds,
+``hours``, ``days``, ``text``); the page and the CSV read the same rows, so both carry the
+same figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from .. import metrics, payers
+from ..forms.leads import code_label
+from ..templating import duration
+from .figures import SPEED_BUCKETS, STEP_NAMES, WITHIN, LeadFigures, PayerTally, Tally, Week
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its heading and how its cells are shown."""
+
+    label: str
+    kind: str = "count"
+
+
+@dataclass
+class Table:
+    """One report table: a key (for its CSV), a caption, columns and rows."""
+
+    key: str
+    title: str
+    columns: list[Column]
+    rows: list[list[Any]]
+
+
+def funnel(figures: LeadFigures) -> Table:
+    """How many leads reached each step, the conversion to the next, and exits at each step."""
+    total = figures.total
+    rows = []
+    for index, name in enumerate(STEP_NAMES):
+        following = total.reached[index + 1] if index + 1 < len(STEP_NAMES) else None
+        rows.append([name, total.reached[index], metrics.rate(total.reached[index], total.leads),
+                     metrics.rate(following, total.reached[index]) if following is not None else None,
+                     total.exited_at[index]])
+    return Table("funnel", "Funnel: leads that reached each step", [
+        Column("Step", "text"), Column("Leads reached"), Column("Share of all leads", "pct"),
+        Column("Conversion to next step", "pct"), Column("Left the pipeline after this step")], rows)
+
+
+def exits(figures: LeadFigures, reasons: list[tuple[str, str]]) -> Table:
+    """Leads that left the pipeline, by exit and reason (reopened leads are no longer exits)."""
+    known = set(reasons)
+    rows = [[code_label(stage), code_label(reason), figures.exits.get((stage, reason), 0)]
+            for stage, reason in reasons]
+    rows += [[code_label(stage), code_label(reason) if reason else "No reason", count]
+             for (stage, reason), count in sorted(figures.exits.items()) if (stage, reason) not in known]
+    return Table("exits", "Exits by stage and reason", [
+        Column("Exit", "text"), Column("Reason", "text"), Column("Leads")], rows)
+
+
+def speed(figures: LeadFigures) -> Table:
+    """Speed to lead for all leads and split by whether they came in during opening hours."""
+    groups = (("All leads", figures.total), ("Submitted during opening hours", figures.inside_hours),
+              ("Submitted outside opening hours", figures.outside_hours))
+    rows = [[label, *_speed_cells(tally)] for label, tally in groups]
+    return Table("speed", "Speed to lead", [
+        Column("Leads", "text"), Column("Leads"), Column("Attempted"), Column("Median", "duration"),
+        Column("90th percentile", "duration"),
+        *(Column(f"Within {label}", "pct") for label, _limit in WITHIN),
+        Column("Within 1 business day", "pct"), Column("Median to first live contact", "duration"),
+        Column("Attempts per lead", "decimal"), Column("Contact rate", "pct")], rows)
+
+
+def _speed_cells(tally: Tally) -> list[Any]:
+    shares = [metrics.rate(count, tally.leads) for count in tally.within]
+    return [tally.leads, tally.attempted, tally.speed(50), tally.speed(90), *shares,
+            metrics.rate(tally.within_business_day, tally.leads), tally.contact_speed(50),
+            tally.attempts / tally.leads if tally.leads else None, metrics.rate(tally.contacted, tally.leads)]
+
+
+def speed_distribution(figures: LeadFigures) -> Table:
+    """How many leads got their first attempt within each band, and how many none yet."""
+    labels = [label for label, _limit in SPEED_BUCKETS] + ["No attempt yet"]
+    rows = [[label, count, metrics.rate(count, figures.total.leads)]
+            for label, count in zip(labels, figures.speed_buckets, strict=True)]
+    return Table("speed_distribution", "Time to first attempt", [
+        Column("Time to first attempt", "text"), Column("Leads"), Column("Share", "pct")], rows)
+
+
+def sources(figures: LeadFigures) -> Table:
+    """Enquiries, contact, eligible and conversion rates per source."""
+    rows = [[code_label(source), tally.leads, metrics.rate(tally.contacted, tally.leads),
+             metrics.rate(tally.eligible, tally.leads), metrics.rate(tally.converted, tally.leads)]
+            for source, tally in sorted(figures.by_source.items(), key=lambda item: -item[1].leads)]
+    return Table("sources", "Sources", [
+        Column("Source", "text"), Column("Enquiries"), Column("Contact rate", "pct"),
+        Column("Eligible rate", "pct"), Column("Conversion", "pct")], rows)
+
+
+def payer_table(tallies: dict[tuple[str, str | None], PayerTally]) -> Table:
+    """Leads per coverage type and payer, benefits-check turnaround, PA approval and turnaround."""
+    rows = [[code_label(coverage), payers.label(payer), t.leads, t.verified,
+             metrics.percentile(sorted(t.vob_hours), 50), t.pa_decided, metrics.rate(t.pa_approved, t.pa_decided),
+             metrics.percentile(sorted(t.pa_days), 50)]
+            for (coverage, payer), t in tallies.items()]
+    return Table("payers", "Payers", [
+        Column("Coverage type", "text"), Column("Carrier", "text"), Column("Leads"),
+        Column("Benefits verified"), Column("Median benefits check (requested to verified)", "hours"),
+        Column("Prior authorisations decided"), Column("Approval rate", "pct"),
+        Column("Median prior authorisation (submitted to decided)", "days")], rows)
+
+
+def coordinators(figures: LeadFigures, overdue: dict[str | None, int], names: dict[str | None, str]) -> Table:
+    """Per coordinator: leads assigned, attempts, speed to lead, overdue callbacks now, conversions."""
+    people = sorted(set(figures.by_coordinator) | set(overdue), key=lambda key: names.get(key, ""))
+    rows = []
+    for person in people:
+        tally = figures.by_coordinator.get(person) or Tally()
+        rows.append([names.get(person, "Former staff"), tally.leads, tally.attempts, tally.speed(50),
+                     overdue.get(person, 0), tally.converted])
+    return Table("coordinators", "Coordinators", [
+        Column("Coordinator", "text"), Column("Leads assigned"), Column("Attempts"),
+        Column("Median speed to lead", "duration"), Column("Overdue callbacks now"), Column("Conversions")], rows)
+
+
+def trend(weeks: list[Week]) -> Table:
+    """Enquiries and median speed to lead per week."""
+    rows = [[week.starts.isoformat(), week.enquiries, week.median_speed] for week in weeks]
+    return Table("trend", "Last 26 weeks", [
+        Column("Week starting", "text"), Column("Enquiries"), Column("Median speed to lead", "duration")], rows)
+
+
+# --- cells as text ---------------------------------------------------------------------
+
+
+def show(value: Any, kind: str) -> str:
+    """A cell as the page shows it; an empty figure (nothing to divide) is a dash."""
+    if value is None:
+        return "—"
+    if kind == "count":
+        return f"{value:,}"
+    if kind == "pct":
+        return f"{value * 100:.1f}%"
+    if kind == "decimal":
+        return f"{value:.1f}"
+    if kind == "duration":
+        return duration(dt.timedelta(seconds=value))
+    if kind == "hours":
+        return f"{value:.1f} h"
+    if kind == "days":
+        return f"{value:.1f} days"
+    return str(value)
+
+
+def export_cell(value: Any, kind: str) -> Any:
+    """A cell as the CSV holds it: plain numbers (percent, minutes, hours, days), text as is."""
+    if value is None:
+        return ""
+    if kind == "pct":
+        return round(value * 100, 1)
+    if kind == "duration":
+        return round(value / 60, 1)
+    if kind in ("decimal", "hours", "days"):
+        return round(value, 1)
+    return value
+
+
+def export_heading(column: Column) -> str:
+    """A CSV heading naming the unit of its numbers."""
+    unit = {"pct": " (%)", "duration": " (minutes)", "hours": " (hours)", "days": " (days)"}.get(column.kind, "")
+    return column.label + unit
