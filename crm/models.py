@@ -411,6 +411,7 @@ class Lead(Identified, db.Model):
         Index("ix_leads_urgent", "urgent", "acknowledged_at"),
         Index("ix_leads_source_created", "source", "created_at"),
         Index("ix_leads_assignee_created", "assignee_id", "created_at"),
+        Index("ix_leads_language_created", "preferred_language", "created_at"),
         # the home page's "urgent, not yet acknowledged" queue, oldest first
         Index("ix_leads_urgent_open", "created_at", sqlite_where=text("urgent = 1 AND acknowledged_at IS NULL"),
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
@@ -436,6 +437,7 @@ class Lead(Identified, db.Model):
     next_callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    preferred_language: Mapped[str | None] = mapped_column(String(8))  # a language code such as "es"; not PHI
 
     first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -571,6 +573,7 @@ class Enquiry(LeadOwned, db.Model):
     idempotency_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     crisis: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_version: Mapped[str] = mapped_column(String(32))
+    consent_language: Mapped[str | None] = mapped_column(String(8))  # the language of that wording
     consented_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     privacy_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
