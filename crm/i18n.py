@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from flask import Flask, current_app, has_request_context, request
 from flask_babel import Babel, format_decimal, get_locale, gettext
+from jinja2 import pass_context
+from jinja2.runtime import Context
 from werkzeug.wrappers import Response
 
 babel = Babel()
@@ -74,8 +76,9 @@ def switch_links() -> list[dict[str, object]]:
 
 def remember_choice(response: Response) -> Response:
     """Keep a language picked with the switch link in a cookie holding only its code."""
-    if request.blueprint not in STAFF_BLUEPRINTS and request.endpoint != "static":
-        response.vary.update(("Accept-Language", "Cookie"))
+    if request.blueprint in STAFF_BLUEPRINTS or request.endpoint == "static":
+        return response
+    response.vary.update(("Accept-Language", "Cookie"))
     code = chosen_language()
     if code and request.cookies.get(LANG_COOKIE) != code:
         response.set_cookie(LANG_COOKIE, code, max_age=LANG_COOKIE_DAYS * 86400, path="/",
@@ -88,8 +91,9 @@ def clinic_text(value: str | None) -> str:
     return gettext(value) if value else ""
 
 
-def number(value: float) -> str:
-    """A number written the page language's way (``1,000`` in English, ``1000`` in Spanish)."""
+@pass_context  # a context filter is never folded into the compiled template (``5|number`` is a constant)
+def number(_context: Context, value: float) -> str:
+    """A number written the page language's way (``1,000`` in English, ``1.000`` in Spanish)."""
     return format_decimal(value)
 
 

@@ -133,6 +133,10 @@ EXIT_REASONS: dict[Stage, tuple[str, ...]] = {
 }
 REOPEN_REASONS = ("patient_returned", "new_information", "closed_in_error", "other")
 
+#: Languages a lead may prefer (ISO 639-1 codes): the public pages' two, then those most spoken at home
+#: in Orange County that a coordinator may hear on the phone.
+PREFERRED_LANGUAGES = ("en", "es", "vi", "ko", "zh", "tl", "fa", "ar")
+
 
 def allowed_moves(stage: Stage) -> tuple[Stage, ...]:
     """Return every stage a lead in ``stage`` may move to."""

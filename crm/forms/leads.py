@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -23,17 +24,39 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from .. import eligibility, vob
 from ..clinic import clinic_today
-from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
+from ..models import (
+    EXIT_REASONS,
+    PREFERRED_LANGUAGES,
+    REOPEN_REASONS,
+    AttemptOutcome,
+    Channel,
+    CoverageType,
+    LeadSource,
+    Stage,
+)
 from . import MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
+#: What staff call each language a lead may prefer.
+LANGUAGE_NAMES = {"en": _l("English"), "es": _l("Spanish"), "vi": _l("Vietnamese"), "ko": _l("Korean"),
+                  "zh": _l("Chinese"), "tl": _l("Tagalog"), "fa": _l("Persian (Farsi)"), "ar": _l("Arabic")}
 SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback (scheduled only)")]
 
 
 def code_label(code: str) -> str:
     """Turn a stored code such as ``insurance_review`` into ``Insurance review``."""
     return code.replace("_", " ").capitalize()
+
+
+def language_name(code: str | None) -> str:
+    """The name staff see for a language code (the code itself if unknown)."""
+    return str(LANGUAGE_NAMES.get(code, code)) if code else ""
+
+
+def language_choices(blank: str) -> Any:
+    """The preferred-language options, read in the page language when a form is built."""
+    return lambda: options([("", blank)] + [(code, language_name(code)) for code in PREFERRED_LANGUAGES])
 
 
 def options(pairs: Any, group: str | None = None) -> list[SelectChoice]:
@@ -95,6 +118,7 @@ class LeadFilterForm(FlaskForm):
     source = SelectField("Source", choices=_choices(list(LeadSource), "Any source"), default="")
     urgency = SelectField("Urgency", default="", choices=options(
         [("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")]))
+    language = SelectField("Preferred language", choices=language_choices("Any language"), default="")
     created_from = DateField("Submitted from", validators=[Optional()])
     created_to = DateField("Submitted to", validators=[Optional()])
     sort = SelectField("Sort", choices=options(SORTS), default="newest")
@@ -129,6 +153,13 @@ class NoteForm(FlaskForm):
     """A free-text note, stored encrypted."""
 
     body = TextAreaField("Note", validators=[DataRequired("Write the note first."), Length(max=4000)])
+
+
+class LanguageForm(FlaskForm):
+    """The language the patient prefers to be spoken to in."""
+
+    language = SelectField("Preferred language", choices=language_choices("—"),
+                           validators=[DataRequired("Choose a language.")])
 
 
 class AssignForm(FlaskForm):

@@ -168,7 +168,7 @@ class LocalDateField(DateField):
     """A date field that reads a typed date the page language's way (the date picker sends ISO)."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
-        self.format = TYPED_DATE_FORMATS.get(str(get_locale()), DATE_FORMATS)
+        self.strptime_format = TYPED_DATE_FORMATS.get(str(get_locale()), DATE_FORMATS)
         super().process_formdata(valuelist)
 
 

@@ -11,7 +11,7 @@ import uuid
 
 from flask import Blueprint, abort
 
-from ..forms.leads import code_label
+from ..forms.leads import code_label, language_name
 from ..models import Lead, db
 from .present import UNREADABLE
 
@@ -33,6 +33,12 @@ def get_lead_or_404(lead_id: uuid.UUID | str, *, for_update: bool = False) -> Le
 def codelabel_filter(code: str | None) -> str:
     """Show a stored code as words."""
     return code_label(code) if code else ""
+
+
+@bp.app_template_filter("language_name")
+def language_name_filter(code: str | None) -> str:
+    """Show a language code as the language's name."""
+    return language_name(code)
 
 
 @bp.app_template_test("unreadable")

@@ -13,7 +13,7 @@ from flask_wtf import FlaskForm
 from .. import cadence, eligibility
 from ..auth import deny
 from ..clinic import clinic_zone
-from ..forms.leads import AttemptForm, ConfirmForm, NoteForm, ScreeningForm, VobForm
+from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
 from ..models import Lead, Role, Screening, User, db
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
@@ -58,6 +58,15 @@ def assign(lead_id: uuid.UUID):
     form = assign_form(request.form)
     return perform(lead, form, "assign",
                    lambda: ops.assign(lead, db.session.get(User, form.assignee.data), current_user), "Lead assigned.")
+
+
+@bp.post("/<uuid:lead_id>/language")
+def set_language(lead_id: uuid.UUID):
+    """Record the language the patient prefers to be spoken to in."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = LanguageForm()
+    return perform(lead, form, "contact", lambda: ops.set_preferred_language(lead, form.language.data, current_user),
+                   "Preferred language saved.", form_key="language")
 
 
 def _attempt_message(result: ops.AttemptResult) -> str:
