@@ -54,7 +54,7 @@ ACTIONS = frozenset(
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
-        "settings_changed",
+        "settings_changed", "preferred_language_changed",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})
