@@ -12,11 +12,15 @@ Messages live in ``crm/translations/<lang>/LC_MESSAGES/messages.po`` and are com
 
 from __future__ import annotations
 
+import functools
+
+from babel import support
 from flask import Flask, current_app, has_request_context, request
 from flask_babel import Babel, format_decimal, get_locale, gettext
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from werkzeug.wrappers import Response
+from wtforms.i18n import messages_path
 
 babel = Babel()
 
@@ -97,6 +101,17 @@ def number(_context: Context, value: float) -> str:
     return format_decimal(value)
 
 
+@functools.cache
+def wtforms_catalog(language: str) -> support.Translations:
+    """WTForms' own messages (such as "Not a valid choice.") in ``language``, read once per process."""
+    return support.Translations.load(messages_path(), [language], domain="wtforms")
+
+
+def share_wtforms_catalog() -> None:
+    """Hand Flask-WTF this request's WTForms catalog from the cache; left alone, it reads the file every request."""
+    request.wtforms_translations = wtforms_catalog(page_language())
+
+
 def init_app(app: Flask) -> None:
     """Install Flask-Babel (catalogs in ``crm/translations``) and the language helpers for templates."""
     babel.init_app(app, locale_selector=select_locale, default_domain="messages")
@@ -105,4 +120,5 @@ def init_app(app: Flask) -> None:
                                  language_args=language_args)
     app.add_template_filter(clinic_text)
     app.add_template_filter(number)
+    app.before_request(share_wtforms_catalog)
     app.after_request(remember_choice)

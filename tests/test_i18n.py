@@ -3,6 +3,7 @@ Spanish-speaking patient gets Spanish labels, errors, consent wording and crisis
 
 from __future__ import annotations
 
+import gettext as gettext_module
 import html
 import re
 from pathlib import Path
@@ -362,3 +363,18 @@ def test_the_rate_limited_page_is_in_spanish(config, tmp_path):
         db.session.remove()
         db.drop_all()
         db.engine.dispose()
+
+
+def test_no_catalog_file_is_read_per_request_once_warm(client, app, monkeypatch):
+    for headers in (SPANISH, {}):
+        client.get("/", headers=headers)
+        client.post("/", data={"preferred_contact": "fax", "form_token": fresh_token(app)}, headers=headers)
+    parsed: list[str] = []
+    real_parse = gettext_module.GNUTranslations._parse
+    monkeypatch.setattr(gettext_module.GNUTranslations, "_parse",
+                        lambda self, fp: (parsed.append(getattr(fp, "name", "?")), real_parse(self, fp))[1])
+    for headers in (SPANISH, {}):
+        assert client.get("/", headers=headers).status_code == 200
+        invalid = client.post("/", data={"preferred_contact": "fax", "form_token": fresh_token(app)}, headers=headers)
+        assert ("Opción inválida." if headers else "Not a valid choice.") in html.unescape(page(invalid))
+    assert parsed == []
