@@ -20,7 +20,9 @@ is printed pooled over all rounds and as the median of the per-round ratios.
 same submissions, sent by clients whose browsers ask for Spanish (``Accept-Language: es-US``)
 or English, in rounds that alternate ABBA (en, es, es, en, ...), then timed GETs of the form page
 (the rendering, where the catalog is read) in the same alternating order. Target: Spanish rate
-at least 0.95x English for both.
+at least 0.95x English for both. On a shared machine the rates swing with other load, so each
+round also records the CPU time the server's processes used (from ``/proc``), and the ratio of
+CPU per request (English / Spanish, so above 1 means Spanish is cheaper) is printed as well.
 """
 
 from __future__ import annotations
@@ -224,6 +226,16 @@ def report(name: str, result: dict, stored: int) -> None:
           f"   303 acks {result['acks']}   other {result['other']}   stored {stored}")
 
 
+def server_cpu_seconds(master: int) -> float:
+    """User + system CPU used so far by a gunicorn master and its workers (Linux ``/proc``)."""
+    pids = [master, *map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split())]
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def compare_languages(args: argparse.Namespace) -> None:
     """Time the Spanish form against the English form on one CRM server, in alternating ABBA rounds."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,8 +259,11 @@ def compare_languages(args: argparse.Namespace) -> None:
                 order = ("en", "es") if number % 2 == 0 else ("es", "en")
                 for kind, client in kinds.items():
                     for language in order:
-                        rounds[(kind, language)].append(drive(functools.partial(client, language=language), port,
-                                                              per_round, args.connections, first))
+                        cpu = server_cpu_seconds(server.pid)
+                        got = drive(functools.partial(client, language=language), port, per_round,
+                                    args.connections, first)
+                        got["cpu"] = server_cpu_seconds(server.pid) - cpu
+                        rounds[(kind, language)].append(got)
                         first += per_round
         finally:
             server.terminate()
@@ -263,6 +278,13 @@ def compare_languages(args: argparse.Namespace) -> None:
             print(f"ratio Spanish/English {label}: {spanish['rate'] / english['rate']:.3f}x pooled, "
                   f"{statistics.median(ratios):.3f}x median of rounds ({', '.join(f'{r:.2f}' for r in ratios)}) "
                   "(target >= 0.95x)")
+            cpu = {lang: 1000 * sum(got["cpu"] for got in rounds[(kind, lang)])
+                   / sum(len(got["latencies"]) for got in rounds[(kind, lang)]) for lang in ("en", "es")}
+            cpu_ratios = [(en["cpu"] / len(en["latencies"])) / (es["cpu"] / len(es["latencies"]))
+                          for en, es in zip(rounds[(kind, "en")], rounds[(kind, "es")], strict=True)]
+            print(f"server CPU per {label}: English {cpu['en']:.2f} ms, Spanish {cpu['es']:.2f} ms; "
+                  f"English/Spanish {cpu['en'] / cpu['es']:.3f}x pooled, {statistics.median(cpu_ratios):.3f}x median "
+                  f"of rounds (target >= 0.95x)")
         print(f"enquiries stored: {count_rows(workdir / 'crm.sqlite3', 'enquiries')}")
 
 
