@@ -15,11 +15,20 @@ environment variables. Each client is one ``http.client`` connection, reopened w
 server closes it (after every response with ``sync`` workers). The requests are sent in rounds
 that alternate between the two servers, so a slow spell of a shared machine hits both; the ratio
 is printed pooled over all rounds and as the median of the per-round ratios.
+
+``--languages`` compares the Spanish form with the English one instead, on one CRM server: the
+same submissions, sent by clients whose browsers ask for Spanish (``Accept-Language: es-US``)
+or English, in rounds that alternate ABBA (en, es, es, en, ...), then timed GETs of the form page
+(the rendering, where the catalog is read) in the same alternating order. Target: Spanish rate
+at least 0.95x English for both. On a shared machine the rates swing with other load, so each
+round also records the CPU time the server's processes used (from ``/proc``), and the ratio of
+CPU per request (English / Spanish, so above 1 means Spanish is cheaper) is printed as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import http.client
 import os
 import re
@@ -38,6 +47,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "2", "--threads", os.environ.get("BENCH_THREADS", "1"),
             "--keep-alive", "30", "--log-level", "warning"]
+LANGUAGE_HEADERS = {"en": "en-US,en;q=0.9", "es": "es-US,es;q=0.9,en;q=0.5"}
 TOKEN = re.compile(r'name="(csrf_token|form_token)" type="hidden" value="([^"]+)"')
 
 
@@ -101,15 +111,17 @@ def form_fields(n: int) -> dict[str, str]:
 class CrmClient:
     """One virtual patient browser: a cookie, a CSRF token and pre-fetched form tokens."""
 
-    def __init__(self, port: int, count: int):
+    def __init__(self, port: int, count: int, language: str = "en"):
         self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.language = LANGUAGE_HEADERS[language]
         self.cookie = ""
         self.csrf = ""
         self.form_tokens = [self._load_form() for _ in range(count)]
         self.conn.close()  # the timed phase starts on a fresh connection
 
     def _load_form(self) -> str:
-        self.conn.request("GET", "/", headers={"Cookie": self.cookie} if self.cookie else {})
+        self.conn.request("GET", "/", headers={"Accept-Language": self.language,
+                                             **({"Cookie": self.cookie} if self.cookie else {})})
         response = self.conn.getresponse()
         body = response.read().decode()
         cookie = response.getheader("Set-Cookie")
@@ -122,11 +134,27 @@ class CrmClient:
     def send(self, n: int) -> int:
         fields = {**form_fields(n), "csrf_token": self.csrf, "form_token": self.form_tokens.pop()}
         self.conn.request("POST", "/", body=urlencode(fields), headers={
-            "Content-Type": "application/x-www-form-urlencoded", "Cookie": self.cookie})
+            "Content-Type": "application/x-www-form-urlencoded", "Cookie": self.cookie,
+            "Accept-Language": self.language})
         response = self.conn.getresponse()
         response.read()
         self.last_headers = response.headers
         return response.status
+
+
+class FormViewer:
+    """One patient browser loading the form page (timed): the page rendered in its language."""
+
+    def __init__(self, port: int, _count: int, language: str = "en"):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.language = LANGUAGE_HEADERS[language]
+        self.marker = 'lang="es"' if language == "es" else 'lang="en"'
+
+    def send(self, _n: int) -> int:
+        self.conn.request("GET", "/", headers={"Accept-Language": self.language})
+        response = self.conn.getresponse()
+        body = response.read().decode()
+        return 303 if response.status == 200 and self.marker in body else response.status  # 303: as asked
 
 
 class BareClient:
@@ -198,13 +226,79 @@ def report(name: str, result: dict, stored: int) -> None:
           f"   303 acks {result['acks']}   other {result['other']}   stored {stored}")
 
 
+def server_cpu_seconds(master: int) -> float:
+    """User + system CPU used so far by a gunicorn master and its workers (Linux ``/proc``)."""
+    pids = [master, *map(int, Path(f"/proc/{master}/task/{master}/children").read_text().split())]
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def compare_languages(args: argparse.Namespace) -> None:
+    """Time the Spanish form against the English form on one CRM server, in alternating ABBA rounds."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        env = crm_env(workdir)
+        migrate(env)
+        port = free_port()
+        server = start("crm:create_app()", env, port, ROOT, args.worker_class)
+        kinds = {"post": CrmClient, "get": FormViewer}
+        rounds: dict[tuple[str, str], list[dict]] = {(k, lang): [] for k in kinds for lang in ("en", "es")}
+        try:
+            wait_for(port, "/health")
+            per_round = args.requests // args.rounds
+            first = args.requests  # patient numbers: warm-up, then each round's own range
+            for client in kinds.values():
+                for language in ("en", "es"):
+                    drive(functools.partial(client, language=language), port, 10 * args.connections,
+                          args.connections, first)
+                    first += 10 * args.connections
+            for number in range(args.rounds):
+                order = ("en", "es") if number % 2 == 0 else ("es", "en")
+                for kind, client in kinds.items():
+                    for language in order:
+                        cpu = server_cpu_seconds(server.pid)
+                        got = drive(functools.partial(client, language=language), port, per_round,
+                                    args.connections, first)
+                        got["cpu"] = server_cpu_seconds(server.pid) - cpu
+                        rounds[(kind, language)].append(got)
+                        first += per_round
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+        print(f"{args.requests} requests per language and kind over {args.connections} connections in "
+              f"{args.rounds} ABBA rounds, gunicorn 2 {args.worker_class} workers, one CRM server")
+        for kind, label in (("post", "enquiry POST"), ("get", "form page GET")):
+            english, spanish = (summarise(rounds[(kind, lang)], {"statuses": []}) for lang in ("en", "es"))
+            report(f"{label}, English", english, english["acks"])
+            report(f"{label}, Spanish", spanish, spanish["acks"])
+            ratios = [rate(es) / rate(en) for en, es in zip(rounds[(kind, "en")], rounds[(kind, "es")], strict=True)]
+            print(f"ratio Spanish/English {label}: {spanish['rate'] / english['rate']:.3f}x pooled, "
+                  f"{statistics.median(ratios):.3f}x median of rounds ({', '.join(f'{r:.2f}' for r in ratios)}) "
+                  "(target >= 0.95x)")
+            cpu = {lang: 1000 * sum(got["cpu"] for got in rounds[(kind, lang)])
+                   / sum(len(got["latencies"]) for got in rounds[(kind, lang)]) for lang in ("en", "es")}
+            cpu_ratios = [(en["cpu"] / len(en["latencies"])) / (es["cpu"] / len(es["latencies"]))
+                          for en, es in zip(rounds[(kind, "en")], rounds[(kind, "es")], strict=True)]
+            print(f"server CPU per {label}: English {cpu['en']:.2f} ms, Spanish {cpu['es']:.2f} ms; "
+                  f"English/Spanish {cpu['en'] / cpu['es']:.3f}x pooled, {statistics.median(cpu_ratios):.3f}x median "
+                  f"of rounds (target >= 0.95x)")
+        print(f"enquiries stored: {count_rows(workdir / 'crm.sqlite3', 'enquiries')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--worker-class", choices=("sync", "gthread"), default="sync")
+    parser.add_argument("--languages", action="store_true", help="Spanish form vs English form instead")
     args = parser.parse_args()
+    if args.languages:
+        compare_languages(args)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         env = crm_env(workdir)

@@ -15,6 +15,7 @@ from . import (
     database,
     errors,
     headers,
+    i18n,
     leads,
     logs,
     public,
@@ -44,6 +45,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     app.register_blueprint(public.bp)
     app.register_blueprint(leads.bp)
     app.register_blueprint(admin.bp)
+    i18n.init_app(app)
     app.register_blueprint(reports.bp)
     templating.init_app(app)
     errors.init_app(app)

@@ -56,7 +56,7 @@ ACTIONS = frozenset(
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
         "settings_changed", "lead_erased", "do_not_contact_set", "do_not_contact_lifted", "legal_hold_set",
         "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",
-        "report_viewed", "report_exported",
+        "report_viewed", "report_exported", "preferred_language_changed",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup", "report"})

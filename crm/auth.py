@@ -30,6 +30,7 @@ from flask import (
     session,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
@@ -130,7 +131,7 @@ def fresh_required(view: Callable) -> Callable:
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if is_fresh():
             return view(*args, **kwargs)
-        flash("Please confirm it's you to continue.", "info")
+        flash(_("Please confirm it's you to continue."), "info")
         return redirect(url_for("auth.reauth", next=_return_path()))
 
     return wrapped
@@ -351,8 +352,8 @@ def _refuse_throttled(form: LoginForm, verdict: throttle.Verdict) -> tuple[str, 
                  details={"reason": "locked" if verdict.locked else "throttled"})
     db.session.commit()
     if verdict.locked:
-        flash("Sign-in is locked for this account after too many failed attempts. "
-              "Ask an administrator to unlock it.", "error")
+        flash(_("Sign-in is locked for this account after too many failed attempts. "
+              "Ask an administrator to unlock it."), "error")
     else:
         minutes = max(1, -(-verdict.retry_after // 60))
         flash(f"Too many sign-in attempts. Please wait {minutes} minute{'s' if minutes > 1 else ''} "
@@ -367,7 +368,7 @@ def _throttled_out() -> Response:
                  outcome="failure", details={"reason": "throttled"})
     end_session("throttled")
     db.session.commit()
-    flash("Too many attempts. Please wait a few minutes and sign in again.", "error")
+    flash(_("Too many attempts. Please wait a few minutes and sign in again."), "error")
     return redirect(url_for("auth.login"))
 
 
@@ -435,7 +436,7 @@ def recovery():
 def enrol():
     """Enrol an authenticator app: scan the QR code, confirm one code, keep the recovery codes."""
     if current_user.has_totp:
-        flash("Two-step sign-in is already set up. You can replace it from your account page.", "info")
+        flash(_("Two-step sign-in is already set up. You can replace it from your account page."), "info")
         return redirect(url_for("auth.account"))
     secret = _pending_secret()
     form = CodeForm()
@@ -497,7 +498,7 @@ def logout():
     audit.record("sign_out", actor=current_user, object_type="user", object_id=current_user.id)
     end_session()
     db.session.commit()
-    flash("You have signed out.", "info")
+    flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))
 
 
@@ -565,7 +566,7 @@ def revoke_own_session(session_id: str):
     if row.id == current_session().id:
         end_session("revoked")
     db.session.commit()
-    flash("Session signed out.", "success")
+    flash(_("Session signed out."), "success")
     return redirect(url_for("auth.account" if current_user.is_authenticated else "auth.login"))
 
 
@@ -597,7 +598,7 @@ def replace_second_factor():
     accounts.reset_second_factor(current_user, current_user)
     session.pop("totp_pending", None)
     db.session.commit()
-    flash("Your old authenticator no longer works. Set up the new one now.", "info")
+    flash(_("Your old authenticator no longer works. Set up the new one now."), "info")
     return redirect(url_for("auth.enrol"))
 
 
@@ -621,7 +622,7 @@ def accept_invitation(token: str):
             form.new_password.errors.append(str(exc))
         else:
             db.session.commit()
-            flash("Your password is set. Sign in to continue.", "success")
+            flash(_("Your password is set. Sign in to continue."), "success")
             return redirect(url_for("auth.login"))
     status = 400 if form.errors else 200
     minimum = accounts.minimum_password_length(user)

@@ -140,6 +140,10 @@ PIPELINE_STEPS: tuple[tuple[Stage, ...], ...] = (
 STEP_OF: dict[str, int] = {stage: step for step, stages in enumerate(PIPELINE_STEPS) for stage in stages}
 REOPEN_REASONS = ("patient_returned", "new_information", "closed_in_error", "other")
 
+#: Languages a lead may prefer (ISO 639-1 codes): the public pages' two, then those most spoken at home
+#: in Orange County that a coordinator may hear on the phone.
+PREFERRED_LANGUAGES = ("en", "es", "vi", "ko", "zh", "tl", "fa", "ar")
+
 
 def allowed_moves(stage: Stage) -> tuple[Stage, ...]:
     """Return every stage a lead in ``stage`` may move to."""
@@ -423,6 +427,7 @@ class Lead(Identified, db.Model):
         Index("ix_leads_urgent", "urgent", "acknowledged_at"),
         Index("ix_leads_source_created", "source", "created_at"),
         Index("ix_leads_assignee_created", "assignee_id", "created_at"),
+        Index("ix_leads_language_created", "preferred_language", "created_at"),
         # the home page's "urgent, not yet acknowledged" queue, oldest first
         Index("ix_leads_urgent_open", "created_at", sqlite_where=text("urgent = 1 AND acknowledged_at IS NULL"),
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
@@ -453,6 +458,7 @@ class Lead(Identified, db.Model):
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     reached_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # furthest PIPELINE_STEPS index
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    preferred_language: Mapped[str | None] = mapped_column(String(8))  # a language code such as "es"; not PHI
 
     # Privacy lifecycle (crm.operations.privacy): plain codes, times and staff ids, never PHI.
     do_not_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -613,6 +619,7 @@ class Enquiry(LeadOwned, db.Model):
     idempotency_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     crisis: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_version: Mapped[str] = mapped_column(String(32))
+    consent_language: Mapped[str | None] = mapped_column(String(8))  # the language of that wording
     consented_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     privacy_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)

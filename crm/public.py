@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import text
@@ -20,7 +21,8 @@ from werkzeug.wrappers import Response
 
 from . import crypto
 from .auth import public
-from .forms.public import EnquiryForm
+from .forms.public import CONTACT_CONSENT, EnquiryForm, consent_version
+from .i18n import language_args, page_language
 from .limits import counts_as_submission, enquiry_limit, limiter
 from .models import db, new_reference
 from .operations.enquiries import (
@@ -39,9 +41,9 @@ TOKEN_SALT = "crm.public.enquiry-form"  # noqa: S105 - a namespace, not a secret
 ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "heard_about", "veteran",
                  "need_help_now", "coverage_type", "message")
 RECEIPT_SECONDS = 30 * 60  # how long the thank-you page can be reloaded
-TOO_QUICK = "Please check your answers, then press “Send my enquiry” again."
-FORM_EXPIRED = "The form expired. Please send it again."
-FORM_RESTART = "The form expired. Please fill it in and send it again."
+TOO_QUICK = _l("Please check your answers, then press “Send my enquiry” again.")
+FORM_EXPIRED = _l("The form expired. Please send it again.")
+FORM_RESTART = _l("The form expired. Please fill it in and send it again.")
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def thanks():
     receipt = session.get("enquiry")
     if not receipt or time.time() - receipt.get("at", 0) > RECEIPT_SECONDS:
         session.pop("enquiry", None)  # a shared browser must not show it to the next person
-        return redirect(url_for("public.enquiry"))
+        return redirect(url_for("public.enquiry", **language_args()))
     return render_template("public/thanks.html", reference=receipt["reference"], urgent=receipt["urgent"])
 
 
@@ -172,7 +174,7 @@ def _store(form: EnquiryForm, token: FormToken) -> Response:
 def _thank(reference: str, urgent: bool) -> Response:
     """Carry the receipt in the session and redirect (post/redirect/get)."""
     session["enquiry"] = {"reference": reference, "urgent": urgent, "at": int(time.time())}
-    return redirect(url_for("public.thanks"), code=303)
+    return redirect(url_for("public.thanks", **language_args()), code=303)
 
 
 def _pretend_received() -> Response:
@@ -184,11 +186,15 @@ def _pretend_received() -> Response:
 def _submission(form: EnquiryForm, digest: str) -> Submission:
     """Translate the validated form into the operation's input."""
     cards = [Card(side, clean.media_type, clean.content) for side, clean in form.cards()]
+    language = page_language()
+    version = consent_version(language)
     return Submission(
         contact=_contact(form),
         coverage=_coverage(form),
+        language=language,
         consent=Consent(
-            version=current_app.config["CONSENT_VERSION"],
+            version=version,
+            language=CONTACT_CONSENT[version].language,
             ip=request.remote_addr,
             privacy_ack=bool(form.privacy_ack.data),
             marketing=bool(form.marketing_consent.data),

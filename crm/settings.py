@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "LOCAL_CRISIS_LINE": "OC Links (855) 625-4657, 24/7",
     "LOCAL_CRISIS_PHONE": None,  # the number of LOCAL_CRISIS_LINE; when set, the line becomes a tap-to-call link
     "CONSENT_VERSION": "2026-01",
+    "CONSENT_VERSION_ES": "2026-12-es",  # the Spanish contact-consent wording (crm/forms/public.py)
     "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)
     "SESSION_IDLE_MINUTES": 15,

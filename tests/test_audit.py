@@ -29,6 +29,7 @@ OBJECTS = {
     "legal_hold_released": "lead", "access_requested": "lead", "retention_applied": "lead", "backup_made": "backup",
     "restore_checked": "lead",
     "report_viewed": "report", "report_exported": "report",
+    "preferred_language_changed": "lead",
 }
 
 

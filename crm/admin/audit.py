@@ -20,6 +20,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 from werkzeug.datastructures import MultiDict
@@ -115,7 +116,7 @@ def audit_export():
     form = _filter_form(request.form)
     filters = _filters(form)
     if filters is None:
-        flash("Those filters could not be applied; check them and export again.", "error")
+        flash(_("Those filters could not be applied; check them and export again."), "error")
         return redirect(url_for("admin.audit"))
     audit_log.record("audit_exported", actor=current_user, object_type="audit",
                      details={"format": "csv", **filters.codes()})

@@ -8,6 +8,7 @@ links, need a recent re-authentication.
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -92,7 +93,7 @@ def user_role(user_id: str):
     account = _load(user_id)
     form = RoleForm()
     if not form.validate_on_submit():
-        flash("Choose a role.", "error")
+        flash(_("Choose a role."), "error")
         return _back(account)
     try:
         accounts.change_role(account, Role(form.role.data), actor=current_user)
@@ -101,7 +102,7 @@ def user_role(user_id: str):
         flash(str(exc), "error")
         return _back(account)
     db.session.commit()
-    flash("Role saved.", "success")
+    flash(_("Role saved."), "success")
     return _back(account)
 
 
@@ -126,7 +127,7 @@ def user_reactivate(user_id: str):
     account = _load(user_id)
     accounts.reactivate_user(account, actor=current_user, ip=client_ip())
     db.session.commit()
-    flash("Account active; sign-in is unlocked.", "success")
+    flash(_("Account active; sign-in is unlocked."), "success")
     return _back(account)
 
 
@@ -137,7 +138,7 @@ def user_reset_second_factor(user_id: str):
     account = _load(user_id)
     accounts.reset_second_factor(account, actor=current_user)
     db.session.commit()
-    flash("Two-step sign-in reset. They will set it up again when they next sign in.", "success")
+    flash(_("Two-step sign-in reset. They will set it up again when they next sign in."), "success")
     return _back(account)
 
 
@@ -147,7 +148,7 @@ def user_invitation(user_id: str):
     """Issue a new set-password link (earlier links stop working); shown once."""
     account = _load(user_id)
     if not account.is_active_flag:
-        flash("Reactivate the account first.", "error")
+        flash(_("Reactivate the account first."), "error")
         return _back(account)
     token = accounts.issue_invitation(account, actor=current_user)
     db.session.commit()
@@ -163,7 +164,7 @@ def user_session_revoke(user_id: str, session_id: str):
         abort(404)
     accounts.revoke_session(row, actor=current_user)
     db.session.commit()
-    flash("Session signed out.", "success")
+    flash(_("Session signed out."), "success")
     return _back(account)
 
 

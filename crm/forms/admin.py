@@ -1,5 +1,6 @@
 """User administration forms."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import EmailField, RadioField, StringField
 from wtforms.fields.choices import SelectChoice
@@ -20,16 +21,16 @@ class InviteForm(FlaskForm):
     """Invite a staff member; they choose their own password from the link."""
 
     email = EmailField(
-        "Work e-mail",
-        validators=[DataRequired("Enter an e-mail address."), Regexp(EMAIL, message="Enter a valid e-mail."),
+        _l("Work e-mail"),
+        validators=[DataRequired(_l("Enter an e-mail address.")), Regexp(EMAIL, message=_l("Enter a valid e-mail.")),
                     Length(max=254)],
     )
-    display_name = StringField("Name shown to colleagues", validators=[Length(max=120)])
-    role = RadioField("Role", choices=ROLE_CHOICES, default=Role.COORDINATOR.value,
-                      validators=[DataRequired("Choose a role.")])
+    display_name = StringField(_l("Name shown to colleagues"), validators=[Length(max=120)])
+    role = RadioField(_l("Role"), choices=ROLE_CHOICES, default=Role.COORDINATOR.value,
+                      validators=[DataRequired(_l("Choose a role."))])
 
 
 class RoleForm(FlaskForm):
     """Change a user's role."""
 
-    role = RadioField("Role", choices=ROLE_CHOICES, validators=[DataRequired("Choose a role.")])
+    role = RadioField(_l("Role"), choices=ROLE_CHOICES, validators=[DataRequired(_l("Choose a role."))])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, HiddenField, SelectField, StringField
 from wtforms.validators import Length, NumberRange, Optional, Regexp, ValidationError
@@ -18,19 +19,19 @@ class AuditFilterForm(FlaskForm):
     class Meta:
         csrf = False  # a GET filter; the export POST checks its token through CSRFProtect
 
-    user = SelectField("Staff member", choices=[], validate_choice=True, default="")
+    user = SelectField(_l("Staff member"), choices=[], validate_choice=True, default="")
     lead = StringField(
-        "Lead (reference or id)",
+        _l("Lead (reference or id)"),
         validators=[
             Optional(),
             Length(max=36),
-            Regexp(LEAD_KEY, message="Enter a lead reference like ABCD-EFGH or a lead id."),
+            Regexp(LEAD_KEY, message=_l("Enter a lead reference like ABCD-EFGH or a lead id.")),
         ],
         filters=[lambda value: value.strip() if value else value],
     )
-    action = SelectField("Action", choices=[], validate_choice=True, default="")
-    date_from = DateField("From (clinic date)", validators=[Optional()])
-    date_to = DateField("To (clinic date)", validators=[Optional()])
+    action = SelectField(_l("Action"), choices=[], validate_choice=True, default="")
+    date_from = DateField(_l("From (clinic date)"), validators=[Optional()])
+    date_to = DateField(_l("To (clinic date)"), validators=[Optional()])
     before = IntegerField(widget=HiddenField.widget, validators=[Optional(), NumberRange(min=1)])
     after = IntegerField(widget=HiddenField.widget, validators=[Optional(), NumberRange(min=0)])
 

@@ -6,6 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -22,17 +23,39 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from .. import eligibility, vob
 from ..clinic import clinic_today
-from ..models import EXIT_REASONS, REOPEN_REASONS, AttemptOutcome, Channel, CoverageType, LeadSource, Stage
+from ..models import (
+    EXIT_REASONS,
+    PREFERRED_LANGUAGES,
+    REOPEN_REASONS,
+    AttemptOutcome,
+    Channel,
+    CoverageType,
+    LeadSource,
+    Stage,
+)
 from . import IntegerField, MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
+#: What staff call each language a lead may prefer.
+LANGUAGE_NAMES = {"en": _l("English"), "es": _l("Spanish"), "vi": _l("Vietnamese"), "ko": _l("Korean"),
+                  "zh": _l("Chinese"), "tl": _l("Tagalog"), "fa": _l("Persian (Farsi)"), "ar": _l("Arabic")}
 SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback (scheduled only)")]
 
 
 def code_label(code: str) -> str:
     """Turn a stored code such as ``insurance_review`` into ``Insurance review``."""
     return code.replace("_", " ").capitalize()
+
+
+def language_name(code: str | None) -> str:
+    """The name staff see for a language code (the code itself if unknown)."""
+    return str(LANGUAGE_NAMES.get(code, code)) if code else ""
+
+
+def language_choices(blank: str) -> Any:
+    """The preferred-language options, read in the page language when a form is built."""
+    return lambda: options([("", blank)] + [(code, language_name(code)) for code in PREFERRED_LANGUAGES])
 
 
 def options(pairs: Any, group: str | None = None) -> list[SelectChoice]:
@@ -88,52 +111,60 @@ class LeadFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    stage = SelectField("Stage", choices=_choices(list(Stage), "Any stage"), default="")
-    assignee = SelectField("Assignee", choices=options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]),
+    stage = SelectField(_l("Stage"), choices=_choices(list(Stage), "Any stage"), default="")
+    assignee = SelectField(_l("Assignee"), choices=options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]),
                            default="")
-    source = SelectField("Source", choices=_choices(list(LeadSource), "Any source"), default="")
-    urgency = SelectField("Urgency", default="", choices=options(
+    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), "Any source"), default="")
+    urgency = SelectField(_l("Urgency"), default="", choices=options(
         [("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")]))
-    created_from = DateField("Submitted from", validators=[Optional()])
-    created_to = DateField("Submitted to", validators=[Optional()])
-    sort = SelectField("Sort", choices=options(SORTS), default="newest")
-    page = IntegerField("Page", validators=[Optional(), NumberRange(min=1, max=100_000)], default=1)
+    language = SelectField(_l("Preferred language"), choices=language_choices("Any language"), default="")
+    created_from = DateField(_l("Submitted from"), validators=[Optional()])
+    created_to = DateField(_l("Submitted to"), validators=[Optional()])
+    sort = SelectField(_l("Sort"), choices=options(SORTS), default="newest")
+    page = IntegerField(_l("Page"), validators=[Optional(), NumberRange(min=1, max=100_000)], default=1)
 
 
 class SearchForm(FlaskForm):
     """Find a lead by phone, e-mail, or last name with date of birth."""
 
-    query = StringField("Phone, e-mail or last name", validators=[
-        DataRequired("Enter a phone number, an e-mail address or a last name."), Length(max=254)])
-    dob = FlexibleDateField("Date of birth (with a last name)")
+    query = StringField(_l("Phone, e-mail or last name"), validators=[
+        DataRequired(_l("Enter a phone number, an e-mail address or a last name.")), Length(max=254)])
+    dob = FlexibleDateField(_l("Date of birth (with a last name)"))
 
 
 class AttemptForm(FlaskForm):
     """One contact attempt and how it went."""
 
-    channel = SelectField("Channel", choices=_choices(list(Channel)), default=Channel.CALL)
-    outcome = SelectField("Outcome", choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
-    note = TextAreaField("Note (optional)", id="attempt_note", validators=[Optional(), Length(max=2000)])
+    channel = SelectField(_l("Channel"), choices=_choices(list(Channel)), default=Channel.CALL)
+    outcome = SelectField(_l("Outcome"), choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
+    note = TextAreaField(_l("Note (optional)"), id="attempt_note", validators=[Optional(), Length(max=2000)])
 
 
 class CallbackForm(FlaskForm):
     """When to call next (clinic time) and who calls."""
 
-    due_at = DateTimeLocalField("Call back at", format="%Y-%m-%dT%H:%M",
-                                validators=[InputRequired("Choose when to call back.")])
-    caller = SelectField("Caller", choices=options([("", "Lead's coordinator")]), default="")
+    due_at = DateTimeLocalField(_l("Call back at"), format="%Y-%m-%dT%H:%M",
+                                validators=[InputRequired(_l("Choose when to call back."))])
+    caller = SelectField(_l("Caller"), choices=options([("", "Lead's coordinator")]), default="")
 
 
 class NoteForm(FlaskForm):
     """A free-text note, stored encrypted."""
 
-    body = TextAreaField("Note", validators=[DataRequired("Write the note first."), Length(max=4000)])
+    body = TextAreaField(_l("Note"), validators=[DataRequired(_l("Write the note first.")), Length(max=4000)])
+
+
+class LanguageForm(FlaskForm):
+    """The language the patient prefers to be spoken to in."""
+
+    language = SelectField(_l("Preferred language"), choices=language_choices("—"),
+                           validators=[DataRequired(_l("Choose a language."))])
 
 
 class AssignForm(FlaskForm):
     """Give the lead to a coordinator."""
 
-    assignee = SelectField("Assign to", validators=[DataRequired("Choose a coordinator.")])
+    assignee = SelectField(_l("Assign to"), validators=[DataRequired(_l("Choose a coordinator."))])
 
 
 def _reason_choices() -> list[SelectChoice]:
@@ -144,8 +175,8 @@ def _reason_choices() -> list[SelectChoice]:
 class StageForm(FlaskForm):
     """Move the lead along the pipeline; exits and reopens need a reason."""
 
-    target = SelectField("Move to", validators=[DataRequired("Choose a stage.")])
-    reason = SelectField("Reason (exits and reopens)", choices=_reason_choices(), default="")
+    target = SelectField(_l("Move to"), validators=[DataRequired(_l("Choose a stage."))])
+    reason = SelectField(_l("Reason (exits and reopens)"), choices=_reason_choices(), default="")
     expected = HiddenField()
 
 
@@ -160,56 +191,56 @@ def _money(label: str) -> DecimalField:
 class VobForm(FlaskForm):
     """Verification of benefits with the prior-authorisation sub-status."""
 
-    carrier = StringField("Payer", validators=[Optional(), Length(max=120)])
-    plan_name = StringField("Plan / product", validators=[Optional(), Length(max=120)])
-    coverage_type = SelectField("Plan type", choices=_choices(list(CoverageType)), default=CoverageType.PPO)
-    funding = SelectField("Funding", choices=_vob("funding"), default="")
-    member_id = StringField("Member ID (blank keeps the stored one)", validators=[Optional(), Length(max=64)])
-    group_number = StringField("Group # (blank keeps the stored one)", validators=[Optional(), Length(max=64)])
-    effective_date = DateField("Effective", validators=[Optional()])
-    term_date = DateField("Terminates", validators=[Optional()])
-    provider_phone = StringField("Provider services phone", validators=[Optional(), Length(max=32)])
-    bh_carveout = StringField("Behavioral-health carve-out", validators=[Optional(), Length(max=120)])
-    pbm = StringField("PBM / specialty pharmacy", validators=[Optional(), Length(max=120)])
-    secondary = SelectField("Secondary coverage", choices=_vob("yes_no_unknown"), default="")
-    subscriber_relationship = SelectField("Subscriber is patient's", choices=_vob("relationship"), default="")
-    subscriber_name = StringField("Subscriber name", validators=[Optional(), Length(max=120)])
-    subscriber_dob = DateField("Subscriber DOB", validators=[Optional()])
-    subscriber_employer = StringField("Employer", validators=[Optional(), Length(max=120)])
-    network_clinic = SelectField("Clinic network", choices=_vob("network"), default="")
-    network_provider = SelectField("Provider network", choices=_vob("network"), default="")
-    oon_benefits = SelectField("OON benefits", choices=_vob("yes_no_unknown"), default="")
+    carrier = StringField(_l("Payer"), validators=[Optional(), Length(max=120)])
+    plan_name = StringField(_l("Plan / product"), validators=[Optional(), Length(max=120)])
+    coverage_type = SelectField(_l("Plan type"), choices=_choices(list(CoverageType)), default=CoverageType.PPO)
+    funding = SelectField(_l("Funding"), choices=_vob("funding"), default="")
+    member_id = StringField(_l("Member ID (blank keeps the stored one)"), validators=[Optional(), Length(max=64)])
+    group_number = StringField(_l("Group # (blank keeps the stored one)"), validators=[Optional(), Length(max=64)])
+    effective_date = DateField(_l("Effective"), validators=[Optional()])
+    term_date = DateField(_l("Terminates"), validators=[Optional()])
+    provider_phone = StringField(_l("Provider services phone"), validators=[Optional(), Length(max=32)])
+    bh_carveout = StringField(_l("Behavioral-health carve-out"), validators=[Optional(), Length(max=120)])
+    pbm = StringField(_l("PBM / specialty pharmacy"), validators=[Optional(), Length(max=120)])
+    secondary = SelectField(_l("Secondary coverage"), choices=_vob("yes_no_unknown"), default="")
+    subscriber_relationship = SelectField(_l("Subscriber is patient's"), choices=_vob("relationship"), default="")
+    subscriber_name = StringField(_l("Subscriber name"), validators=[Optional(), Length(max=120)])
+    subscriber_dob = DateField(_l("Subscriber DOB"), validators=[Optional()])
+    subscriber_employer = StringField(_l("Employer"), validators=[Optional(), Length(max=120)])
+    network_clinic = SelectField(_l("Clinic network"), choices=_vob("network"), default="")
+    network_provider = SelectField(_l("Provider network"), choices=_vob("network"), default="")
+    oon_benefits = SelectField(_l("OON benefits"), choices=_vob("yes_no_unknown"), default="")
     inn_deductible = _money("INN deductible")
     inn_deductible_met = _money("INN deductible met")
     inn_oop_max = _money("INN OOP max")
     inn_oop_met = _money("INN OOP met")
-    inn_coinsurance = IntegerField("INN coinsurance %", validators=[Optional(), NumberRange(min=0, max=100)])
+    inn_coinsurance = IntegerField(_l("INN coinsurance %"), validators=[Optional(), NumberRange(min=0, max=100)])
     oon_deductible = _money("OON deductible")
     oon_deductible_met = _money("OON deductible met")
     oon_oop_max = _money("OON OOP max")
     oon_oop_met = _money("OON OOP met")
-    oon_coinsurance = IntegerField("OON coinsurance %", validators=[Optional(), NumberRange(min=0, max=100)])
+    oon_coinsurance = IntegerField(_l("OON coinsurance %"), validators=[Optional(), NumberRange(min=0, max=100)])
     copay_office = _money("Office copay")
     copay_specialist = _money("Specialist copay")
     copay_behavioral = _money("Behavioral-health copay")
-    deductible_applies = SelectField("Deductible applies", choices=_vob("yes_no_unknown"), default="")
-    spravato_benefit = SelectField("Spravato benefit", choices=_vob("benefit"), default="")
-    pa_drug = SelectField("PA for drug", choices=_vob("yes_no_unknown"), default="")
-    pa_admin = SelectField("PA for administration / visits", choices=_vob("yes_no_unknown"), default="")
-    pa_reviewer = StringField("PA reviewed by (delegated vendor)", validators=[Optional(), Length(max=120)])
-    codes_verified = MultiCheckboxField("Codes verified", choices=_vob("codes"))
-    visit_limits = StringField("Visit limits", validators=[Optional(), Length(max=120)])
-    method = SelectField("Method", choices=_vob("method"), default="")
-    rep_name = StringField("Rep name", validators=[Optional(), Length(max=80)])
-    reference_number = StringField("Call reference #", validators=[Optional(), Length(max=64)])
-    notes = TextAreaField("VOB notes", validators=[Optional(), Length(max=2000)])
-    vob_status = SelectField("VOB status", choices=options(vob.RULES["statuses"]), default="in_progress")
-    vob_outcome = SelectField("Outcome", choices=options([("", "—")] + vob.RULES["outcomes"]), default="")
-    pa_status = SelectField("PA status", choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="")
-    pa_auth_number = StringField("Auth #", validators=[Optional(), Length(max=64)])
-    pa_units = IntegerField("Approved units", validators=[Optional(), NumberRange(min=1, max=10_000)])
-    pa_start = DateField("Auth start", validators=[Optional()])
-    pa_end = DateField("Auth end", validators=[Optional()])
+    deductible_applies = SelectField(_l("Deductible applies"), choices=_vob("yes_no_unknown"), default="")
+    spravato_benefit = SelectField(_l("Spravato benefit"), choices=_vob("benefit"), default="")
+    pa_drug = SelectField(_l("PA for drug"), choices=_vob("yes_no_unknown"), default="")
+    pa_admin = SelectField(_l("PA for administration / visits"), choices=_vob("yes_no_unknown"), default="")
+    pa_reviewer = StringField(_l("PA reviewed by (delegated vendor)"), validators=[Optional(), Length(max=120)])
+    codes_verified = MultiCheckboxField(_l("Codes verified"), choices=_vob("codes"))
+    visit_limits = StringField(_l("Visit limits"), validators=[Optional(), Length(max=120)])
+    method = SelectField(_l("Method"), choices=_vob("method"), default="")
+    rep_name = StringField(_l("Rep name"), validators=[Optional(), Length(max=80)])
+    reference_number = StringField(_l("Call reference #"), validators=[Optional(), Length(max=64)])
+    notes = TextAreaField(_l("VOB notes"), validators=[Optional(), Length(max=2000)])
+    vob_status = SelectField(_l("VOB status"), choices=options(vob.RULES["statuses"]), default="in_progress")
+    vob_outcome = SelectField(_l("Outcome"), choices=options([("", "—")] + vob.RULES["outcomes"]), default="")
+    pa_status = SelectField(_l("PA status"), choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="")
+    pa_auth_number = StringField(_l("Auth #"), validators=[Optional(), Length(max=64)])
+    pa_units = IntegerField(_l("Approved units"), validators=[Optional(), NumberRange(min=1, max=10_000)])
+    pa_start = DateField(_l("Auth start"), validators=[Optional()])
+    pa_end = DateField(_l("Auth end"), validators=[Optional()])
 
     COLUMNS = ("coverage_type", "vob_status", "vob_outcome", "pa_status", "pa_units", "pa_start", "pa_end")
     SECRETS = ("carrier", "member_id", "group_number", "pa_auth_number")
@@ -302,14 +333,16 @@ def _build_screening_fields() -> None:
     for criterion in rules["criteria"]:
         choices = options([("", "—")] + rules["answers"][criterion["choices"]])
         setattr(ScreeningForm, criterion["name"], SelectField(
-            criterion["label"], choices=choices, default="", validators=[DataRequired("Answer every checklist item.")]))
+            criterion["label"], choices=choices, default="",
+            validators=[DataRequired(_l("Answer every checklist item."))]))
     answers = options([("", "—")] + [(score, f"{score}: {text}") for score, text in rules["phq9"]["answers"]])
     for index, text in enumerate(rules["phq9"]["items"]):
         setattr(ScreeningForm, f"phq9_{index}", SelectField(
-            f"{index + 1}. {text}", choices=answers, default="", validators=[DataRequired("Score every PHQ-9 item.")]))
+            f"{index + 1}. {text}", choices=answers, default="",
+            validators=[DataRequired(_l("Score every PHQ-9 item."))]))
     always = set(rules["cssrs"]["always_asked"])
     for name, text in rules["cssrs"]["questions"]:
-        required = [DataRequired("Ask this C-SSRS question.")] if name in always else []
+        required = [DataRequired(_l("Ask this C-SSRS question."))] if name in always else []
         setattr(ScreeningForm, f"cssrs_{name}", SelectField(text, choices=YES_NO, validators=required, default=""))
 
 

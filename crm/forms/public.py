@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from email_validator import EmailNotValidError
 from email_validator import validate_email as check_email_address
 from flask import current_app
+from flask_babel import format_decimal, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel.speaklater import LazyString
 from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import (
@@ -35,54 +39,91 @@ OLDEST_AGE = 120
 ADULT_AGE = 18
 STRIP = [lambda value: value.strip() if isinstance(value, str) else value]
 DATE_FORMATS = ["%Y-%m-%d", "%m/%d/%Y"]
+#: How a date typed without the browser's date picker is read, by page language (ISO always works);
+#: each matches the example in that language's "for example" message.
+TYPED_DATE_FORMATS = {"en": DATE_FORMATS, "es": ["%Y-%m-%d", "%d/%m/%Y"]}
 
-#: Contact-consent wording by version; a new wording needs a new CONSENT_VERSION.
+
+class Choices(dict):
+    """Choice labels by value, read in the page language each time a form is built (WTForms calls it)."""
+
+    def __call__(self) -> dict[str, str]:
+        return {value: str(label) for value, label in self.items()}
+
+
+class ConsentWording(NamedTuple):
+    """One version of the contact-consent sentence: its language and its exact words."""
+
+    language: str
+    text: str
+
+
+#: Contact-consent wording by version. Each version is one language's exact words and never changes:
+#: a new wording needs a new version (``CONSENT_VERSION`` for English, ``CONSENT_VERSION_ES`` for Spanish).
+#: The wording lives here, not in the translation catalog, so correcting the catalog can never change
+#: what a patient is recorded as having agreed to. The Spanish is a first translation for counsel to review.
 CONTACT_CONSENT = {
-    "2026-01": (
+    "2026-01": ConsentWording("en", (
         "I agree that {clinic} may contact me at the number above by call or text, including with "
         "automated technology, about my enquiry, scheduling and insurance. Consent is not a condition "
         "of receiving services. Msg & data rates may apply. Reply STOP to opt out."
-    ),
+    )),
+    "2026-12-es": ConsentWording("es", (
+        "Acepto que {clinic} se comunique conmigo al número indicado arriba por llamada o mensaje de "
+        "texto, incluso con tecnología automatizada, sobre mi consulta, las citas y el seguro. El "
+        "consentimiento no es una condición para recibir servicios. Pueden aplicarse tarifas por "
+        "mensajes y datos. Responda STOP para no recibir más mensajes."
+    )),
 }
 
-YES_NO = {"yes": "Yes", "no": "No"}
-CONTACT_METHODS = {"call": "Phone call", "text": "Text message", "email": "E-mail"}
-BEST_TIMES = {"morning": "Morning", "afternoon": "Afternoon", "evening": "Evening"}
-INTERESTS = {"spravato": "Spravato (esketamine)", "ketamine": "Ketamine therapy", "not_sure": "Not sure yet"}
-CONCERNS = {"depression": "Depression", "ptsd": "PTSD", "anxiety": "Anxiety", "other": "Something else"}
-MEDS_TRIED = {"none": "None", "one": "1", "two_plus": "2 or more", "not_sure": "Not sure"}
-HEARD_ABOUT = {
-    "": "Choose one (optional)",
-    "search": "Internet search",
-    "doctor": "My doctor or therapist",
-    "insurer": "My insurance company",
-    "spravato_site": "The Spravato website",
-    "friend": "A friend or family member",
-    "va": "The VA",
-    "social": "Social media",
-    "other": "Somewhere else",
-}
+YES_NO = Choices({"yes": _l("Yes"), "no": _l("No")})
+CONTACT_METHODS = Choices({"call": _l("Phone call"), "text": _l("Text message"), "email": _l("E-mail")})
+BEST_TIMES = Choices({"morning": _l("Morning"), "afternoon": _l("Afternoon"), "evening": _l("Evening")})
+INTERESTS = Choices({"spravato": _l("Spravato (esketamine)"), "ketamine": _l("Ketamine therapy"),
+                     "not_sure": _l("Not sure yet")})
+CONCERNS = Choices({"depression": _l("Depression"), "ptsd": _l("PTSD"), "anxiety": _l("Anxiety"),
+                    "other": _l("Something else")})
+MEDS_TRIED = Choices({"none": _l("None"), "one": "1", "two_plus": _l("2 or more"), "not_sure": _l("Not sure")})
+HEARD_ABOUT = Choices({
+    "": _l("Choose one (optional)"),
+    "search": _l("Internet search"),
+    "doctor": _l("My doctor or therapist"),
+    "insurer": _l("My insurance company"),
+    "spravato_site": _l("The Spravato website"),
+    "friend": _l("A friend or family member"),
+    "va": _l("The VA"),
+    "social": _l("Social media"),
+    "other": _l("Somewhere else"),
+})
 COVERAGE_LABELS = {
     CoverageType.PPO: "PPO",
     CoverageType.HMO: "HMO",
     CoverageType.EPO: "EPO",
     CoverageType.MEDICARE: "Medicare",
-    CoverageType.MEDICAID: "Medi-Cal / Medicaid",
+    CoverageType.MEDICAID: _l("Medi-Cal / Medicaid"),
     CoverageType.VA_TRICARE: "VA / TRICARE",
-    CoverageType.SELF_PAY: "I'll pay myself",
-    CoverageType.NOT_SURE: "Not sure",
+    CoverageType.SELF_PAY: _l("I'll pay myself"),
+    CoverageType.NOT_SURE: _l("Not sure"),
 }
-RELATIONSHIPS = {"": "Choose one", "spouse": "Spouse or partner", "parent": "Parent", "other": "Someone else"}
+RELATIONSHIPS = Choices({"": _l("Choose one"), "spouse": _l("Spouse or partner"), "parent": _l("Parent"),
+                         "other": _l("Someone else")})
 
 
 def _limit(count: int) -> Length:
-    return Length(max=count, message=f"Please keep this to {count} characters or fewer.")
+    return Length(max=count, message=LazyString(lambda: _("Please keep this to %(count)s characters or fewer.",
+                                                          count=format_decimal(count))))
 
 
-def contact_consent_wording() -> str:
-    """The contact-consent sentence for the configured wording version and clinic."""
-    version = current_app.config["CONSENT_VERSION"]
-    return CONTACT_CONSENT[version].format(clinic=current_app.config["CLINIC_NAME"])
+def consent_version(language: str) -> str:
+    """The contact-consent version shown on a page in ``language``: ``CONSENT_VERSION_<LANG>``, else English."""
+    configured = current_app.config.get(f"CONSENT_VERSION_{language.upper()}") if language != "en" else None
+    return configured or current_app.config["CONSENT_VERSION"]
+
+
+def contact_consent_wording(version: str | None = None) -> str:
+    """The contact-consent sentence of ``version`` (default: the page language's) for this clinic."""
+    wording = CONTACT_CONSENT[version or consent_version(str(get_locale()))]
+    return wording.text.format(clinic=current_app.config["CLINIC_NAME"])
 
 
 def check_birth_date(_form: Any, field: Field) -> None:
@@ -90,9 +131,9 @@ def check_birth_date(_form: Any, field: Field) -> None:
     if field.data is None:
         return
     if field.data > clinic_today():
-        raise ValidationError("The date of birth can't be in the future.")
+        raise ValidationError(_("The date of birth can't be in the future."))
     if age_on(field.data, clinic_today()) > OLDEST_AGE:
-        raise ValidationError("Please check the year of the date of birth.")
+        raise ValidationError(_("Please check the year of the date of birth."))
 
 
 #: What a patient reads when a card file is refused, by :class:`~crm.cards.CardRefused` reason.
@@ -120,6 +161,14 @@ def read_upload(storage: Any) -> bytes | None:
     return stream.read()
 
 
+class LocalDateField(DateField):
+    """A date field that reads a typed date the page language's way (the date picker sends ISO)."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        self.strptime_format = TYPED_DATE_FORMATS.get(str(get_locale()), DATE_FORMATS)
+        super().process_formdata(valuelist)
+
+
 class EnquiryForm(FlaskForm):
     """Every question on the public form; explicit fields only, so nothing else can be set.
 
@@ -132,79 +181,82 @@ class EnquiryForm(FlaskForm):
         csrf = False
 
     # About you
-    first_name = StringField("First name", filters=STRIP,
-                             validators=[DataRequired("Enter your first name."), _limit(80), person_name])
-    last_name = StringField("Last name", filters=STRIP,
-                            validators=[DataRequired("Enter your last name."), _limit(80), person_name])
-    dob = DateField(
-        "Date of birth",
+    first_name = StringField(_l("First name"), filters=STRIP,
+                             validators=[DataRequired(_l("Enter your first name.")), _limit(80), person_name])
+    last_name = StringField(_l("Last name"), filters=STRIP,
+                            validators=[DataRequired(_l("Enter your last name.")), _limit(80), person_name])
+    dob = LocalDateField(
+        _l("Date of birth"),
         format=DATE_FORMATS,
-        validators=[InputRequired("Enter your date of birth."), check_birth_date],
-        invalid_value_message="Enter your date of birth as a real date, for example 04/23/1985.",
+        validators=[InputRequired(_l("Enter your date of birth.")), check_birth_date],
+        invalid_value_message=_l("Enter your date of birth as a real date, for example 04/23/1985."),
     )
-    phone = TelField("Mobile phone", filters=STRIP, validators=[Optional(), _limit(32), phone_number])
-    email = EmailField("E-mail address", filters=STRIP, validators=[Optional(), _limit(254)])
-    zip_code = StringField("ZIP code", filters=STRIP, validators=[Optional(), ZIP_CODE])
-    preferred_contact = RadioField("How should we contact you?", choices=CONTACT_METHODS,
+    phone = TelField(_l("Mobile phone"), filters=STRIP, validators=[Optional(), _limit(32), phone_number])
+    email = EmailField(_l("E-mail address"), filters=STRIP, validators=[Optional(), _limit(254)])
+    zip_code = StringField(_l("ZIP code"), filters=STRIP, validators=[Optional(), ZIP_CODE])
+    preferred_contact = RadioField(_l("How should we contact you?"), choices=CONTACT_METHODS,
                                    validators=[Optional()], validate_choice=True)
-    best_time = RadioField("Best time to reach you", choices=BEST_TIMES, validators=[Optional()])
-    voicemail_ok = BooleanField("It's OK to leave a voicemail")
-    text_ok = BooleanField("It's OK to text me")
+    best_time = RadioField(_l("Best time to reach you"), choices=BEST_TIMES, validators=[Optional()])
+    voicemail_ok = BooleanField(_l("It's OK to leave a voicemail"))
+    text_ok = BooleanField(_l("It's OK to text me"))
 
     # What you are looking for
-    interest = RadioField("What are you interested in?", choices=INTERESTS, validators=[Optional()])
-    concerns = MultiCheckboxField("What would you like help with?", choices=CONCERNS, validators=[Optional()])
-    meds_tried = RadioField("How many antidepressants have you tried?", choices=MEDS_TRIED,
+    interest = RadioField(_l("What are you interested in?"), choices=INTERESTS, validators=[Optional()])
+    concerns = MultiCheckboxField(_l("What would you like help with?"), choices=CONCERNS, validators=[Optional()])
+    meds_tried = RadioField(_l("How many antidepressants have you tried?"), choices=MEDS_TRIED,
                             validators=[Optional()])
-    has_psychiatrist = RadioField("Are you seeing a psychiatrist now?", choices=YES_NO, validators=[Optional()])
-    heard_about = SelectField("How did you hear about us?", choices=HEARD_ABOUT, validators=[Optional()])
-    veteran = RadioField("Are you a veteran?", choices=YES_NO, validators=[Optional()])
+    has_psychiatrist = RadioField(_l("Are you seeing a psychiatrist now?"), choices=YES_NO,
+                                  validators=[Optional()])
+    heard_about = SelectField(_l("How did you hear about us?"), choices=HEARD_ABOUT, validators=[Optional()])
+    veteran = RadioField(_l("Are you a veteran?"), choices=YES_NO, validators=[Optional()])
 
     # Do you need help right now?
-    need_help_now = RadioField("Do you need help right now?", choices=YES_NO,
-                               validators=[InputRequired("Please tell us whether you need help right now.")])
+    need_help_now = RadioField(_l("Do you need help right now?"), choices=YES_NO,
+                               validators=[InputRequired(_l("Please tell us whether you need help right now."))])
 
     # Insurance
     coverage_type = RadioField(
-        "What kind of coverage do you have?",
-        choices={str(value): label for value, label in COVERAGE_LABELS.items()},
-        validators=[InputRequired("Choose your kind of coverage, or “Not sure”.")],
+        _l("What kind of coverage do you have?"),
+        choices=Choices({str(value): label for value, label in COVERAGE_LABELS.items()}),
+        validators=[InputRequired(_l("Choose your kind of coverage, or “Not sure”."))],
     )
-    carrier = StringField("Insurance company", filters=STRIP, validators=[Optional(), _limit(80), plain_text])
-    member_id = StringField("Member ID", filters=STRIP, validators=[Optional(), Regexp(
-        r"^[A-Za-z0-9 -]{1,30}$", message="The member ID can use letters, numbers, spaces and dashes (up to 30).")])
-    group_number = StringField("Group number (optional)", filters=STRIP, validators=[Optional(), Regexp(
-        r"^[A-Za-z0-9 -]{1,30}$", message="The group number can use letters, numbers, spaces and dashes (up to 30).")])
-    is_policyholder = RadioField("Are you the policyholder?", choices=YES_NO, validators=[Optional()])
-    policyholder_name = StringField("Policyholder's full name", filters=STRIP,
+    carrier = StringField(_l("Insurance company"), filters=STRIP, validators=[Optional(), _limit(80), plain_text])
+    member_id = StringField(_l("Member ID"), filters=STRIP, validators=[Optional(), Regexp(
+        r"^[A-Za-z0-9 -]{1,30}$", message=_l("The member ID can use letters, numbers, spaces and dashes (up to 30)."))])
+    group_number = StringField(_l("Group number (optional)"), filters=STRIP, validators=[Optional(), Regexp(
+        r"^[A-Za-z0-9 -]{1,30}$",
+        message=_l("The group number can use letters, numbers, spaces and dashes (up to 30)."))])
+    is_policyholder = RadioField(_l("Are you the policyholder?"), choices=YES_NO, validators=[Optional()])
+    policyholder_name = StringField(_l("Policyholder's full name"), filters=STRIP,
                                     validators=[Optional(), _limit(120), person_name])
-    policyholder_dob = DateField(
-        "Policyholder's date of birth",
+    policyholder_dob = LocalDateField(
+        _l("Policyholder's date of birth"),
         format=DATE_FORMATS,
         validators=[Optional(), check_birth_date],
-        invalid_value_message="Enter the policyholder's date of birth as a real date, for example 04/23/1985.",
+        invalid_value_message=_l("Enter the policyholder's date of birth as a real date, for example 04/23/1985."),
     )
-    policyholder_relationship = SelectField("Their relationship to you", choices=RELATIONSHIPS,
+    policyholder_relationship = SelectField(_l("Their relationship to you"), choices=RELATIONSHIPS,
                                             validators=[Optional()])
-    card_front = FileField("Front of your card (optional)")
-    card_back = FileField("Back of your card (optional)")
+    card_front = FileField(_l("Front of your card (optional)"))
+    card_back = FileField(_l("Back of your card (optional)"))
 
-    message = TextAreaField("Anything else you'd like us to know? (optional)", filters=STRIP, validators=[
-        Optional(), Length(max=MESSAGE_LIMIT, message="Please keep your message to 1,000 characters or fewer.")])
+    message = TextAreaField(_l("Anything else you'd like us to know? (optional)"), filters=STRIP, validators=[
+        Optional(), Length(max=MESSAGE_LIMIT, message=LazyString(lambda: _(
+            "Please keep your message to %(count)s characters or fewer.", count=format_decimal(MESSAGE_LIMIT))))])
 
     # Consent
     contact_consent = BooleanField(
-        "I agree to be contacted by call or text",
-        validators=[DataRequired("Please agree to be contacted so we can reply to you.")],
+        _l("I agree to be contacted by call or text"),
+        validators=[DataRequired(_l("Please agree to be contacted so we can reply to you."))],
     )
     privacy_ack = BooleanField(
-        "I have read the privacy notice",
-        validators=[DataRequired("Please confirm you have read the privacy notice.")],
+        _l("I have read the privacy notice"),
+        validators=[DataRequired(_l("Please confirm you have read the privacy notice."))],
     )
-    marketing_consent = BooleanField("Yes, send me occasional news and educational messages (optional)")
+    marketing_consent = BooleanField(_l("Yes, send me occasional news and educational messages (optional)"))
 
     # Abuse controls: a field people never see, and a signed, single-use render token
-    website = StringField("Leave this field empty", filters=STRIP)
+    website = StringField(_l("Leave this field empty"), filters=STRIP)
     form_token = HiddenField()
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -218,7 +270,7 @@ class EnquiryForm(FlaskForm):
         try:
             field.data = check_email_address(field.data, check_deliverability=False).normalized
         except EmailNotValidError:
-            raise ValidationError("Enter an e-mail address like name@example.com.") from None
+            raise ValidationError(_("Enter an e-mail address like name@example.com.")) from None
 
     def validate_card_front(self, field: Field) -> None:
         """Check the front photo by its content and keep its cleaned form."""
@@ -252,12 +304,12 @@ class EnquiryForm(FlaskForm):
         if self.phone.errors or self.email.errors:
             return True
         if not self.phone.data and not self.email.data:
-            return _fail(self.phone, "Give us a phone number or an e-mail address so we can reach you.")
+            return _fail(self.phone, _("Give us a phone number or an e-mail address so we can reach you."))
         method = self.preferred_contact.data
         if method in ("call", "text") and not self.phone.data:
-            return _fail(self.phone, "To hear from us by phone or text, please enter your phone number.")
+            return _fail(self.phone, _("To hear from us by phone or text, please enter your phone number."))
         if method == "email" and not self.email.data:
-            return _fail(self.email, "To hear from us by e-mail, please enter your e-mail address.")
+            return _fail(self.email, _("To hear from us by e-mail, please enter your e-mail address."))
         return True
 
     def _check_coverage(self) -> bool:
@@ -265,11 +317,11 @@ class EnquiryForm(FlaskForm):
             return True
         ok = True
         if not self.carrier.data and not self.carrier.errors:
-            ok = _fail(self.carrier, "Enter the name of your insurance company.")
+            ok = _fail(self.carrier, _("Enter the name of your insurance company."))
         if not self.member_id.data and not self.member_id.errors:
-            ok = _fail(self.member_id, "Enter the member ID from your insurance card.")
+            ok = _fail(self.member_id, _("Enter the member ID from your insurance card."))
         if not self.is_policyholder.data:
-            ok = _fail(self.is_policyholder, "Please tell us whether you are the policyholder.")
+            ok = _fail(self.is_policyholder, _("Please tell us whether you are the policyholder."))
         elif self.is_policyholder.data == "no":
             ok = self._check_policyholder() and ok
         return ok
@@ -277,11 +329,11 @@ class EnquiryForm(FlaskForm):
     def _check_policyholder(self) -> bool:
         ok = True
         if not self.policyholder_name.data and not self.policyholder_name.errors:
-            ok = _fail(self.policyholder_name, "Enter the policyholder's full name.")
+            ok = _fail(self.policyholder_name, _("Enter the policyholder's full name."))
         if self.policyholder_dob.data is None and not self.policyholder_dob.errors:
-            ok = _fail(self.policyholder_dob, "Enter the policyholder's date of birth.")
+            ok = _fail(self.policyholder_dob, _("Enter the policyholder's date of birth."))
         if not self.policyholder_relationship.data:
-            ok = _fail(self.policyholder_relationship, "Choose the policyholder's relationship to you.")
+            ok = _fail(self.policyholder_relationship, _("Choose the policyholder's relationship to you."))
         return ok
 
     @property

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Response
 
 from .. import metrics
 from ..auth import deny
-from ..forms.leads import code_label
+from ..forms.leads import code_label, language_name
 from ..models import Lead, Role, db
 from .present import UNREADABLE
 
@@ -55,6 +55,12 @@ def codelabel_filter(code: str | None) -> str:
 def speed_to_lead_global(lead: Lead):
     """The one definition of speed to lead (:mod:`crm.metrics`), for templates."""
     return metrics.lead_speed_to_lead(lead)
+
+
+@bp.app_template_filter("language_name")
+def language_name_filter(code: str | None) -> str:
+    """Show a language code as the language's name."""
+    return language_name(code)
 
 
 @bp.app_template_test("unreadable")

@@ -7,13 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import abort, flash, redirect, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from .. import cadence, eligibility
 from ..auth import deny
 from ..clinic import clinic_zone
-from ..forms.leads import AttemptForm, ConfirmForm, NoteForm, ScreeningForm, VobForm
+from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
 from ..models import Lead, Role, Screening, User, db
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
@@ -47,7 +48,7 @@ def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
 def claim(lead_id: uuid.UUID):
     """Take an unassigned lead."""
     lead = get_lead_or_404(lead_id, for_update=True)
-    return perform(lead, ConfirmForm(), "assign", lambda: ops.claim(lead, current_user), "Lead claimed.",
+    return perform(lead, ConfirmForm(), "assign", lambda: ops.claim(lead, current_user), _("Lead claimed."),
                    form_key="confirm")
 
 
@@ -57,7 +58,17 @@ def assign(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id, for_update=True)
     form = assign_form(request.form)
     return perform(lead, form, "assign",
-                   lambda: ops.assign(lead, db.session.get(User, form.assignee.data), current_user), "Lead assigned.")
+                   lambda: ops.assign(lead, db.session.get(User, form.assignee.data), current_user),
+                   _("Lead assigned."))
+
+
+@bp.post("/<uuid:lead_id>/language")
+def set_language(lead_id: uuid.UUID):
+    """Record the language the patient prefers to be spoken to in."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = LanguageForm()
+    return perform(lead, form, "contact", lambda: ops.set_preferred_language(lead, form.language.data, current_user),
+                   _("Preferred language saved."), form_key="language")
 
 
 def _attempt_message(result: ops.AttemptResult) -> str:
@@ -85,7 +96,7 @@ def schedule_callback(lead_id: uuid.UUID):
     form = callback_form(request.form)
     return perform(lead, form, "callback", lambda: ops.schedule_callback(
         lead, current_user, cadence.to_utc(form.due_at.data, clinic_zone()), form.caller.data or None),
-        "Callback scheduled.")
+        _("Callback scheduled."))
 
 
 @bp.post("/<uuid:lead_id>/acknowledge")
@@ -93,7 +104,7 @@ def acknowledge(lead_id: uuid.UUID):
     """Acknowledge an urgent lead: you are now handling it."""
     lead = get_lead_or_404(lead_id, for_update=True)
     return perform(lead, ConfirmForm(), "urgent", lambda: ops.acknowledge_urgent(lead, current_user),
-                   "Urgent lead acknowledged.", form_key="confirm")
+                   _("Urgent lead acknowledged."), form_key="confirm")
 
 
 @bp.post("/<uuid:lead_id>/notes")
@@ -101,7 +112,7 @@ def add_note(lead_id: uuid.UUID):
     """Add an encrypted note."""
     lead = get_lead_or_404(lead_id, for_update=True)
     form = NoteForm()
-    return perform(lead, form, "note", lambda: ops.add_note(lead, current_user, form.body.data), "Note added.")
+    return perform(lead, form, "note", lambda: ops.add_note(lead, current_user, form.body.data), _("Note added."))
 
 
 @bp.post("/<uuid:lead_id>/stage")
@@ -120,7 +131,7 @@ def reveal(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id)
     return perform(lead, ConfirmForm(), "insurance",
                    lambda: (ops.reveal_insurance(lead, current_user), remember_reveal(lead.id)),
-                   "Member ID and cards revealed for a few minutes.", form_key="confirm")
+                   _("Member ID and cards revealed for a few minutes."), form_key="confirm")
 
 
 @bp.post("/<uuid:lead_id>/insurance")
@@ -129,7 +140,7 @@ def record_vob(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id, for_update=True)
     form = VobForm()
     return perform(lead, form, "insurance", lambda: ops_insurance.record_vob(lead, current_user, form.vob_data()),
-                   "Benefits check saved.", form_key="vob")
+                   _("Benefits check saved."), form_key="vob")
 
 
 def _screening_message(screening: Screening) -> str:
@@ -158,4 +169,4 @@ def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
     if current_user.role != Role.CLINICIAN:
         deny("clinician_only")
     return perform(lead, ConfirmForm(), "screening", lambda: ops_screening.sign_off(screening, current_user),
-                   "Screening signed off.", form_key="confirm")
+                   _("Screening signed off."), form_key="confirm")

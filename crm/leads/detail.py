@@ -19,6 +19,7 @@ from ..forms.leads import (
     AttemptForm,
     CallbackForm,
     ConfirmForm,
+    LanguageForm,
     NoteForm,
     ScreeningForm,
     StageForm,
@@ -101,6 +102,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
         "vob": vob_form, "screening": screening, **privacy_forms(lead),
+        "language": LanguageForm(formdata=None, language=lead.preferred_language or ""),
     }
 
 
@@ -118,6 +120,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "callbacks": present.open_callbacks(callbacks),
         "assignee": present.staff_name(users.get(lead.assignee_id)),
         "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
+        "consent": present.latest_consent(lead),
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],

@@ -15,6 +15,7 @@ from flask import current_app, g
 
 from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
+from ..forms.leads import language_name
 from ..models import (
     Callback,
     ContactAttempt,
@@ -109,6 +110,7 @@ class LeadRow:
     speed_to_lead: dt.timedelta | None
     due_at: dt.datetime | None = None
     overdue: bool = False
+    language: str | None = None
 
 
 def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetime,
@@ -124,7 +126,7 @@ def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetim
         assignee=staff_name(assignee), created_at=lead.created_at, next_callback_at=lead.next_callback_at,
         waiting=now - lead.created_at,
         speed_to_lead=metrics.lead_speed_to_lead(lead),
-        due_at=due_at, overdue=due_at is not None and due_at < now,
+        due_at=due_at, overdue=due_at is not None and due_at < now, language=lead.preferred_language,
     )
 
 
@@ -165,6 +167,15 @@ def contact_block(lead: Lead, reader: Reader) -> dict[str, Any]:
     dob = values["dob"]
     values["age"] = age_on(dob, clinic_today()) if isinstance(dob, dt.date) else None  # None when unreadable
     return values
+
+
+def latest_consent(lead: Lead) -> dict[str, Any] | None:
+    """What the patient last agreed to on the form: the wording's language and version, and when."""
+    if not lead.enquiries:
+        return None
+    enquiry = lead.enquiries[-1]
+    return {"language": enquiry.consent_language, "version": enquiry.consent_version, "at": enquiry.consented_at,
+            "marketing": enquiry.marketing_consent}
 
 
 def insurance_block(lead: Lead, reader: Reader, revealed: bool) -> dict[str, Any] | None:
@@ -282,6 +293,7 @@ _EVENT_SUMMARY = {
     "acknowledged": lambda e: "Urgent flag acknowledged",
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
     "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
+    "language_changed": lambda e: f"Preferred language: {language_name(e.reason)}",
 }
 
 

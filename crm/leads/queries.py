@@ -72,6 +72,8 @@ def list_query(filters: dict[str, Any], user: User, zone: ZoneInfo) -> Select:
     query = _assignee_filter(query, filters.get("assignee"), user)
     if filters.get("source"):
         query = query.where(Lead.source == filters["source"])
+    if filters.get("language"):
+        query = query.where(Lead.preferred_language == filters["language"])
     if filters.get("urgency"):
         query = query.where(Lead.urgent == true())
         if filters["urgency"] == "unacknowledged":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, session, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..clinic import clinic_zone
@@ -84,7 +85,7 @@ def _show_hits(found: list[Lead]):
         return redirect(url_for("leads.detail", lead_id=found[0].id))
     session[SEARCH_HITS] = [lead.id for lead in found]
     if not found:
-        flash("No lead matches that search.", "info")
+        flash(_("No lead matches that search."), "info")
     return redirect(url_for("leads.search"))
 
 

@@ -102,6 +102,7 @@ class Consent:
     ip: str | None
     privacy_ack: bool
     marketing: bool
+    language: str = "en"  # the language of the wording agreed to
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Submission:
     coverage: Coverage
     consent: Consent
     idempotency_digest: str
+    language: str = "en"  # the page language, the lead's first preferred language
     crisis: bool = False
     answers: dict[str, Any] = field(default_factory=dict)
     cards: tuple[Card, ...] = ()
@@ -271,6 +273,8 @@ def _welcome_back(lead: Lead, contact: Contact, now: dt.datetime) -> dict[str, A
 def _apply_answers(lead: Lead, submission: Submission) -> None:
     """Latest contact preferences win; urgency and marketing consent are only ever raised here."""
     lead.preferences = submission.contact.preferences
+    if not lead.preferred_language:  # a language staff recorded is kept
+        lead.preferred_language = submission.language
     if submission.crisis:
         lead.flag_urgent()
     if submission.consent.marketing:
@@ -284,6 +288,7 @@ def _lead_row(lead_id: str, reference: str, submission: Submission, now: dt.date
     return {
         "id": lead_id, "reference": reference, "stage": Stage.NEW, "source": LeadSource.WEB_FORM,
         "urgent": submission.crisis, "marketing_consent": submission.consent.marketing,
+        "preferred_language": submission.language,
         "created_at": now, "updated_at": now, "stage_changed_at": now,
         **lead_blind_indexes(contact.phone, contact.email, contact.last_name, contact.dob),
         **encrypted_columns(Lead, lead_id, cipher, first_name=contact.first_name, last_name=contact.last_name,
@@ -323,7 +328,8 @@ def _enquiry_row(lead_id: str, cipher: crypto.FieldCipher, submission: Submissio
     return {
         "id": enquiry_id, "lead_id": lead_id, "received_at": now,
         "idempotency_digest": submission.idempotency_digest, "crisis": submission.crisis,
-        "consent_version": consent.version, "consented_at": now, "privacy_ack": consent.privacy_ack,
+        "consent_version": consent.version, "consent_language": consent.language,
+        "consented_at": now, "privacy_ack": consent.privacy_ack,
         "marketing_consent": consent.marketing,
         **encrypted_columns(Enquiry, enquiry_id, cipher, answers={**submission.answers, "submitted": submitted},
                             consent_ip=consent.ip),

@@ -15,6 +15,7 @@ from .. import audit, cadence, eligibility, vob
 from ..models import (
     EXIT_REASONS,
     EXIT_STAGES,
+    PREFERRED_LANGUAGES,
     REOPEN_REASONS,
     REOPENABLE_STAGES,
     Callback,
@@ -104,6 +105,17 @@ def claim(lead: Lead, actor: User) -> None:
     if lead.assignee_id and lead.assignee_id != actor.id:
         raise ValueError("Another coordinator has this lead; use Assign to take it over.")
     assign(lead, actor, actor)
+
+
+def set_preferred_language(lead: Lead, language: str, actor: User) -> None:
+    """Record the language the patient prefers, as staff heard it (a language code, not PHI)."""
+    if language not in PREFERRED_LANGUAGES:
+        raise ValueError("Choose a language from the list.")
+    if lead.preferred_language == language:
+        raise ValueError("The lead already has that preferred language.")
+    previous, lead.preferred_language = lead.preferred_language, language
+    add_event(lead, actor, "language_changed", reason=language)
+    record("preferred_language_changed", lead.id, actor, {"from": previous, "to": language})
 
 
 # --- contact -------------------------------------------------------------------------
