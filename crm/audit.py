@@ -55,6 +55,8 @@ ACTIONS = frozenset(
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
         "settings_changed",
+        "lead_created", "call_added", "lead_corrected", "lead_edit_opened", "previous_values_revealed",
+        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})

@@ -352,7 +352,7 @@ def proposals(lead: Lead, reader: Reader) -> list[dict[str, Any]]:
         shown = {FIELD_LABELS.get(k, k).capitalize(): _shown_value(v) for k, v in values.items() if k != "insurance_id"}
         if insurance_id:
             shown["Insurance"] = "the insurance this enquiry gave (listed under Insurance)"
-        out.append({"record": proposal, "values": shown})
+        out.append({"record": proposal, "shown": shown})
     return out
 
 
