@@ -15,6 +15,7 @@ from wtforms import BooleanField, DateField, Field, HiddenField, RadioField, Sel
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from ..models import LeadSource
+from .leads import options
 from .public import STRIP, EnquiryForm, _fail
 
 #: Sources a coordinator records (the web form records itself).
@@ -207,7 +208,8 @@ class MergeForm(FlaskForm):
 
     other = StringField("The other lead's reference code", filters=STRIP,
                         validators=[DataRequired("Enter the other lead's reference code."), Length(max=16)])
-    survivor = SelectField("Keep", choices=[("this", "This lead"), ("other", "The other lead")], default="this")
+    survivor = SelectField("Keep", choices=options([("this", "This lead"), ("other", "The other lead")]),
+                           default="this")
     confirm = BooleanField("Both records are the same person",
                            validators=[DataRequired("Confirm that both records are the same person.")])
 

@@ -14,6 +14,7 @@ from wtforms.fields.choices import SelectChoice
 from .. import cadence, crypto, eligibility, vob
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.intake import MergeForm
 from ..forms.leads import (
     AssignForm,
     AttemptForm,
@@ -97,7 +98,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
-        "vob": vob_form, "screening": screening,
+        "vob": vob_form, "screening": screening, "merge": MergeForm(formdata=None),
     }
 
 

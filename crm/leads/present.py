@@ -325,6 +325,8 @@ _EVENT_SUMMARY = {
     "proposal_accepted": lambda e: "New details from an unverified enquiry accepted",
     "proposal_dismissed": lambda e: "New details from an unverified enquiry dismissed",
     "returned": lambda e: "Returning enquiry",
+    "merged_in": lambda e: "Another record of this person merged in",
+    "merged_into": lambda e: "Merged into another record",
 }
 
 

@@ -7,14 +7,16 @@ import uuid
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user
 
-from ..forms.intake import CorrectLeadForm
+from ..forms.intake import CorrectLeadForm, MergeForm
 from ..forms.leads import ConfirmForm
 from ..models import db
 from ..operations import leads as ops
+from ..operations import merge as ops_merge
 from ..operations import records as ops_records
 from . import bp, get_lead_or_404, present
 from .actions import perform
 from .detail import render_detail
+from .queries import as_reference, find_by_reference
 
 
 @bp.route("/<uuid:lead_id>/edit", methods=["GET", "POST"])
@@ -88,3 +90,27 @@ def reveal_history(lead_id: uuid.UUID):
         flash(str(exc), "error")
         return redirect(url_for("leads.detail", lead_id=lead.id))
     return render_detail(lead, history=shown)
+
+
+@bp.post("/<uuid:lead_id>/merge")
+def merge(lead_id: uuid.UUID):
+    """Merge this lead and another record of the same person; the other's address then redirects."""
+    lead = get_lead_or_404(lead_id)  # not locked here: the operation locks both leads in id order
+    form = MergeForm()
+    if not form.validate_on_submit():
+        return render_detail(lead, merge=form)
+    others = find_by_reference(as_reference(form.other.data) or "")
+    if len(others) != 1 or others[0].id == lead.id:
+        form.other.errors.append("No other lead has that reference code." if not others or others[0].id != lead.id
+                                 else "A lead cannot be merged with itself.")
+        return render_detail(lead, merge=form)
+    survivor, absorbed = (lead, others[0]) if form.survivor.data == "this" else (others[0], lead)
+    try:
+        ops_merge.merge_leads(survivor.id, absorbed.id, current_user)
+    except (ValueError, LookupError) as exc:
+        db.session.rollback()
+        flash(str(exc) if isinstance(exc, ValueError) else "That lead no longer exists.", "error")
+        return redirect(url_for("leads.detail", lead_id=lead.id))
+    db.session.commit()
+    flash("The two records are merged into this lead.", "success")
+    return redirect(url_for("leads.detail", lead_id=survivor.id))
