@@ -56,7 +56,7 @@ ACTIONS = frozenset(
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
         "settings_changed",
         "lead_created", "call_added", "lead_corrected", "lead_edit_opened", "previous_values_revealed",
-        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported",
+        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})

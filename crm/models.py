@@ -795,6 +795,29 @@ class ConsentRecord(LeadOwned, db.Model):
     lead: Mapped[Lead] = relationship()
 
 
+class ImportedRow(db.Model):
+    """One imported CSV row, by keyed fingerprint only: importing the same row again creates nothing."""
+
+    __tablename__ = "imported_rows"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(24))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ImportUpload(db.Model):
+    """A CSV an admin uploaded for preview, sealed under the master key until it is imported or abandoned."""
+
+    __tablename__ = "import_uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    uploaded_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(24))
+    content_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 # --- audit ---------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""leads from calls and referrals, per-enquiry reference codes, proposals, corrections, merges
+"""leads from calls, referrals and imports, per-enquiry reference codes, proposals, corrections, merges
 
 Additive only: new nullable columns and new tables. Existing enquiries keep a NULL reference
 (search still finds their lead by the lead's own code).
@@ -66,9 +66,30 @@ def upgrade():
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index('ix_consents_lead_id', 'consents', ['lead_id'], unique=False)
+    op.create_table('imported_rows',
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('lead_id', sa.String(length=36), nullable=False),
+    sa.Column('source', sa.String(length=24), nullable=False),
+    sa.Column('imported_at', sa.DateTime(), nullable=False),
+    sa.ForeignKeyConstraint(['lead_id'], ['leads.id'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('digest')
+    )
+    op.create_index('ix_imported_rows_lead_id', 'imported_rows', ['lead_id'], unique=False)
+    op.create_table('import_uploads',
+    sa.Column('id', sa.String(length=36), nullable=False),
+    sa.Column('uploaded_by', sa.String(length=36), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('source', sa.String(length=24), nullable=False),
+    sa.Column('content_sealed', sa.LargeBinary(), nullable=False),
+    sa.ForeignKeyConstraint(['uploaded_by'], ['users.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
 
 
 def downgrade():
+    op.drop_table('import_uploads')
+    op.drop_index('ix_imported_rows_lead_id', table_name='imported_rows')
+    op.drop_table('imported_rows')
     op.drop_index('ix_consents_lead_id', table_name='consents')
     op.drop_table('consents')
     op.drop_index('ix_lead_changes_lead_id', table_name='lead_changes')
