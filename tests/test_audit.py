@@ -25,6 +25,9 @@ OBJECTS = {
     "screening_recorded": "lead", "screening_signed_off": "lead", "decrypt_failed": "lead",
     "audit_viewed": "audit", "audit_exported": "audit", "audit_verified": "audit", "key_added": "key",
     "key_promoted": "key", "key_retired": "key", "keys_rotated": "key", "settings_changed": "settings",
+    "lead_created": "lead", "call_added": "lead", "lead_corrected": "lead", "lead_edit_opened": "lead",
+    "previous_values_revealed": "lead", "proposal_accepted": "lead", "proposal_dismissed": "lead",
+    "lead_merged": "lead", "leads_imported": "lead", "import_previewed": "lead",
 }
 
 

@@ -34,8 +34,8 @@ def import_leads():
                                   content_sealed=b"")
             upload.content_sealed = imports.seal_upload(upload.id, content)
             db.session.add(upload)
-            audit.record("import_previewed", actor=current_user, details={"source": form.source.data,
-                                                                          "rows": summary.rows})
+            audit.record("import_previewed", actor=current_user, object_type="lead",
+                         details={"source": form.source.data, "rows": summary.rows})
             db.session.commit()
             return render_template("admin/import_preview.html", upload=upload, summary=summary, confirm=ConfirmForm(),
                                    rows=[imports.preview(row) for row in rows[:PREVIEW_ROWS]])

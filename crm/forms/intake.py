@@ -78,9 +78,10 @@ class PatientFields(FlaskForm):
         return self._check_reachable() & self._check_coverage() & valid
 
     def preferences(self) -> dict[str, Any]:
-        """Contact preferences in the shape the web form stores them."""
-        return {"contact_method": self.preferred_contact.data or None, "best_time": self.best_time.data or None,
-                "voicemail_ok": bool(self.voicemail_ok.data), "text_ok": bool(self.text_ok.data)}
+        """Contact preferences in the shape the web form stores them; none at all when nothing is chosen."""
+        chosen = {"contact_method": self.preferred_contact.data or None, "best_time": self.best_time.data or None,
+                  "voicemail_ok": bool(self.voicemail_ok.data), "text_ok": bool(self.text_ok.data)}
+        return chosen if any(chosen.values()) else {}
 
     def policyholder(self) -> dict[str, Any] | None:
         """The policyholder's details when the patient is not the policyholder."""
@@ -128,7 +129,20 @@ class PatientFields(FlaskForm):
 
 
 class CorrectLeadForm(PatientFields):
-    """Correct an existing lead's details; every change is recorded with the value it replaced."""
+    """Correct an existing lead's details; every change is recorded with the value it replaced.
+
+    A lead recorded without any insurance may stay without: the coverage question is optional here.
+    """
+
+    coverage_type = RadioField(*EnquiryForm.coverage_type.args,
+                               **{**EnquiryForm.coverage_type.kwargs, "validators": [Optional()]})
+
+    def lead_values(self) -> dict[str, Any]:
+        """As the patient fields give them, without the insurance when no coverage was chosen."""
+        values = super().lead_values()
+        if not self.coverage_type.data:
+            values = {k: v for k, v in values.items() if not k.startswith("insurance.")}
+        return values
 
 
 def _after(start_field: str, message: str):

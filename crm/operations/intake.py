@@ -70,9 +70,12 @@ def possible_matches(who: Identity) -> list[Lead]:
     conditions = [column == digest for column, digest in indexes if digest is not None]
     if not conditions:
         return []
+    # No ORDER BY in SQL: sorting there would tempt the planner to walk the created_at index instead
+    # of the blind indexes. Candidates are few; they are sorted here.
     query = (select(Lead).where(or_(*conditions), Lead.merged_into_id.is_(None))
-             .options(selectinload(Lead.key)).order_by(Lead.created_at.desc()).limit(MATCH_LIMIT))
-    return [lead for lead in db.session.scalars(query) if lead.key is not None and _confirmed(lead, who)]
+             .options(selectinload(Lead.key)).limit(MATCH_LIMIT * 5))
+    found = [lead for lead in db.session.scalars(query) if lead.key is not None and _confirmed(lead, who)]
+    return sorted(found, key=lambda lead: lead.created_at, reverse=True)[:MATCH_LIMIT]
 
 
 def _confirmed(lead: Lead, who: Identity) -> bool:
