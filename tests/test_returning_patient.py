@@ -176,3 +176,17 @@ def test_a_later_insurance_becomes_current_only_when_a_coordinator_chooses_it(cl
     with app.app_context():
         assert db.session.get(Lead, lead_id).current_insurance.id == later_id
     assert [json.loads(e.details)["fields"] for e in audit_events(app, "lead_corrected")] == [["current_insurance"]]
+
+
+def test_policyholder_details_are_shown_and_prefill_the_benefits_check(client, app, staff):
+    assert submit(client, app, is_policyholder="no", policyholder_name="Orrin Quillfeather",
+                  policyholder_dob="1951-07-30", policyholder_relationship="spouse").status_code == 303
+    with app.app_context():
+        lead_id = the_lead().id
+    page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
+    facts = page[page.index('id="insurance-h"'):page.index('id="vob"')]
+    assert "Orrin Quillfeather, born 1951-07-30 (Spouse)" in facts
+    vob = page[page.index('id="vob"'):]
+    assert re.search(r'id="subscriber_name"[^>]*value="Orrin Quillfeather"', vob)
+    assert re.search(r'id="subscriber_dob"[^>]*value="1951-07-30"', vob)
+    assert re.search(r'<option selected value="spouse">|<option value="spouse" selected', vob)
