@@ -440,7 +440,7 @@ class Lead(Identified, db.Model):
     # phone, referral and imported leads; corrections and merges (no FK: the columns were added later)
     created_by: Mapped[str | None] = mapped_column(String(36))
     current_insurance_id: Mapped[str | None] = mapped_column(String(36))
-    merged_into_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    merged_into_id: Mapped[str | None] = mapped_column(String(36))  # no index: IS NULL would lure the planner
 
     first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

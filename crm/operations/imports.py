@@ -292,10 +292,9 @@ class Importer:
         emails = {i for r in rows if (i := email_index(r.values.get("email"))) is not None}
         if not phones and not emails:
             return
-        query = (select(Lead).where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails)),
-                                    Lead.merged_into_id.is_(None)).options(selectinload(Lead.key)))
-        for lead in db.session.scalars(query):
-            if lead.key is None:
+        query = select(Lead).where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails)))
+        for lead in db.session.scalars(query.options(selectinload(Lead.key))):
+            if lead.key is None or lead.merged_into_id:
                 continue
             try:
                 values = {"dob": lead.dob, "phone": lead.phone, "email": lead.email}

@@ -71,10 +71,11 @@ def possible_matches(who: Identity) -> list[Lead]:
     if not conditions:
         return []
     # No ORDER BY in SQL: sorting there would tempt the planner to walk the created_at index instead
-    # of the blind indexes. Candidates are few; they are sorted here.
-    query = (select(Lead).where(or_(*conditions), Lead.merged_into_id.is_(None))
-             .options(selectinload(Lead.key)).limit(MATCH_LIMIT * 5))
-    found = [lead for lead in db.session.scalars(query) if lead.key is not None and _confirmed(lead, who)]
+    # of the blind indexes. Candidates are few; they are sorted and filtered here.
+    # Merged leads are left out here, not in SQL: a merged_into_id condition could steer the planner off them.
+    query = select(Lead).where(or_(*conditions)).options(selectinload(Lead.key)).limit(MATCH_LIMIT * 5)
+    found = [lead for lead in db.session.scalars(query)
+             if lead.key is not None and not lead.merged_into_id and _confirmed(lead, who)]
     return sorted(found, key=lambda lead: lead.created_at, reverse=True)[:MATCH_LIMIT]
 
 

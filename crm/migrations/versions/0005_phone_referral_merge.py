@@ -22,7 +22,6 @@ def upgrade():
     op.add_column('leads', sa.Column('current_insurance_id', sa.String(length=36), nullable=True))
     op.add_column('leads', sa.Column('merged_into_id', sa.String(length=36), nullable=True))
     op.add_column('leads', sa.Column('source_details_enc', sa.LargeBinary(), nullable=True))
-    op.create_index('ix_leads_merged_into_id', 'leads', ['merged_into_id'], unique=False)
     op.add_column('enquiries', sa.Column('reference', sa.String(length=16), nullable=True))
     op.create_index('ix_enquiries_reference', 'enquiries', ['reference'], unique=True)
     op.add_column('insurances', sa.Column('enquiry_id', sa.String(length=36), nullable=True))
@@ -103,6 +102,5 @@ def downgrade():
         batch.drop_index('ix_enquiries_reference')
         batch.drop_column('reference')
     with op.batch_alter_table('leads') as batch:
-        batch.drop_index('ix_leads_merged_into_id')
         for column in ('source_details_enc', 'merged_into_id', 'current_insurance_id', 'created_by'):
             batch.drop_column(column)
