@@ -57,6 +57,8 @@ ACTIONS = frozenset(
         "settings_changed", "lead_erased", "do_not_contact_set", "do_not_contact_lifted", "legal_hold_set",
         "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",
         "report_viewed", "report_exported", "preferred_language_changed",
+        "lead_created", "call_added", "lead_corrected", "lead_edit_opened", "previous_values_revealed",
+        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup", "report"})

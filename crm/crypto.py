@@ -373,6 +373,10 @@ class BlindIndexer:
         digest = hmac.new(self._key(name), normalized.encode(), hashlib.sha256).digest()
         return int.from_bytes(digest[:4], "big") >> (32 - self.bits)
 
+    def fingerprint(self, name: str, normalized: str) -> str:
+        """Return the full keyed HMAC (hex) of a value: an exact, non-reversible identity (e.g. an imported row)."""
+        return hmac.new(self._key(name), normalized.encode(), hashlib.sha256).hexdigest()
+
 
 def random_token(nbytes: int = 32) -> str:
     """Return a URL-safe random token for sessions, invitations and idempotency keys."""

@@ -194,6 +194,7 @@ class LeadSource(StrEnum):
     FIND_A_CENTER = "find_a_center"
     PAYER_DIRECTORY = "payer_directory"
     VA_COMMUNITY_CARE = "va_community_care"
+    WALK_IN = "walk_in"
     OTHER = "other"
 
 
@@ -472,6 +473,11 @@ class Lead(Identified, db.Model):
     erased_by: Mapped[str | None] = mapped_column(String(36))  # None: the system (retention, restore check)
     erasure_reason: Mapped[str | None] = mapped_column(String(40))
 
+    # phone, referral and imported leads; corrections and merges (no FK: the columns were added later)
+    created_by: Mapped[str | None] = mapped_column(String(36))
+    current_insurance_id: Mapped[str | None] = mapped_column(String(36))
+    merged_into_id: Mapped[str | None] = mapped_column(String(36))  # no index: IS NULL would lure the planner
+
     first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     dob_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -479,6 +485,7 @@ class Lead(Identified, db.Model):
     email_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     zip_code_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     preferences_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    source_details_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     phone_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
     email_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -491,6 +498,7 @@ class Lead(Identified, db.Model):
     email = Encrypted(on_set="_index_email")
     zip_code = Encrypted()
     preferences = Encrypted("json")
+    source_details = Encrypted("json")  # referring provider or VA authorisation
 
     key: Mapped[LeadKey | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     enquiries: Mapped[list[Enquiry]] = relationship(back_populates="lead", order_by="Enquiry.received_at")
@@ -553,6 +561,16 @@ class Lead(Identified, db.Model):
     def is_do_not_contact(self) -> bool:
         """True once the patient asked not to be contacted (no attempts, callbacks or alerts)."""
         return self.do_not_contact_at is not None
+
+    @property
+    def current_insurance(self) -> Insurance | None:
+        """The insurance a coordinator chose; by default the first complete one, else the first on file.
+
+        A later enquiry adds its own insurance but never replaces this one by itself.
+        """
+        chosen = [i for i in self.insurances if i.id == self.current_insurance_id]
+        complete = [i for i in self.insurances if i.is_complete]
+        return (chosen or complete or self.insurances or [None])[0]
 
 
 def new_lead_key(lead_id: str) -> tuple[crypto.FieldCipher, dict[str, Any]]:
@@ -617,6 +635,7 @@ class Enquiry(LeadOwned, db.Model):
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     idempotency_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    reference: Mapped[str | None] = mapped_column(String(16), unique=True, index=True)
     crisis: Mapped[bool] = mapped_column(Boolean, default=False)
     consent_version: Mapped[str] = mapped_column(String(32))
     consent_language: Mapped[str | None] = mapped_column(String(8))  # the language of that wording
@@ -639,6 +658,7 @@ class Insurance(LeadOwned, db.Model):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    enquiry_id: Mapped[str | None] = mapped_column(String(36), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     coverage_type: Mapped[str] = mapped_column(String(16), default=CoverageType.NOT_SURE)
     patient_is_policyholder: Mapped[bool | None] = mapped_column(Boolean)
@@ -673,6 +693,13 @@ class Insurance(LeadOwned, db.Model):
 
     def _classify_payer(self, carrier: str | None) -> None:
         self.payer = payers.classify(carrier)
+
+    @property
+    def is_complete(self) -> bool:
+        """A known kind of coverage, with the carrier and member ID when it is a commercial plan."""
+        if self.coverage_type == CoverageType.NOT_SURE:
+            return False
+        return self.coverage_type not in COMMERCIAL_COVERAGE or bool(self.carrier_enc and self.member_id_enc)
 
 
 class InsuranceCard(LeadOwned, db.Model):
@@ -786,6 +813,79 @@ class DoNotContact(db.Model):
     channel: Mapped[str] = mapped_column(String(16))  # how the request came: phone, stop_reply, email, letter
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     created_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class LeadProposal(LeadOwned, db.Model):
+    """Details an unverified enquiry brought that differ from the lead's: a coordinator accepts or dismisses them."""
+
+    __tablename__ = "lead_proposals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    enquiry_id: Mapped[str | None] = mapped_column(String(36))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    values_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    values = Encrypted("json")  # field name -> the value the enquiry gave
+
+    lead: Mapped[Lead] = relationship()
+
+
+class LeadChange(LeadOwned, db.Model):
+    """The previous value of one corrected field, kept encrypted; shown only through an audited reveal."""
+
+    __tablename__ = "lead_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    actor_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    field: Mapped[str] = mapped_column(String(40))
+    cause: Mapped[str] = mapped_column(String(24), default="correction")
+    old_value_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    old_value = Encrypted("json")
+
+    lead: Mapped[Lead] = relationship()
+
+
+class ConsentRecord(LeadOwned, db.Model):
+    """Contact consent taken outside the web form (on the phone, in person): wording, who took it, when."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(12))  # verbal | written | import
+    wording_version: Mapped[str] = mapped_column(String(32))
+    taken_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    taken_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    lead: Mapped[Lead] = relationship()
+
+
+class ImportedRow(db.Model):
+    """One imported CSV row, by keyed fingerprint only: importing the same row again creates nothing."""
+
+    __tablename__ = "imported_rows"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    source: Mapped[str] = mapped_column(String(24))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ImportUpload(db.Model):
+    """A CSV an admin uploaded for preview, sealed under the master key until it is imported or abandoned."""
+
+    __tablename__ = "import_uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    uploaded_by: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(24))
+    content_sealed: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # --- audit ---------------------------------------------------------------------------

@@ -30,6 +30,9 @@ OBJECTS = {
     "restore_checked": "lead",
     "report_viewed": "report", "report_exported": "report",
     "preferred_language_changed": "lead",
+    "lead_created": "lead", "call_added": "lead", "lead_corrected": "lead", "lead_edit_opened": "lead",
+    "previous_values_revealed": "lead", "proposal_accepted": "lead", "proposal_dismissed": "lead",
+    "lead_merged": "lead", "leads_imported": "lead", "import_previewed": "lead",
 }
 
 

@@ -18,7 +18,9 @@ from crm.models import (
     Insurance,
     InsuranceCard,
     Lead,
+    LeadChange,
     LeadEvent,
+    LeadProposal,
     Screening,
     db,
     email_index,
@@ -37,6 +39,8 @@ REQUIRED: dict[type, dict[str, Any]] = {
     Screening: {"outcome": "eligible"},
     ContactAttempt: {"channel": "call", "outcome": "reached"},
     LeadEvent: {"kind": "note"},
+    LeadProposal: {"status": "pending"},
+    LeadChange: {"field": "phone", "cause": "correction"},
 }
 KNOWN = {
     ("leads", "first_name"): sentinels.FIRST_NAME,

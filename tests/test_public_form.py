@@ -28,6 +28,7 @@ from crm.models import (
     InsuranceCard,
     Lead,
     LeadEvent,
+    LeadProposal,
     Stage,
     User,
     db,
@@ -347,12 +348,15 @@ def test_same_phone_in_another_format_joins_the_existing_lead(client, app, secon
         assert [d["returning"] for d in details] == [False, True]
 
 
-def test_same_email_in_another_case_joins_the_existing_lead_and_fills_the_phone(client, app):
+def test_same_email_in_another_case_joins_the_existing_lead_and_only_proposes_the_phone(client, app):
+    """An anonymous enquiry never writes a lead's contact details, not even into a gap (issue 14)."""
     assert submit(client, app, phone="", preferred_contact="email").status_code == 303
     assert submit(client, app, email=s.EMAIL.upper()).status_code == 303
     with app.app_context():
         lead = the_lead(app)
-        assert len(lead.enquiries) == 2 and lead.phone == s.PHONE and lead.email == s.EMAIL
+        assert len(lead.enquiries) == 2 and lead.phone is None and lead.phone_bidx is None and lead.email == s.EMAIL
+        proposal = db.session.scalars(select(LeadProposal)).one()
+        assert proposal.lead_id == lead.id and proposal.status == "pending" and proposal.values["phone"] == s.PHONE
 
 
 @pytest.mark.parametrize("stage", [Stage.CLOSED, Stage.UNREACHABLE])

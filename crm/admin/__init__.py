@@ -26,4 +26,4 @@ def require_admin() -> None:
         deny("admin_only")
 
 
-from . import audit, users  # noqa: E402,F401  (views register on bp)
+from . import audit, imports, users  # noqa: E402,F401  (views register on bp)

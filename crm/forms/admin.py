@@ -2,7 +2,8 @@
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import EmailField, RadioField, StringField
+from flask_wtf.file import FileField, FileRequired
+from wtforms import EmailField, RadioField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp
 
@@ -34,3 +35,13 @@ class RoleForm(FlaskForm):
     """Change a user's role."""
 
     role = RadioField(_l("Role"), choices=ROLE_CHOICES, validators=[DataRequired(_l("Choose a role."))])
+
+
+class ImportForm(FlaskForm):
+    """A CSV file of leads and where they came from."""
+
+    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")])
+    source = SelectField("These leads came from", choices=[
+        SelectChoice("referral", "A referral partner"), SelectChoice("phone", "Phone calls (a previous system)"),
+        SelectChoice("va_community_care", "VA Community Care"), SelectChoice("walk_in", "Walk-ins"),
+        SelectChoice("other", "Somewhere else")], default="referral")

@@ -38,10 +38,13 @@ def get_lead_or_404(lead_id: uuid.UUID | str, *, for_update: bool = False) -> Le
     """Load a lead by id (locking its row for a change), or answer 404.
 
     :raise 404: when no lead has that id, whatever kind of id it is.
+    :raise 302: to the survivor when the lead was merged into another.
     """
     lead = db.session.get(Lead, str(lead_id), with_for_update=for_update)
     if lead is None or lead.key is None:
         abort(404)
+    if lead.merged_into_id:  # a merged lead's address leads to the record that absorbed it
+        abort(redirect(url_for("leads.detail", lead_id=lead.merged_into_id)))
     return lead
 
 
@@ -69,4 +72,4 @@ def is_unreadable(value: object) -> bool:
     return value is UNREADABLE
 
 
-from . import actions, detail, privacy, queues  # noqa: E402,F401  (views register on bp)
+from . import actions, detail, intake, privacy, queues, records  # noqa: E402,F401  (views register on bp)

@@ -14,6 +14,7 @@ from wtforms.fields.choices import SelectChoice
 from .. import cadence, crypto, eligibility, vob
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.intake import MergeForm
 from ..forms.leads import (
     AssignForm,
     AttemptForm,
@@ -101,7 +102,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
-        "vob": vob_form, "screening": screening, **privacy_forms(lead),
+        "vob": vob_form, "screening": screening, "merge": MergeForm(formdata=None), **privacy_forms(lead),
         "language": LanguageForm(formdata=None, language=lead.preferred_language or ""),
     }
 
@@ -112,6 +113,9 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
     screens, callbacks = present.screenings(lead, reader, users), present.lead_callbacks(lead)
     return {
         "contact": present.contact_block(lead, reader),
+        "proposals": present.proposals(lead, reader),
+        "source_details": present.source_details(lead, reader),
+        "has_changes": present.has_changes(lead),
         "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
         "revealed": is_revealed(lead.id),
         "screenings": screens,
@@ -136,11 +140,15 @@ def criteria_groups() -> list[tuple[str, list[dict[str, Any]]]]:
     return list(groups.items())
 
 
-def render_detail(lead: Lead, **forms: FlaskForm) -> str:
-    """Render the lead page with fresh forms (or the given failing ones) and audit the view."""
+def render_detail(lead: Lead, history: list[dict[str, Any]] | None = None, **forms: FlaskForm) -> str:
+    """Render the lead page with fresh forms (or the given failing ones) and audit the view.
+
+    ``history`` holds previous values the caller has just revealed (and audited).
+    """
     reader = present.Reader()
     view = build_view(lead, reader)
-    html = render_template("leads/detail.html", lead=lead, forms={**default_forms(lead, view), **forms}, **view)
+    html = render_template("leads/detail.html", lead=lead, forms={**default_forms(lead, view), **forms},
+                           history=history, **view)
     ops.record_view(lead.id, current_user, reader.failed.get(lead.id, []))
     db.session.commit()
     return html

@@ -15,18 +15,20 @@ from flask import current_app, g
 
 from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
-from ..forms.leads import language_name
+from ..forms.leads import code_label, language_name
 from ..models import (
     Callback,
     ContactAttempt,
     Insurance,
     Lead,
+    LeadChange,
     LeadEvent,
     Screening,
     User,
     db,
 )
 from ..operations.leads import calls_made
+from ..operations.records import FIELD_LABELS, pending_proposals
 
 
 class _Unreadable:
@@ -111,6 +113,7 @@ class LeadRow:
     due_at: dt.datetime | None = None
     overdue: bool = False
     language: str | None = None
+    last_activity: dt.datetime | None = None
 
 
 def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetime,
@@ -127,6 +130,7 @@ def lead_row(lead: Lead, reader: Reader, users: dict[str, User], now: dt.datetim
         waiting=now - lead.created_at,
         speed_to_lead=metrics.lead_speed_to_lead(lead),
         due_at=due_at, overdue=due_at is not None and due_at < now, language=lead.preferred_language,
+        last_activity=lead.updated_at,
     )
 
 
@@ -178,11 +182,29 @@ def latest_consent(lead: Lead) -> dict[str, Any] | None:
             "marketing": enquiry.marketing_consent}
 
 
+def has_changes(lead: Lead) -> bool:
+    """True when some detail of the lead has been corrected (so previous values can be revealed)."""
+    return db.session.scalar(db.select(LeadChange.id).where(LeadChange.lead_id == lead.id).limit(1)) is not None
+
+
+def source_details(lead: Lead, reader: Reader) -> dict[str, Any]:
+    """The referring provider or VA authorisation a phone or referral lead came with, decrypted."""
+    details = reader.get(lead, "source_details", lead.id) if lead.source_details_enc else {}
+    return details if isinstance(details, dict) else {"unreadable": UNREADABLE}
+
+
 def insurance_block(lead: Lead, reader: Reader, revealed: bool) -> dict[str, Any] | None:
-    """The latest insurance with member ID and group number masked unless revealed."""
-    if not lead.insurances:
+    """The current insurance with member ID and group number masked unless revealed, and every other one on file."""
+    ins = lead.current_insurance
+    if ins is None:
         return None
-    ins: Insurance = lead.insurances[-1]
+    block = _one_insurance(lead, ins, reader, revealed)
+    block["others"] = [_one_insurance(lead, other, reader, revealed) for other in lead.insurances if other is not ins]
+    block["card_count"] = sum(len(i.cards) for i in lead.insurances)
+    return block
+
+
+def _one_insurance(lead: Lead, ins: Insurance, reader: Reader, revealed: bool) -> dict[str, Any]:
     member_id = reader.get(ins, "member_id", lead.id)
     group = reader.get(ins, "group_number", lead.id)
     return {
@@ -201,6 +223,21 @@ def insurance_block(lead: Lead, reader: Reader, revealed: bool) -> dict[str, Any
     }
 
 
+#: The public form's policyholder answers → the benefits check's subscriber fields.
+_SUBSCRIBER = {"name": "subscriber_name", "dob": "subscriber_dob", "relationship": "subscriber_relationship"}
+_RELATIONSHIP = {"spouse": "spouse"}  # the patient's parent is "other" from the subscriber's side
+
+
+def subscriber_prefill(ins: Insurance, policyholder: dict[str, Any]) -> dict[str, Any]:
+    """What the patient typed about the policyholder, in the shape of the benefits check's subscriber fields."""
+    if ins.patient_is_policyholder:
+        return {"subscriber_relationship": "self"}
+    out = {_SUBSCRIBER[key]: value for key, value in policyholder.items() if key in _SUBSCRIBER and value}
+    if "subscriber_relationship" in out:
+        out["subscriber_relationship"] = _RELATIONSHIP.get(out["subscriber_relationship"], "other")
+    return out
+
+
 def vob_prefill(block: dict[str, Any] | None) -> dict[str, Any]:
     """Stored verification answers in the shape of the VOB form."""
     if not block:
@@ -210,9 +247,11 @@ def vob_prefill(block: dict[str, Any] | None) -> dict[str, Any]:
               ("coverage_type", "vob_status", "vob_outcome", "pa_status", "pa_units", "pa_start", "pa_end")}
     for name, key in (("carrier", "carrier"), ("pa_auth_number", "auth_number")):
         stored[name] = block[key] if block[key] is not UNREADABLE else None
-    for part in ("policyholder", "benefits"):
-        if isinstance(block[part], dict):
-            stored.update(block[part])
+    if isinstance(block["policyholder"], dict):
+        stored.update(subscriber_prefill(ins, block["policyholder"]))
+        stored.update(block["policyholder"])
+    if isinstance(block["benefits"], dict):
+        stored.update(block["benefits"])
     return stored
 
 
@@ -273,7 +312,8 @@ def _enquiries(lead: Lead, reader: Reader) -> list[TimelineEntry]:
     out = []
     for enquiry in lead.enquiries:
         answers = reader.get(enquiry, "answers", lead.id)
-        summary = "Enquiry received" + (" (crisis answer)" if enquiry.crisis else "")
+        summary = "Enquiry received" + (f" ({enquiry.reference})" if enquiry.reference else "")
+        summary += " (crisis answer)" if enquiry.crisis else ""
         out.append(TimelineEntry(enquiry.received_at, "enquiry", "", summary,
                                  details=answers if isinstance(answers, dict) else {"answers": answers}))
     return out
@@ -294,6 +334,11 @@ _EVENT_SUMMARY = {
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
     "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
     "language_changed": lambda e: f"Preferred language: {language_name(e.reason)}",
+    "proposal_accepted": lambda e: "New details from an unverified enquiry accepted",
+    "proposal_dismissed": lambda e: "New details from an unverified enquiry dismissed",
+    "returned": lambda e: "Returning enquiry",
+    "merged_in": lambda e: "Another record of this person merged in",
+    "merged_into": lambda e: "Merged into another record",
 }
 
 
@@ -301,10 +346,34 @@ def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[Timeline
     rows = db.session.scalars(db.select(LeadEvent).where(LeadEvent.lead_id == lead.id))
     out = []
     for row in rows:
-        summary = _EVENT_SUMMARY.get(row.kind, lambda e: e.kind.replace("_", " ").capitalize())(row)
-        out.append(TimelineEntry(row.at, row.kind, staff_name(users.get(row.actor_id)), summary,
-                                 reader.get(row, "body", lead.id)))
+        actor = staff_name(users.get(row.actor_id))
+        if row.kind == "field_changed":  # "Phone changed by Dana", never the value
+            summary, shown_actor = f"{FIELD_LABELS.get(row.reason, row.reason).capitalize()} changed by {actor}", ""
+        else:
+            summary = _EVENT_SUMMARY.get(row.kind, lambda e: e.kind.replace("_", " ").capitalize())(row)
+            shown_actor = actor
+        out.append(TimelineEntry(row.at, row.kind, shown_actor, summary, reader.get(row, "body", lead.id)))
     return out
+
+
+def proposals(lead: Lead, reader: Reader) -> list[dict[str, Any]]:
+    """Pending details from unverified enquiries, decrypted, with the fields' names in words."""
+    out = []
+    for proposal in pending_proposals(lead):
+        values = reader.get(proposal, "values", lead.id)
+        values = values if isinstance(values, dict) else {}
+        insurance_id = values.get("insurance_id")
+        shown = {FIELD_LABELS.get(k, k).capitalize(): _shown_value(v) for k, v in values.items() if k != "insurance_id"}
+        if insurance_id:
+            shown["Insurance"] = "the insurance this enquiry gave (listed under Insurance)"
+        out.append({"record": proposal, "shown": shown})
+    return out
+
+
+def _shown_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "; ".join(f"{code_label(k)}: {v}" for k, v in value.items() if v not in (None, ""))
+    return "yes" if value is True else str(value)
 
 
 def _callbacks(rows: list[Callback], users: dict[str, User]) -> list[TimelineEntry]:

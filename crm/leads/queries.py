@@ -6,11 +6,11 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select, true
+from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from .. import cadence, crypto
-from ..models import Callback, Lead, Stage, User, db, email_index, name_dob_index, phone_index
+from ..models import Callback, Enquiry, Lead, Stage, User, db, email_index, name_dob_index, phone_index
 from .present import Reader
 
 HOME_LIMIT = 25
@@ -121,20 +121,47 @@ def page_of(query: Select, page: int, size: int) -> tuple[list[Lead], bool]:
 # --- blind-index search --------------------------------------------------------------
 
 
+REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
+def as_reference(text: str) -> str | None:
+    """A reference code as stored (``ABCD-EF23``) from any case, with or without the dash; else ``None``."""
+    compact = "".join(ch for ch in text.upper() if ch not in " -")
+    if len(compact) != 8 or any(ch not in REFERENCE_ALPHABET for ch in compact):
+        return None
+    return f"{compact[:4]}-{compact[4:]}"
+
+
 def search_kind(text: str, dob: dt.date | None, region: str) -> str:
-    """Which blind index a search uses: ``email``, ``name_dob`` or ``phone``."""
+    """Which lookup a search uses: ``email``, ``name_dob``, ``phone`` or ``reference``."""
     if "@" in text:
         return "email"
     if dob is not None:
         return "name_dob"
     if sum(ch.isdigit() for ch in text) >= 7 and crypto.normalize_phone(text, region):
         return "phone"
-    raise ValueError("Enter a phone number, an e-mail address, or a last name with a date of birth.")
+    if as_reference(text):
+        return "reference"
+    raise ValueError("Enter a phone number, an e-mail address, a reference code, or a last name with a date of birth.")
+
+
+def find_by_reference(code: str) -> list[Lead]:
+    """The lead whose own code, or one of whose enquiries' codes, is ``code`` (followed to a merge survivor)."""
+    from_enquiries = select(Enquiry.lead_id).where(Enquiry.reference == code).scalar_subquery()
+    query = select(Lead).where(or_(Lead.reference == code, Lead.id.in_(from_enquiries)))
+    leads = list(db.session.scalars(with_keys(query)))
+    survivors = [lead.merged_into_id for lead in leads if lead.merged_into_id]
+    if survivors:
+        leads = [lead for lead in leads if not lead.merged_into_id]
+        leads += list(db.session.scalars(with_keys(select(Lead).where(Lead.id.in_(survivors)))))
+    return [lead for lead in dict.fromkeys(leads) if lead.key is not None]
 
 
 def find_leads(text: str, dob: dt.date | None, region: str, reader: Reader) -> list[Lead]:
-    """Leads matching a phone, e-mail or last name + DOB: filter by blind index, then decrypt and compare."""
+    """Leads matching a phone, e-mail, reference code or last name + DOB: filter by index, then decrypt and compare."""
     kind = search_kind(text, dob, region)
+    if kind == "reference":
+        return find_by_reference(as_reference(text))
     column, digest, matches = _matcher(kind, text, dob, region)
     query = select(Lead).where(column == digest).order_by(Lead.created_at.desc()).limit(SEARCH_LIMIT)
     return [lead for lead in db.session.scalars(with_keys(query)) if matches(lead, reader)]

@@ -1,8 +1,11 @@
 """Receive a public enquiry: find or create the lead, store the enquiry, insurance and cards, audit.
 
 A patient who writes again is recognised by the blind index of their phone or e-mail and
-the enquiry joins their existing lead; a closed or unreachable lead reopens. Everything is
-written in the caller's transaction; the view commits once.
+the enquiry joins their existing lead; a closed or unreachable lead reopens. The web form is
+anonymous, so a returning enquiry never writes the lead's contact details, preferences or
+current insurance: it keeps its own answers, insurance and cards, gets its own reference code,
+and any details that differ become a proposal a coordinator accepts or dismisses after
+speaking to the patient. Everything is written in the caller's transaction; the view commits once.
 
 Intake is the busiest write and, on SQLite, every write waits for one lock. So the rows of
 a brand-new lead are built and encrypted by :func:`prepare_enquiry` before any query, and
@@ -18,18 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, or_, select, text
+from sqlalchemy import Table, bindparam, func, or_, select, text
 from sqlalchemy.orm import selectinload
 
 from .. import audit, crypto, payers, statements
 from ..models import (
     REOPENABLE_STAGES,
+    CoverageType,
     Enquiry,
     Insurance,
     InsuranceCard,
     Lead,
     LeadEvent,
     LeadKey,
+    LeadProposal,
     LeadSource,
     Stage,
     db,
@@ -46,7 +51,7 @@ Rows = dict[Table, list[dict[str, Any]]]
 
 #: The two lookups made while holding the write lock (a NULL index matches nothing).
 _RECEIPT = statements.Lookup(
-    lambda: select(Lead.reference, Enquiry.crisis)
+    lambda: select(func.coalesce(Enquiry.reference, Lead.reference), Enquiry.crisis).select_from(Lead)
     .join(Enquiry, Enquiry.lead_id == Lead.id)
     .where(Enquiry.idempotency_digest == bindparam("digest"))
 )
@@ -121,7 +126,7 @@ class Submission:
 
 @dataclass(frozen=True)
 class Receipt:
-    """What the thank-you page may show: the lead's reference code and whether help was asked for."""
+    """What the thank-you page may show: the enquiry's own reference code and whether help was asked for."""
 
     reference: str
     urgent: bool
@@ -153,7 +158,7 @@ def prepare_enquiry(submission: Submission) -> PreparedEnquiry:
         LeadKey.__table__: [{**key_row, "wrapped_at": now}],
         LeadEvent.__table__: [_event_row(lead_id, now, "created", to_stage=Stage.NEW)],
     }
-    _merge(rows, _submission_rows(lead_id, cipher, submission, now))
+    _merge(rows, _submission_rows(lead_id, cipher, submission, now, reference))
     return PreparedEnquiry(submission, lead_id, reference, rows)
 
 
@@ -222,7 +227,8 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     if lead is None:
         lead_id, reference, rows = prepared.lead_id, prepared.reference, prepared.new_lead_rows
     else:
-        lead_id, reference, rows = lead.id, lead.reference, _returning_rows(lead, submission)
+        lead_id, reference = lead.id, new_reference()  # never the lead's: it would confirm a lead exists
+        rows = _returning_rows(lead, submission, reference)
     for table, table_rows in rows.items():
         statements.insert_rows(table, table_rows)
     audit.record(
@@ -241,17 +247,22 @@ def _lock_intake() -> None:
         db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": INTAKE_LOCK_ID})
 
 
-def _returning_rows(lead: Lead, submission: Submission) -> Rows:
-    """Update a returning patient's lead and return the new rows, encrypted under that lead's key."""
-    now = utcnow()
-    rows: Rows = {LeadEvent.__table__: [_welcome_back(lead, submission.contact, now)]}
-    _apply_answers(lead, submission)
-    _merge(rows, _submission_rows(lead.id, lead.field_cipher(), submission, now))
+def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:
+    """The rows a returning enquiry adds, encrypted under its lead's key; the lead's details stay as they are."""
+    now, cipher = utcnow(), lead.field_cipher()
+    rows: Rows = {LeadEvent.__table__: [_welcome_back(lead, now)]}
+    if submission.crisis:
+        lead.flag_urgent()  # safety first: a crisis answer always raises the flag, whoever sent it
+    _merge(rows, _submission_rows(lead.id, cipher, submission, now, reference))
+    enquiry, insurance = rows[Enquiry.__table__][0], rows[Insurance.__table__][0]
+    proposed = proposal_values(lead, submission, insurance["id"])
+    if proposed:
+        rows[LeadProposal.__table__] = [_proposal_row(lead.id, cipher, enquiry["id"], proposed, now)]
     return rows
 
 
-def _welcome_back(lead: Lead, contact: Contact, now: dt.datetime) -> dict[str, Any]:
-    """Reopen a closed lead and fill contact gaps; return the timeline row noting the return."""
+def _welcome_back(lead: Lead, now: dt.datetime) -> dict[str, Any]:
+    """Reopen a closed lead; return the timeline row noting the return."""
     if lead.stage in REOPENABLE_STAGES:
         event = _event_row(lead.id, now, "reopened", from_stage=lead.stage, to_stage=Stage.CONTACTING,
                            reason="patient_returned")
@@ -259,26 +270,45 @@ def _welcome_back(lead: Lead, contact: Contact, now: dt.datetime) -> dict[str, A
                      details={"from": str(lead.stage), "to": str(Stage.CONTACTING), "reason": "patient_returned"},
                      record_ip=False)
         lead.set_stage(Stage.CONTACTING, "patient_returned", now)
-    else:
-        event = _event_row(lead.id, now, "returned", from_stage=lead.stage, to_stage=lead.stage)
-    if contact.phone and not lead.phone_enc:
-        lead.phone = contact.phone
-    if contact.email and not lead.email_enc:
-        lead.email = contact.email
-    if contact.zip_code and not lead.zip_code_enc:
-        lead.zip_code = contact.zip_code
-    return event
+        return event
+    return _event_row(lead.id, now, "returned", from_stage=lead.stage, to_stage=lead.stage)
 
 
-def _apply_answers(lead: Lead, submission: Submission) -> None:
-    """Latest contact preferences win; urgency and marketing consent are only ever raised here."""
-    lead.preferences = submission.contact.preferences
-    if not lead.preferred_language:  # a language staff recorded is kept
-        lead.preferred_language = submission.language
-    if submission.crisis:
-        lead.flag_urgent()
-    if submission.consent.marketing:
-        lead.marketing_consent = True
+#: Lead fields an unverified enquiry may propose, with how two values are compared.
+PROPOSABLE = ("first_name", "last_name", "phone", "email", "zip_code", "preferences")
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """A value as compared for a proposal: phones in E.164, e-mails and names case-folded."""
+    if not isinstance(value, str) or not value:
+        return value or None
+    if name == "phone":
+        return crypto.normalize_phone(value, current_app.config["PHONE_REGION"])
+    if name == "email":
+        return crypto.normalize_email(value)
+    return crypto.normalize_text(value)
+
+
+def proposal_values(lead: Lead, submission: Submission, insurance_id: str | None) -> dict[str, Any]:
+    """What the enquiry says that the lead does not: each differing field, marketing consent, its insurance."""
+    contact, proposed = submission.contact, {}
+    for name in PROPOSABLE:
+        given = getattr(contact, name)
+        if given and _comparable(name, given) != _comparable(name, getattr(lead, name)):
+            proposed[name] = given
+    if submission.consent.marketing and not lead.marketing_consent:
+        proposed["marketing_consent"] = True
+    if insurance_id and submission.coverage.coverage_type != CoverageType.NOT_SURE:
+        proposed["insurance_id"] = insurance_id
+    return proposed
+
+
+def _proposal_row(lead_id: str, cipher: crypto.FieldCipher, enquiry_id: str, values: dict[str, Any],
+                  now: dt.datetime) -> dict[str, Any]:
+    proposal_id = new_id()
+    return {"id": proposal_id, "lead_id": lead_id, "enquiry_id": enquiry_id, "created_at": now, "status": "pending",
+            "decided_by": None, "decided_at": None,
+            **encrypted_columns(LeadProposal, proposal_id, cipher, values=values)}
 
 
 def _lead_row(lead_id: str, reference: str, submission: Submission, now: dt.datetime,
@@ -304,18 +334,20 @@ def _event_row(lead_id: str, now: dt.datetime, kind: str, *, from_stage: str | N
             "from_stage": from_stage, "to_stage": to_stage, "reason": reason, "body_enc": None}
 
 
-def _submission_rows(lead_id: str, cipher: crypto.FieldCipher, submission: Submission, now: dt.datetime) -> Rows:
+def _submission_rows(lead_id: str, cipher: crypto.FieldCipher, submission: Submission, now: dt.datetime,
+                     reference: str) -> Rows:
     """The enquiry, insurance and card rows of one submission, encrypted under ``cipher``."""
-    insurance = _insurance_row(lead_id, cipher, submission.coverage, now)
+    enquiry = _enquiry_row(lead_id, cipher, submission, now, reference)
+    insurance = _insurance_row(lead_id, cipher, submission.coverage, now, enquiry["id"])
     return {
-        Enquiry.__table__: [_enquiry_row(lead_id, cipher, submission, now)],
+        Enquiry.__table__: [enquiry],
         Insurance.__table__: [insurance],
         InsuranceCard.__table__: [_card_row(insurance["id"], cipher, card) for card in submission.cards],
     }
 
 
 def _enquiry_row(lead_id: str, cipher: crypto.FieldCipher, submission: Submission,
-                 now: dt.datetime) -> dict[str, Any]:
+                 now: dt.datetime, reference: str) -> dict[str, Any]:
     contact, consent, enquiry_id = submission.contact, submission.consent, new_id()
     submitted = {
         "first_name": contact.first_name,
@@ -326,7 +358,7 @@ def _enquiry_row(lead_id: str, cipher: crypto.FieldCipher, submission: Submissio
         "zip_code": contact.zip_code,
     }
     return {
-        "id": enquiry_id, "lead_id": lead_id, "received_at": now,
+        "id": enquiry_id, "lead_id": lead_id, "received_at": now, "reference": reference,
         "idempotency_digest": submission.idempotency_digest, "crisis": submission.crisis,
         "consent_version": consent.version, "consent_language": consent.language,
         "consented_at": now, "privacy_ack": consent.privacy_ack,
@@ -336,10 +368,12 @@ def _enquiry_row(lead_id: str, cipher: crypto.FieldCipher, submission: Submissio
     }
 
 
-def _insurance_row(lead_id: str, cipher: crypto.FieldCipher, coverage: Coverage, now: dt.datetime) -> dict[str, Any]:
+def _insurance_row(lead_id: str, cipher: crypto.FieldCipher, coverage: Coverage, now: dt.datetime,
+                   enquiry_id: str | None) -> dict[str, Any]:
     insurance_id = new_id()
     return {
-        "id": insurance_id, "lead_id": lead_id, "created_at": now, "coverage_type": coverage.coverage_type,
+        "id": insurance_id, "lead_id": lead_id, "enquiry_id": enquiry_id, "created_at": now,
+        "coverage_type": coverage.coverage_type,
         "patient_is_policyholder": coverage.patient_is_policyholder, "payer": payers.classify(coverage.carrier),
         **encrypted_columns(Insurance, insurance_id, cipher, carrier=coverage.carrier, member_id=coverage.member_id,
                             group_number=coverage.group_number, policyholder=coverage.policyholder),

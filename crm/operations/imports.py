@@ -1,0 +1,408 @@
+"""Import leads from a referral partner's or a previous system's CSV file.
+
+Header names are matched case-insensitively (spaces, dashes and underscores alike) through
+:data:`HEADERS`. Each row is checked with the public form's own fields and rules, after
+dates and coverage words in common spellings are brought to the form's shape. A row for a
+person who already has a lead (the same date of birth and phone or e-mail, exactly as the
+web form's dedupe decides), in the database or earlier in the file, is attached to that lead
+instead of creating one. Every row leaves a keyed fingerprint, so importing the same file
+again creates nothing. A refused row writes nothing; all rows of one lead go into one
+transaction, so no lead is ever partial.
+
+The caller (the CLI or the admin page) writes each :class:`Batch` and commits it; this
+module only builds rows, looks up matches and audits.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Table, or_, select
+from sqlalchemy.orm import selectinload
+from werkzeug.datastructures import MultiDict
+
+from .. import audit, crypto, statements
+from ..forms.intake import PatientFields
+from ..forms.leads import parse_date
+from ..models import (
+    ImportedRow,
+    Insurance,
+    Lead,
+    LeadEvent,
+    LeadKey,
+    Stage,
+    User,
+    db,
+    email_index,
+    encrypted_columns,
+    indexer,
+    lead_blind_indexes,
+    new_id,
+    new_lead_key,
+    new_reference,
+    phone_index,
+    utcnow,
+)
+
+#: Canonical field → the header names accepted for it (compared without case, spaces, dashes, underscores).
+HEADERS: dict[str, tuple[str, ...]] = {
+    "first_name": ("first name", "first", "given name", "patient first name"),
+    "last_name": ("last name", "last", "surname", "family name", "patient last name"),
+    "dob": ("dob", "date of birth", "birth date", "birthdate", "birthday"),
+    "phone": ("phone", "phone number", "mobile", "mobile phone", "cell", "cell phone", "telephone", "tel"),
+    "email": ("email", "e-mail", "email address", "e-mail address"),
+    "zip_code": ("zip", "zip code", "zipcode", "postal code", "postcode"),
+    "coverage_type": ("coverage", "coverage type", "plan type", "insurance type"),
+    "carrier": ("carrier", "insurance", "insurance company", "payer", "insurer"),
+    "member_id": ("member id", "member number", "subscriber id", "insurance id"),
+    "group_number": ("group", "group number", "group no", "group #"),
+    "is_policyholder": ("patient is policyholder", "policyholder", "is policyholder"),
+    "referrer_name": ("referring provider", "referrer", "referred by", "referring physician"),
+    "referrer_npi": ("referring npi", "npi", "referrer npi"),
+}
+#: Coverage words in common spellings → the form's codes.
+COVERAGE_WORDS = {
+    "ppo": "ppo", "hmo": "hmo", "epo": "epo", "medicare": "medicare", "medi-cal": "medi_cal", "medical": "medi_cal",
+    "medicaid": "medi_cal", "medi cal": "medi_cal", "medi_cal": "medi_cal", "va": "va_tricare", "tricare": "va_tricare",
+    "va/tricare": "va_tricare", "va_tricare": "va_tricare", "self pay": "self_pay", "self-pay": "self_pay",
+    "self_pay": "self_pay", "cash": "self_pay", "": "not_sure", "unknown": "not_sure", "not sure": "not_sure",
+    "not_sure": "not_sure", "none": "self_pay",
+}
+YES_WORDS = {"y": "yes", "yes": "yes", "true": "yes", "1": "yes", "n": "no", "no": "no", "false": "no", "0": "no"}
+MAX_ROW_FIELDS = 64
+FINGERPRINT = "imports|row"
+
+#: Per-row checks run after validation: each returns a warning (no PHI) or ``None``. Extend to add e.g. do-not-contact.
+ROW_CHECKS: list[Callable[[ParsedRow], str | None]] = []
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (not CSV, no usable header)."""
+
+
+@dataclass(frozen=True)
+class ParsedRow:
+    """One valid row, in the shape the lead rows are built from."""
+
+    line: int
+    values: dict[str, Any]  # lead attributes and ``insurance.*``
+    source_details: dict[str, Any] | None
+    fingerprint: str
+
+
+@dataclass
+class Summary:
+    """What an import did or, in a dry run, would do; line numbers and reasons only, never values."""
+
+    created: int = 0
+    attached: int = 0
+    already_imported: int = 0
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    warnings: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Every data row seen."""
+        return self.created + self.attached + self.already_imported + len(self.refused)
+
+
+@dataclass
+class Batch:
+    """The rows one transaction writes, and the leads it creates or attaches to."""
+
+    rows: dict[Table, list[dict[str, Any]]] = field(default_factory=dict)
+    lead_ids: list[str] = field(default_factory=list)
+    created: int = 0
+    attached: int = 0
+
+    def add(self, table: Table, row: dict[str, Any]) -> None:
+        """Queue one row for ``table``."""
+        self.rows.setdefault(table, []).append(row)
+
+
+def _squash(name: str) -> str:
+    return "".join(ch for ch in name.casefold() if ch.isalnum() or ch == "#")
+
+
+_ALIASES = {_squash(alias): canonical for canonical, names in HEADERS.items()
+            for alias in (canonical, *names)}
+
+
+def map_headers(header: list[str]) -> dict[int, str]:
+    """Column position → canonical field, for every header the mapping knows (first one wins)."""
+    mapping: dict[int, str] = {}
+    for position, name in enumerate(header):
+        canonical = _ALIASES.get(_squash(name or ""))
+        if canonical and canonical not in mapping.values():
+            mapping[position] = canonical
+    if not {"first_name", "last_name", "dob"} <= set(mapping.values()):
+        raise ImportFileError("The file needs columns for first name, last name and date of birth.")
+    return mapping
+
+
+def read_csv(text: str) -> tuple[dict[int, str], Iterator[tuple[int, list[str]]]]:
+    """The header mapping and the data rows (with their line numbers) of CSV ``text``."""
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.reader(io.StringIO(text), dialect)
+    try:
+        header = next(reader)
+    except (StopIteration, csv.Error):
+        raise ImportFileError("The file is empty or is not a CSV file.") from None
+    return map_headers(header), _numbered(reader)
+
+
+def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield reader.line_num, None  # an unreadable line is refused, the rest go on
+            continue
+        if any(cell.strip() for cell in row):
+            yield reader.line_num, row
+
+
+class ImportRowForm(PatientFields):
+    """One CSV row, held to the public form's rules."""
+
+    class Meta:
+        csrf = False
+
+
+def _form_data(cells: dict[str, str]) -> MultiDict:
+    """Bring a row's dates, coverage and yes/no words to the form's shape; anything unknown stays as typed."""
+    data = {name: value.strip() for name, value in cells.items()}
+    for name in ("dob",):
+        if data.get(name):
+            try:
+                data[name] = parse_date(data[name]).isoformat()
+            except ValueError:
+                pass
+    coverage = data.get("coverage_type", "").casefold()
+    data["coverage_type"] = COVERAGE_WORDS.get(coverage, coverage)
+    holder = YES_WORDS.get(data.get("is_policyholder", "").casefold())
+    data["is_policyholder"] = holder or ("yes" if data["coverage_type"] in ("ppo", "hmo", "epo") else "")
+    return MultiDict({k: v for k, v in data.items() if v})
+
+
+def parse_row(line: int, cells: list[str] | None, mapping: dict[int, str], source: str) -> ParsedRow | str:
+    """A valid row, or the reason it is refused (the form's own message, never the value)."""
+    if cells is None or len(cells) > MAX_ROW_FIELDS:
+        return "The line could not be read as CSV."
+    named = {canonical: cells[position] for position, canonical in mapping.items() if position < len(cells)}
+    form = ImportRowForm(formdata=_form_data(named))
+    if not form.validate():
+        name, errors = next((n, e) for n, e in form.errors.items() if e)
+        return f"{form[name].label.text}: {errors[0]}"
+    values = form.lead_values()
+    details = {k: named[k].strip() for k in ("referrer_name", "referrer_npi") if named.get(k, "").strip()}
+    return ParsedRow(line, values, details or None, _fingerprint(source, values, details))
+
+
+def _fingerprint(source: str, values: dict[str, Any], details: dict[str, Any]) -> str:
+    """A keyed digest of the row's normalised content: the same row imported twice has the same one."""
+    parts = [source] + [f"{k}={_normal(v)}" for k, v in sorted({**values, **details}.items())]
+    return indexer().fingerprint(FINGERPRINT, "\x1f".join(parts))
+
+
+def _normal(value: Any) -> str:
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return repr(sorted(value.items()))
+    return crypto.normalize_text(str(value)) if value is not None else ""
+
+
+class Importer:
+    """Sorts rows into new leads, attachments to existing ones and repeats, and builds their rows."""
+
+    def __init__(self, source: str, actor: User | None, dry_run: bool = False):
+        self.source, self.actor, self.dry_run = source, actor, dry_run
+        self.summary = Summary()
+        self.region = current_app.config["PHONE_REGION"]
+        self._people: dict[tuple[str, str], str] = {}  # (phone or e-mail key, dob) → lead id, across the file
+        self._seen: set[str] = set()
+
+    def batch(self, parsed: Iterable[ParsedRow | tuple[int, str]]) -> Batch:
+        """Handle one slice of the file: refusals counted, matches attached, the rest created."""
+        rows = []
+        for item in parsed:
+            if isinstance(item, ParsedRow):
+                rows.append(item)
+            else:
+                self.summary.refused.append(item)
+        batch, now = Batch(), utcnow()
+        known = self._imported({row.fingerprint for row in rows})
+        self._remember_existing(rows)
+        for row in rows:
+            self._place(row, batch, known, now)
+        return batch
+
+    def _place(self, row: ParsedRow, batch: Batch, known: set[str], now: dt.datetime) -> None:
+        if row.fingerprint in known or row.fingerprint in self._seen:
+            self.summary.already_imported += 1
+            return
+        self._seen.add(row.fingerprint)
+        for check in ROW_CHECKS:
+            warning = check(row)
+            if warning:
+                self.summary.warnings.append((row.line, warning))
+        lead_id = self._match(row)
+        if lead_id:
+            self.summary.attached += 1
+            batch.attached += 1
+            self._attach_rows(batch, lead_id, row, now)
+        else:
+            self.summary.created += 1
+            batch.created += 1
+            lead_id = self._new_lead_rows(batch, row, now)
+            for key in self._keys(row.values):
+                self._people[key] = lead_id
+        batch.lead_ids.append(lead_id)
+
+    # --- matching ----------------------------------------------------------------------
+
+    def _keys(self, values: dict[str, Any]) -> list[tuple[str, str]]:
+        """The identities a person is matched by: phone + DOB and e-mail + DOB."""
+        dob = values["dob"].isoformat()
+        keys = []
+        if values.get("phone"):
+            keys.append((f"p:{crypto.normalize_phone(values['phone'], self.region)}", dob))
+        if values.get("email"):
+            keys.append((f"e:{crypto.normalize_email(values['email'])}", dob))
+        return keys
+
+    def _match(self, row: ParsedRow) -> str | None:
+        return next((self._people[key] for key in self._keys(row.values) if key in self._people), None)
+
+    def _remember_existing(self, rows: list[ParsedRow]) -> None:
+        """Load, in one query, the existing leads sharing a phone or e-mail index with this slice."""
+        phones = {i for r in rows if (i := phone_index(r.values.get("phone"))) is not None}
+        emails = {i for r in rows if (i := email_index(r.values.get("email"))) is not None}
+        if not phones and not emails:
+            return
+        query = select(Lead).where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails)))
+        for lead in db.session.scalars(query.options(selectinload(Lead.key))):
+            if lead.key is None or lead.merged_into_id:
+                continue
+            try:
+                values = {"dob": lead.dob, "phone": lead.phone, "email": lead.email}
+            except crypto.CryptoError:
+                continue  # an unreadable lead is never matched; a new one is created instead
+            if values["dob"] is not None:
+                for key in self._keys(values):
+                    self._people.setdefault(key, lead.id)
+
+    def _imported(self, fingerprints: set[str]) -> set[str]:
+        if not fingerprints:
+            return set()
+        query = select(ImportedRow.digest).where(ImportedRow.digest.in_(fingerprints))
+        return set(db.session.scalars(query))
+
+    # --- rows --------------------------------------------------------------------------
+
+    def _new_lead_rows(self, batch: Batch, row: ParsedRow, now: dt.datetime) -> str:
+        lead_id, values = new_id(), row.values
+        cipher, key_row = new_lead_key(lead_id)
+        insurance_id = new_id()
+        batch.add(Lead.__table__, {
+            "id": lead_id, "reference": new_reference(), "stage": Stage.NEW, "source": self.source,
+            "created_at": now, "updated_at": now, "stage_changed_at": now,
+            "created_by": self.actor.id if self.actor else None, "current_insurance_id": insurance_id,
+            **lead_blind_indexes(values.get("phone"), values.get("email"), values["last_name"], values["dob"]),
+            **encrypted_columns(Lead, lead_id, cipher, first_name=values["first_name"], last_name=values["last_name"],
+                                dob=values["dob"], phone=values.get("phone"), email=values.get("email"),
+                                zip_code=values.get("zip_code"), source_details=row.source_details),
+        })
+        batch.add(LeadKey.__table__, {**key_row, "wrapped_at": now})
+        batch.add(Insurance.__table__, {
+            "id": insurance_id, "lead_id": lead_id, "created_at": now,
+            "coverage_type": values["insurance.coverage_type"],
+            "patient_is_policyholder": values["insurance.patient_is_policyholder"],
+            **encrypted_columns(Insurance, insurance_id, cipher, carrier=values.get("insurance.carrier"),
+                                member_id=values.get("insurance.member_id"),
+                                group_number=values.get("insurance.group_number"),
+                                policyholder=values.get("insurance.policyholder")),
+        })
+        batch.add(LeadEvent.__table__, self._event(lead_id, "created", now, to_stage=Stage.NEW))
+        batch.add(ImportedRow.__table__, self._imported_row(lead_id, row, now))
+        return lead_id
+
+    def _attach_rows(self, batch: Batch, lead_id: str, row: ParsedRow, now: dt.datetime) -> None:
+        batch.add(LeadEvent.__table__, self._event(lead_id, "import_attached", now))
+        batch.add(ImportedRow.__table__, self._imported_row(lead_id, row, now))
+
+    def _event(self, lead_id: str, kind: str, now: dt.datetime, to_stage: str | None = None) -> dict[str, Any]:
+        return {"id": new_id(), "lead_id": lead_id, "at": now, "actor_id": self.actor.id if self.actor else None,
+                "kind": kind, "from_stage": None, "to_stage": to_stage, "reason": f"import_{self.source}",
+                "body_enc": None}
+
+    def _imported_row(self, lead_id: str, row: ParsedRow, now: dt.datetime) -> dict[str, Any]:
+        return {"digest": row.fingerprint, "lead_id": lead_id, "source": self.source, "imported_at": now}
+
+    # --- writing -----------------------------------------------------------------------
+
+    def write(self, batch: Batch) -> None:
+        """Insert one batch in the session's transaction and audit it (counts and lead ids); not committed."""
+        if self.dry_run or not batch.lead_ids:
+            return
+        for table in (Lead.__table__, LeadKey.__table__, Insurance.__table__, LeadEvent.__table__,
+                      ImportedRow.__table__):
+            if batch.rows.get(table):
+                statements.insert_rows(table, batch.rows[table])
+        details = {"source": self.source, "created": batch.created, "attached": batch.attached,
+                   "leads": list(dict.fromkeys(batch.lead_ids))}
+        audit.record("leads_imported", actor=self.actor, object_type="lead", details=details)
+
+
+def parsed_rows(text: str, source: str) -> Iterator[ParsedRow | tuple[int, str]]:
+    """Every data row of the file, parsed, or ``(line, reason)`` when refused.
+
+    :raises ImportFileError: when the file has no usable header.
+    """
+    mapping, rows = read_csv(text)
+    for line, cells in rows:
+        parsed = parse_row(line, cells, mapping, source)
+        yield parsed if isinstance(parsed, ParsedRow) else (line, parsed)
+
+
+def in_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of ``items`` of at most ``size``."""
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def preview(row: ParsedRow) -> dict[str, Any]:
+    """What the preview shows of a valid row: enough to recognise the file, not to identify anyone."""
+    values = row.values
+    phone = "".join(ch for ch in values.get("phone") or "" if ch.isdigit())
+    return {"line": row.line, "name": f"{values['first_name']} {values['last_name'][:1]}.",
+            "born": values["dob"].year, "phone": f"…{phone[-4:]}" if phone else "",
+            "email": "yes" if values.get("email") else "", "coverage": values["insurance.coverage_type"]}
+
+
+def seal_upload(upload_id: str, content: bytes) -> bytes:
+    """Encrypt an uploaded file under the primary master key until it is imported."""
+    return crypto.seal(current_app.extensions["crm_keyring"], "import_upload", upload_id, content)
+
+
+def unseal_upload(upload_id: str, blob: bytes) -> bytes:
+    """The uploaded file's bytes."""
+    return crypto.unseal(current_app.extensions["crm_keyring"], "import_upload", upload_id, blob)
