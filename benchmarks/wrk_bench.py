@@ -118,9 +118,9 @@ def wrk(port: int, target: str, bodies: Path, cookie: str, seconds: float, conne
     """One timed wrk run; rate, mean latency and non-3xx answers."""
     threads = 2
     env = {**os.environ, "BODIES": str(bodies), "COOKIE": cookie, "TARGET": target, "THREADS": str(threads)}
-    output = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "-s", str(LUA),
-                             f"http://127.0.0.1:{port}{target}"], env=env, capture_output=True, text=True,
-                            check=True).stdout
+    command = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
+               "-s", str(LUA), f"http://127.0.0.1:{port}{target}"]
+    output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     value, unit = LATENCY.search(output).groups()
     latency_ms = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
     bad = BAD.search(output)
