@@ -1,7 +1,7 @@
 """Benchmark: the public intake against a bare insert with wrk, on SQLite and PostgreSQL, 2 and 4 workers.
 
 Run: ``.venv/bin/python benchmarks/wrk_bench.py [--db sqlite|postgresql|both] [--workers 2,4]
-[--seconds 5] [--rounds 3] [--connections 16] [--leads 0] [--pg URL]``.
+[--seconds 5] [--rounds 3] [--connections 16] [--leads 0] [--scale SMALL,LARGE] [--pg URL]``.
 
 wrk (``apt-get install wrk``) is a C client: it takes a sliver of the CPU the servers share,
 where a Python client takes as much as a worker. Each server is gunicorn with ``--workers``
@@ -12,7 +12,9 @@ token come from one real GET. The bare server (``bare_app.py``) stores the poste
 row with the same durability. Rounds alternate between the two servers, so a slow spell of
 this shared machine hits both; each line prints both rates and their ratio, and the summary
 pools the rounds. ``--leads N`` seeds N demo leads (without form digests, analysed) first, to
-measure intake on a large database. Stored rows are counted after the run.
+measure intake on a large database; ``--scale 10000,1000000`` instead serves two CRMs, on
+databases of SMALL and LARGE demo leads, and alternates rounds between them (intake at
+scale as a same-run ratio). Stored rows are counted after the run.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 from enquiry_bench import ROOT, crm_env, form_fields, free_port, wait_for
@@ -127,51 +131,120 @@ def wrk(port: int, target: str, bodies: Path, cookie: str, seconds: float, conne
     return {"rate": float(RATE.search(output)[1]), "latency_ms": latency_ms, "bad": int(bad[1]) if bad else 0}
 
 
+@dataclass
+class Crm:
+    """One CRM server under test: its port, environment, database and session."""
+
+    port: int
+    env: dict[str, str]
+    url: str
+    schemas: list[str]
+    server: subprocess.Popen
+    leads: int
+    cookie: str = ""
+    csrf: str = ""
+
+
+def start_crm(kind: str, workdir: Path, leads: int, workers: int, args: argparse.Namespace) -> Crm:
+    """Migrate (and seed) a fresh database, then serve the CRM on it."""
+    workdir.mkdir()
+    url, _bare, schemas = databases(kind, workdir, args.pg)
+    env = {**crm_env(workdir), "CRM_DATABASE_URL": url}
+    prepare_crm(env, leads)
+    port = free_port()
+    return Crm(port, env, url, schemas, gunicorn("crm:create_app()", env, port, ROOT, workers), leads)
+
+
+def stop(crm: Crm, args: argparse.Namespace) -> int:
+    """Stop the server, count the enquiries it stored and drop its schema."""
+    crm.server.terminate()
+    crm.server.wait(timeout=10)
+    stored = count(crm.url, "enquiries") - crm.leads
+    for schema in crm.schemas:
+        admin(args.pg, f'DROP SCHEMA "{schema}" CASCADE')
+    return stored
+
+
+def intake_round(crm: Crm, workdir: Path, number: int, seconds: float, args: argparse.Namespace) -> dict:
+    """One wrk run of distinct patients' enquiries against ``crm``."""
+    per_round = int(args.capacity * args.seconds)
+    bodies = workdir / f"crm{crm.port}-{number}.txt"
+    crm_bodies(bodies, crm.env["CRM_SECRET_KEY"], crm.csrf, (number + 1) * per_round, per_round)
+    return wrk(crm.port, "/", bodies, crm.cookie, seconds, args.connections)
+
+
+def alternate(rounds: int, seconds: float, runs: dict[str, Any]) -> dict[str, list[dict]]:
+    """Warm up, then ``rounds`` rounds of every run in turn (a slow spell of the machine hits all)."""
+    results: dict[str, list[dict]] = {name: [] for name in runs}
+    for number in range(-1, rounds):  # round -1 warms the servers up and is not reported
+        got = {name: run(number, 2 if number < 0 else seconds) for name, run in runs.items()}
+        if number < 0:
+            continue
+        for name, result in got.items():
+            results[name].append(result)
+        first, second = list(got)
+        print(f"  round {number + 1}: {first} {got[first]['rate']:7.1f} req/s, {second} {got[second]['rate']:7.1f} "
+              f"req/s ({got[second]['latency_ms']:.0f} ms mean) = {got[second]['rate'] / got[first]['rate']:.2f}x",
+              flush=True)
+    return results
+
+
+def ratios(results: dict[str, list[dict]]) -> dict:
+    """Mean rates, the pooled ratio of the second run to the first and the median per-round ratio."""
+    (first, a), (second, b) = results.items()
+    per_round = [y["rate"] / x["rate"] for x, y in zip(a, b, strict=True)]
+    return {first: statistics.mean(r["rate"] for r in a), second: statistics.mean(r["rate"] for r in b),
+            "pooled": sum(r["rate"] for r in b) / sum(r["rate"] for r in a), "median": statistics.median(per_round),
+            "bad": sum(r["bad"] for r in b)}
+
+
 def bench(kind: str, workers: int, args: argparse.Namespace) -> dict:
     """Alternating rounds of the bare insert and the intake on one database kind with ``workers`` workers."""
+    print(f"{kind}, {workers} workers, {args.leads} demo leads", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        crm_url, bare_url, schemas = databases(kind, workdir, args.pg)
-        env = {**crm_env(workdir), "CRM_DATABASE_URL": crm_url}
-        prepare_crm(env, args.leads)
+        crm = start_crm(kind, workdir / "crm", args.leads, workers, args)
+        _url, bare_url, bare_schemas = databases(kind, workdir, args.pg)
         bare_env = {"BARE_DATABASE_URL": bare_url}
         subprocess.run([sys.executable, "-c", "from bare_app import create_app; create_app()"],
                        env={**os.environ, **bare_env}, cwd=ROOT / "benchmarks", check=True)
-        crm_port, bare_port = free_port(), free_port()
-        servers = [gunicorn("crm:create_app()", env, crm_port, ROOT, workers),
-                   gunicorn("bare_app:create_app()", bare_env, bare_port, ROOT / "benchmarks", workers)]
-        results: dict[str, list[dict]] = {"bare": [], "crm": []}
+        bare_port = free_port()
+        bare_server = gunicorn("bare_app:create_app()", bare_env, bare_port, ROOT / "benchmarks", workers)
         try:
-            wait_for(crm_port, "/health")
+            wait_for(crm.port, "/health")
             wait_for(bare_port, "/")
-            cookie, csrf = session_and_csrf(crm_port)
+            crm.cookie, crm.csrf = session_and_csrf(crm.port)
             bare_bodies = workdir / "bare.txt"
             bare_bodies.write_text("".join(urlencode(form_fields(n)) + "\n" for n in range(1000)))
-            per_round = int(args.capacity * args.seconds)
-            for number in range(-1, args.rounds):  # round -1 warms up both servers and is not reported
-                bodies = workdir / f"crm{number}.txt"
-                crm_bodies(bodies, env["CRM_SECRET_KEY"], csrf, (number + 1) * per_round, per_round)
-                seconds = 2 if number < 0 else args.seconds
-                bare = wrk(bare_port, "/insert", bare_bodies, "", seconds, args.connections)
-                crm = wrk(crm_port, "/", bodies, cookie, seconds, args.connections)
-                if number >= 0:
-                    results["bare"].append(bare)
-                    results["crm"].append(crm)
-                    print(f"  {kind:10} {workers} workers round {number + 1}: bare {bare['rate']:7.1f} req/s, "
-                          f"intake {crm['rate']:6.1f} req/s ({crm['latency_ms']:.0f} ms mean) "
-                          f"= {crm['rate'] / bare['rate']:.2f}x", flush=True)
+            results = alternate(args.rounds, args.seconds, {
+                "bare": lambda n, sec: wrk(bare_port, "/insert", bare_bodies, "", sec, args.connections),
+                "intake": lambda n, sec: intake_round(crm, workdir, n, sec, args)})
         finally:
-            for server in servers:
-                server.terminate()
-                server.wait(timeout=10)
-        stored, bad = count(crm_url, "enquiries") - args.leads, sum(r["bad"] for r in results["crm"])
-        for schema in schemas:
-            admin(args.pg, f'DROP SCHEMA "{schema}" CASCADE')
-    pooled = sum(r["rate"] for r in results["crm"]) / sum(r["rate"] for r in results["bare"])
-    ratios = [c["rate"] / b["rate"] for b, c in zip(results["bare"], results["crm"], strict=True)]
-    return {"kind": kind, "workers": workers, "bare": statistics.mean(r["rate"] for r in results["bare"]),
-            "crm": statistics.mean(r["rate"] for r in results["crm"]), "pooled": pooled,
-            "median": statistics.median(ratios), "stored": stored, "bad": bad}
+            bare_server.terminate()
+            bare_server.wait(timeout=10)
+            stored = stop(crm, args)
+            for schema in bare_schemas:
+                admin(args.pg, f'DROP SCHEMA "{schema}" CASCADE')
+    return {"kind": kind, "workers": workers, **ratios(results), "stored": stored}
+
+
+def scale(kind: str, workers: int, small: int, large: int, args: argparse.Namespace) -> dict:
+    """Alternating rounds of intake on a database of ``small`` leads and one of ``large`` leads."""
+    print(f"{kind}, {workers} workers, intake at {small} against {large} demo leads", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        crms = [start_crm(kind, workdir / name, leads, workers, args)
+                for name, leads in (("small", small), ("large", large))]
+        try:
+            for crm in crms:
+                wait_for(crm.port, "/health")
+                crm.cookie, crm.csrf = session_and_csrf(crm.port)
+            results = alternate(args.rounds, args.seconds, {
+                f"at {small}": lambda n, sec: intake_round(crms[0], workdir, n, sec, args),
+                f"at {large}": lambda n, sec: intake_round(crms[1], workdir, n, sec, args)})
+        finally:
+            stored = [stop(crm, args) for crm in crms]
+    return {"kind": kind, "workers": workers, **ratios(results), "stored": sum(stored)}
 
 
 def main() -> None:
@@ -182,18 +255,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--leads", type=int, default=0, help="demo leads seeded (and analysed) before the run")
+    parser.add_argument("--scale", help="SMALL,LARGE: intake on SMALL demo leads against intake on LARGE")
     parser.add_argument("--capacity", type=float, default=1500, help="distinct forms per second of a round")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
-    summary = [bench(kind, int(w), args) for kind in kinds for w in args.workers.split(",")]
-    print(f"\nwrk, {args.connections} connections, {args.rounds} alternating rounds of {args.seconds:g} s, "
-          f"{args.leads} demo leads beforehand; same-run ratios (the machine is shared)")
+    workers = [int(w) for w in args.workers.split(",")]
+    if args.scale:
+        small, large = (int(n) for n in args.scale.split(","))
+        summary = [scale(kind, w, small, large, args) for kind in kinds for w in workers]
+        label = f"intake at {large} leads against intake at {small} (target >= 0.9x)"
+    else:
+        summary = [bench(kind, w, args) for kind in kinds for w in workers]
+        label = "intake against the bare insert (targets: PostgreSQL >= 0.35x at 2 workers, SQLite >= 0.4x)"
+    print(f"\nwrk, {args.connections} connections, {args.rounds} alternating rounds of {args.seconds:g} s; "
+          f"same-run ratios (the machine is shared); {label}")
     for row in summary:
-        print(f"{row['kind']:10} {row['workers']} workers: bare {row['bare']:7.1f} req/s, intake {row['crm']:6.1f} "
-              f"req/s, ratio {row['pooled']:.2f}x pooled ({row['median']:.2f}x median of rounds); "
+        first, second = [key for key in row if key not in ("kind", "workers", "pooled", "median", "bad", "stored")]
+        print(f"{row['kind']:10} {row['workers']} workers: {first} {row[first]:7.1f} req/s, {second} "
+              f"{row[second]:6.1f} req/s, ratio {row['pooled']:.2f}x pooled ({row['median']:.2f}x median of rounds); "
               f"stored {row['stored']} enquiries, {row['bad']} answers other than 2xx/3xx")
 
 

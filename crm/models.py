@@ -401,6 +401,9 @@ class LeadKey(db.Model):
     wrapped_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+_HAS_CALLBACK = text("next_callback_at IS NOT NULL")
+
+
 class Lead(Identified, db.Model):
     """A prospective patient; PHI encrypted with the lead's own data key."""
 
@@ -414,6 +417,9 @@ class Lead(Identified, db.Model):
         # the home page's "urgent, not yet acknowledged" queue, oldest first
         Index("ix_leads_urgent_open", "created_at", sqlite_where=text("urgent = 1 AND acknowledged_at IS NULL"),
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
+        # the list sorted by callback; a new lead has none, so an enquiry writes nothing into it
+        Index("ix_leads_next_callback_at", "next_callback_at", sqlite_where=_HAS_CALLBACK,
+              postgresql_where=_HAS_CALLBACK),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -433,7 +439,7 @@ class Lead(Identified, db.Model):
     first_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     first_contact_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     stage_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
-    next_callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    next_callback_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
 
@@ -801,6 +807,7 @@ class LeadStageCount(db.Model):
     """
 
     __tablename__ = "lead_stage_counts"
+    __table_args__ = {"sqlite_with_rowid": False}  # the key is the table: one page written per change, not two
 
     stage: Mapped[str] = mapped_column(String(24), primary_key=True)
     shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

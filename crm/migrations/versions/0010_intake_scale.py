@@ -6,7 +6,8 @@
   for a full scan. On SQLite the table is copied (an unnamed constraint cannot be dropped).
 * ``lead_stage_counts``: per-stage counts kept by triggers on ``leads`` in the same
   transaction as every insert, delete and stage change; back-filled here from the leads.
-* ``ix_leads_assignee_stage`` and ``ix_leads_urgent`` are dropped: no query uses them.
+* ``ix_leads_assignee_stage`` and ``ix_leads_urgent`` are dropped: no query uses them; and
+  ``ix_leads_next_callback_at`` holds only leads with a callback (a new lead has none).
 
 Counting the leads and copying ``enquiries`` take seconds at a million rows and block
 writes meanwhile: run the upgrade outside clinic hours on a large database.
@@ -25,6 +26,7 @@ branch_labels = None
 depends_on = None
 
 HAS_DIGEST = sa.text("idempotency_digest IS NOT NULL")
+HAS_CALLBACK = sa.text("next_callback_at IS NOT NULL")
 UNNAMED = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
 TRIGGERS = {
     "sqlite": [
@@ -82,6 +84,7 @@ def upgrade():
         sa.Column('shard', sa.Integer(), autoincrement=False, nullable=False),
         sa.Column('leads', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.PrimaryKeyConstraint('stage', 'shard'),
+        sqlite_with_rowid=False,
     )
     op.execute("INSERT INTO lead_stage_counts (stage, shard, leads) "
                "SELECT stage, 0, count(*) FROM leads GROUP BY stage")
@@ -90,9 +93,14 @@ def upgrade():
 
     op.drop_index('ix_leads_assignee_stage', table_name='leads')
     op.drop_index('ix_leads_urgent', table_name='leads')
+    op.drop_index('ix_leads_next_callback_at', table_name='leads')
+    op.create_index('ix_leads_next_callback_at', 'leads', ['next_callback_at'], unique=False,
+                    sqlite_where=HAS_CALLBACK, postgresql_where=HAS_CALLBACK)
 
 
 def downgrade():
+    op.drop_index('ix_leads_next_callback_at', table_name='leads')
+    op.create_index('ix_leads_next_callback_at', 'leads', ['next_callback_at'], unique=False)
     op.create_index('ix_leads_urgent', 'leads', ['urgent', 'acknowledged_at'], unique=False)
     op.create_index('ix_leads_assignee_stage', 'leads', ['assignee_id', 'stage'], unique=False)
     for statement in DROP_TRIGGERS[_dialect()]:
