@@ -107,6 +107,16 @@ def full_scans(statement: Statement) -> list[str]:
     return bad
 
 
+_INDEX_USED = re.compile(r"USING (?:COVERING )?INDEX (\w+)|Index (?:Only )?Scan (?:Backward )?using (\w+)"
+                         r"|Bitmap Index Scan on (\w+)")
+
+
+def indexes_used(seen: list[Statement]) -> set[str]:
+    """Every index named in the plans of the captured statements."""
+    return {name for s in explainable(seen) for line in plan(s)
+            for match in _INDEX_USED.finditer(line) for name in match.groups() if name}
+
+
 def explainable(seen: list[Statement]) -> list[Statement]:
     """The captured statements that read tables (not BEGIN, pragmas, lock calls or plain inserts)."""
     return [s for s in seen if s.sql.lstrip().upper().startswith(_EXPLAINABLE) and _READS.search(s.sql)]

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, func, insert, inspect, select, text
 
 from crm import audit, create_app, crypto
 from crm.models import Enquiry, Insurance, InsuranceCard, Lead, Role, Screening, User, db, new_id, utcnow
@@ -160,18 +160,20 @@ def test_home_is_index_served(app, client, seeded, monkeypatch):
     assert_index_served(app, monkeypatch, lambda: client.get("/leads/home"))
 
 
-@pytest.mark.parametrize("query", [
+LIST_QUERIES = [
     "", "?sort=oldest", "?sort=callback", "?stage=new", "?stage=contacting&sort=oldest", "?assignee=me",
     "?assignee=none", "?source=phone", "?urgency=urgent", "?urgency=unacknowledged", "?page=3",
     "?created_from=2026-01-01&created_to=2026-12-31",
-])
+]
+SEARCHES = [{"query": "(555) 010-4477"}, {"query": "someone@example.org"}, {"query": "Garcia", "dob": "1980-01-01"}]
+
+
+@pytest.mark.parametrize("query", LIST_QUERIES)
 def test_list_is_index_served(app, client, seeded, monkeypatch, query):
     assert_index_served(app, monkeypatch, lambda: client.get(f"/leads/{query}"))
 
 
-@pytest.mark.parametrize("search", [
-    {"query": "(555) 010-4477"}, {"query": "someone@example.org"}, {"query": "Garcia", "dob": "1980-01-01"},
-])
+@pytest.mark.parametrize("search", SEARCHES)
 def test_search_is_index_served(app, client, seeded, monkeypatch, search):
     assert_index_served(app, monkeypatch, lambda: client.post("/leads/search", data=search))
 
@@ -179,3 +181,24 @@ def test_search_is_index_served(app, client, seeded, monkeypatch, search):
 def test_lead_page_is_index_served(app, client, seeded, monkeypatch):
     lead_id = _a_new_patients_lead(app, client)
     assert_index_served(app, monkeypatch, lambda: client.get(f"/leads/{lead_id}"))
+
+
+def test_every_index_on_leads_serves_some_page(app, client, seeded, monkeypatch):
+    """No index on ``leads`` is written by every enquiry for nothing: each one serves a page's query.
+
+    Unique indexes are left out: they keep references and ids unique, whether or not a query reads them.
+    """
+    pages = [lambda: client.post("/", data={**valid_form(), "form_token": fresh_token(app)}),
+             lambda: client.get("/leads/home"),
+             *[lambda q=q: client.get(f"/leads/{q}") for q in LIST_QUERIES],
+             *[lambda s=s: client.post("/leads/search", data=s) for s in SEARCHES]]
+    used: set[str] = set()
+    for page in pages:
+        with app.app_context(), plans.captured(monkeypatch) as seen:
+            page()
+        with app.app_context():
+            used |= plans.indexes_used(seen)
+    with app.app_context():
+        on_leads = {index["name"] for index in inspect(db.engine).get_indexes("leads") if not index["unique"]}
+    assert on_leads, "no index found on leads"
+    assert on_leads <= used, f"indexes no page uses: {sorted(on_leads - used)}"
