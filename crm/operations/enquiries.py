@@ -240,8 +240,9 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
 def intake_lock_keys(prepared: PreparedEnquiry) -> list[tuple[int, int]]:
     """The advisory locks an enquiry takes, in the one fixed order every enquiry uses (no deadlock).
 
-    Keyed by the form token's digest and the phone's and e-mail's blind indexes (31-bit
-    keyed HMACs, never the values): two different patients share none of them.
+    Keyed by the form token's digest and the phone's and e-mail's blind indexes (truncated
+    keyed HMACs, never the values): different patients seldom share one, and when their
+    indexes collide they merely take turns.
     """
     phone_bidx, email_bidx = prepared.contact_indexes
     form_key = int(prepared.submission.idempotency_digest[:8], 16) - 2**31  # a signed 32-bit key
