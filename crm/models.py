@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import time
 import uuid
 from collections import Counter
 from enum import StrEnum
@@ -50,8 +51,17 @@ def utcnow() -> dt.datetime:
 
 
 def new_id() -> str:
-    """Return a random UUID string, generated in Python so associated data is known before INSERT."""
-    return str(uuid.uuid4())
+    """Return a time-ordered UUID (version 7, RFC 9562), made in Python so associated data is known before INSERT.
+
+    New rows' keys, and the ``lead_id`` of every row hanging off a new lead, land at the end of
+    their B-tree indexes instead of on a random page: at a million leads an enquiry touches
+    pages already in the cache. The 48-bit millisecond time it carries is the row's creation
+    time, already stored beside it; 74 random bits keep ids unguessable within a millisecond.
+    """
+    millis = time.time_ns() // 1_000_000
+    rand_a, rand_b = secrets.randbits(12), secrets.randbits(62)
+    value = (millis & (2**48 - 1)) << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b
+    return str(uuid.UUID(int=value))
 
 
 def keyring() -> crypto.Keyring:
