@@ -84,9 +84,9 @@ def prepare_crm(env: dict[str, str], leads: int) -> None:
     if leads:
         subprocess.run([sys.executable, "-m", "flask", "--app", "crm", "seed-demo", "--leads", str(leads),
                         "--batch-size", "10000"], env=run, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        code = ("from crm import create_app; from crm.models import db; app = create_app()\n"
+        code = ("from crm import create_app; from crm.models import db; app = create_app()\n"  # this schema only
                 "with app.app_context(), db.engine.connect() as c:\n"
-                "    c.exec_driver_sql('ANALYZE'); c.commit()")
+                "    c.exec_driver_sql('ANALYZE ' + ', '.join(t.name for t in db.metadata.sorted_tables)); c.commit()")
         subprocess.run([sys.executable, "-c", code], env=run, cwd=ROOT, check=True)
     env["CRM_AUTO_MIGRATE"] = "false"
 
