@@ -8,7 +8,8 @@ signed-in coordinator, on SQLite and on PostgreSQL, and prints p50 and p95 per s
     .venv/bin/python benchmarks/workspace_bench.py --sizes 10000 --backends sqlite   # quick
 
 Targets: p95 at most 50 ms for list and search at 1,000,000 leads; search at
-1,000,000 at most 1.5x its cost at 10,000.
+1,000,000 at most 1.5x its cost at 10,000; home and lead page p50 at most 2x the list
+page's, measured in the same run.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from crm.models import Lead, Role, User, UserSession, db, utcnow  # noqa: E402
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PG_DATABASE = "bench_workspace"
-PAGES = ("home", "list", "filtered", "search")
+PAGES = ("home", "list", "filtered", "search", "lead")
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,8 +123,21 @@ def sample_phones(app: Any, how_many: int) -> list[str]:
     return phones
 
 
-def request(client: Any, page: str, phone: str) -> int:
+def sample_leads(app: Any, how_many: int) -> list[str]:
+    """Ids of random stored leads, for the lead page."""
+    with app.app_context():
+        total = db.session.scalar(select(func.count()).select_from(Lead))
+        rng = random.Random(11)
+        ids = [db.session.scalar(select(Lead.id).order_by(Lead.created_at).offset(rng.randrange(total)).limit(1))
+               for _ in range(how_many)]
+        db.session.rollback()
+    return ids
+
+
+def request(client: Any, page: str, phone: str, lead_id: str = "") -> int:
     """Make one request for ``page``; returns its status code."""
+    if page == "lead":
+        return client.get(f"/leads/{lead_id}").status_code
     if page == "home":
         return client.get("/leads/home").status_code
     if page == "list":
@@ -133,15 +147,15 @@ def request(client: Any, page: str, phone: str) -> int:
     return client.post("/leads/search", data={"query": phone}).status_code
 
 
-def time_page(client: Any, page: str, phones: list[str], count: int) -> list[float]:
+def time_page(client: Any, page: str, phones: list[str], count: int, leads: list[str]) -> list[float]:
     """Wall-clock milliseconds of ``count`` requests after a short warm-up."""
     expected = 302 if page == "search" else 200
     for i in range(5):
-        assert request(client, page, phones[i % len(phones)]) == expected, page
+        assert request(client, page, phones[i % len(phones)], leads[i % len(leads)]) == expected, page
     samples = []
     for i in range(count):
         started = time.perf_counter()
-        status = request(client, page, phones[i % len(phones)])
+        status = request(client, page, phones[i % len(phones)], leads[i % len(leads)])
         samples.append((time.perf_counter() - started) * 1000)
         assert status == expected, (page, status)
     return samples
@@ -166,8 +180,8 @@ def run_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> dic
             app = create_app({"WTF_CSRF_ENABLED": False}, instance_path=env["CRM_INSTANCE_PATH"])
             refresh_statistics(app)
             print(f"[{backend}] {size:>9,} leads seeded in {seconds:,.0f}s", flush=True)
-            client, phones = sign_in(app), sample_phones(app, 20)
-            results[size] = {page: time_page(client, page, phones, args.requests) for page in PAGES}
+            client, phones, leads = sign_in(app), sample_phones(app, 20), sample_leads(app, 20)
+            results[size] = {page: time_page(client, page, phones, args.requests, leads) for page in PAGES}
             report_size(backend, size, results[size])
             with app.app_context():
                 db.engine.dispose()
@@ -186,6 +200,10 @@ def summary(backend: str, results: dict[int, dict[str, list[float]]]) -> None:
     small, large = sizes[0], sizes[-1]
     ratio = statistics.median(results[large]["search"]) / statistics.median(results[small]["search"])
     print(f"[{backend}] search p50 at {large:,} vs {small:,}: {ratio:.2f}x (target <= 1.5x)")
+    list_p50 = statistics.median(results[large]["list"])
+    for page in ("home", "lead"):
+        print(f"[{backend}] {page} p50 at {large:,} vs the list page: "
+              f"{statistics.median(results[large][page]) / list_p50:.2f}x (target <= 2x)")
     for page in ("list", "filtered", "search"):
         p95 = percentile(results[large][page], .95)
         verdict = "ok" if p95 <= 50 else "over"

@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from crm import audit, create_app, crypto
-from crm.models import db
+from crm.models import db, stage_counts
 from tests.conftest import TEST_DATABASE_URL
 
 BACKENDS = [
@@ -108,3 +108,23 @@ def test_upgrade_keeps_anonymous_events_out_of_the_actor_index(fresh):
             "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'audit_events'"))
     assert "ix_audit_actor_at" not in indexes
     assert "WHERE" in indexes["ix_audit_actor_seq"] and "actor_id IS NOT NULL" in indexes["ix_audit_actor_seq"]
+
+
+def test_upgrade_counts_existing_leads_by_stage_and_keeps_counting(fresh):
+    """Leads stored before revision 0010 are counted by the upgrade; the triggers count what follows."""
+    with fresh.app_context():
+        assert fresh.test_cli_runner().invoke(args=["db", "upgrade", "0002"]).exit_code == 0
+        lead = ("INSERT INTO leads (id, reference, stage, source, urgent, marketing_consent, created_at, updated_at, "
+                "stage_changed_at, attempt_count) VALUES (:id, :ref, :stage, 'web_form', false, false, "
+                "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)")
+        for n, stage in enumerate(["new", "new", "closed"]):
+            db.session.execute(text(lead), {"id": str(uuid.uuid4()), "ref": f"OLD-{n:04d}", "stage": stage})
+        db.session.commit()
+        upgrade(fresh)
+        assert stage_counts()["new"] == 2 and stage_counts()["closed"] == 1
+        db.session.execute(text(lead), {"id": str(uuid.uuid4()), "ref": "NEW-0001", "stage": "new"})
+        db.session.execute(text("UPDATE leads SET stage = 'contacting' WHERE reference = 'OLD-0000'"))
+        db.session.commit()
+        counts = stage_counts()
+        assert (counts["new"], counts["contacting"], counts["closed"]) == (2, 1, 1)
+        db.session.rollback()

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crm import statements
-from crm.models import Lead, LeadEvent, Stage, db, new_id
+from crm.models import Lead, LeadEvent, Stage, db, new_id, new_reference
 
 NEWEST_EVENT = statements.Lookup(
     lambda: select(LeadEvent.kind, LeadEvent.at).where(LeadEvent.lead_id == bindparam("lead_id")).order_by(
@@ -19,7 +19,7 @@ BY_PHONE_INDEX = statements.Lookup(lambda: select(Lead.id).where(Lead.phone_bidx
 
 
 def _lead_row(**extra) -> dict:
-    return {"id": new_id(), "reference": new_id()[:9], **extra}
+    return {"id": new_id(), "reference": new_reference(), **extra}
 
 
 def test_insert_fills_column_defaults_like_the_orm(app):

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, func, or_, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
-from .. import cadence, crypto
+from .. import cadence, crypto, models
 from ..models import Callback, Enquiry, Lead, Stage, User, db, email_index, name_dob_index, phone_index
 from .present import Reader
 
@@ -54,11 +54,8 @@ def new_unassigned() -> list[Lead]:
 
 
 def stage_counts() -> dict[str, int]:
-    """How many leads sit in each stage."""
-    rows = db.session.execute(select(Lead.stage, func.count()).group_by(Lead.stage))
-    counts = {str(stage): 0 for stage in Stage}
-    counts.update({stage: count for stage, count in rows})
-    return counts
+    """How many leads sit in each stage, from the trigger-kept counts (flat at any number of leads)."""
+    return models.stage_counts()
 
 
 # --- the lead list -------------------------------------------------------------------
@@ -107,9 +104,14 @@ def _sorted(query: Select, sort: str) -> Select:
     return query.order_by(Lead.created_at.desc(), Lead.id.desc())
 
 
+#: The lead list counts its matches up to this many, so the count costs the same at any number of leads.
+LIST_COUNT_CAP = 10_000
+
+
 def count_of(query: Select) -> int:
-    """How many leads the filtered list holds in all (its filters' indexes count them, no rows are read)."""
-    return db.session.scalar(query.with_only_columns(func.count(), maintain_column_froms=True).order_by(None)) or 0
+    """How many leads the filtered list holds, up to ``LIST_COUNT_CAP + 1`` (more means "over the cap")."""
+    capped = query.with_only_columns(Lead.id, maintain_column_froms=True).order_by(None).limit(LIST_COUNT_CAP + 1)
+    return db.session.scalar(select(func.count()).select_from(capped.subquery())) or 0
 
 
 def page_of(query: Select, page: int, size: int) -> tuple[list[Lead], bool]:

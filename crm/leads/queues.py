@@ -59,7 +59,7 @@ def index():
     rows = [lead_row(lead, reader, users, now) for lead in leads]
     audit_listing("list", rows, reader)
     return render_template("leads/index.html", form=form, rows=rows, page=page, more=more,
-                           total=total)
+                           total=total, count_cap=q.LIST_COUNT_CAP)
 
 
 @bp.route("/search", methods=["GET", "POST"])

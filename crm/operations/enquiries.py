@@ -53,16 +53,17 @@ Rows = dict[Table, list[dict[str, Any]]]
 _RECEIPT = statements.Lookup(
     lambda: select(func.coalesce(Enquiry.reference, Lead.reference), Enquiry.crisis).select_from(Lead)
     .join(Enquiry, Enquiry.lead_id == Lead.id)
-    .where(Enquiry.idempotency_digest == bindparam("digest"))
+    .where(Enquiry.idempotency_digest == bindparam("digest"), Enquiry.idempotency_digest.is_not(None))
 )
 _CANDIDATES = statements.Lookup(
     lambda: select(Lead.id).where(or_(Lead.phone_bidx == bindparam("phone_bidx"),
                                       Lead.email_bidx == bindparam("email_bidx")))
 )
 
-#: Serialises intake on PostgreSQL so two simultaneous enquiries can't create twin leads
-#: (SQLite already serialises writers with BEGIN IMMEDIATE).
-INTAKE_LOCK_ID = 727_274_002
+#: Advisory lock classes on PostgreSQL: an enquiry waits only for enquiries sharing its form
+#: token, phone or e-mail (SQLite serialises every writer with BEGIN IMMEDIATE already).
+FORM_LOCK, PHONE_LOCK, EMAIL_LOCK = 727_274_010, 727_274_011, 727_274_012
+_LOCK = text("SELECT pg_advisory_xact_lock(:kind, :key)")
 
 
 @dataclass(frozen=True)
@@ -216,9 +217,11 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     """Store a submission on a new or returning lead, with its audit event; not committed.
 
     The same form sent twice (double click, back button, two tabs) resolves to the first one's
-    receipt: the check runs under the intake lock, so concurrent copies cannot both insert.
+    receipt: the check runs under the form's lock, so concurrent copies cannot both insert; and
+    two enquiries from one person take turns on their phone's or e-mail's lock, so the second
+    finds the lead the first created.
     """
-    _lock_intake()
+    _lock_same_form_and_person(prepared)
     submission = prepared.submission
     stored = find_receipt(submission.idempotency_digest)
     if stored is not None:
@@ -242,9 +245,25 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     return Receipt(reference, submission.crisis)
 
 
-def _lock_intake() -> None:
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": INTAKE_LOCK_ID})
+def intake_lock_keys(prepared: PreparedEnquiry) -> list[tuple[int, int]]:
+    """The advisory locks an enquiry takes, in the one fixed order every enquiry uses (no deadlock).
+
+    Keyed by the form token's digest and the phone's and e-mail's blind indexes (truncated
+    keyed HMACs, never the values): different patients seldom share one, and when their
+    indexes collide they merely take turns.
+    """
+    phone_bidx, email_bidx = prepared.contact_indexes
+    form_key = int(prepared.submission.idempotency_digest[:8], 16) - 2**31  # a signed 32-bit key
+    keys = [(FORM_LOCK, form_key), (PHONE_LOCK, phone_bidx), (EMAIL_LOCK, email_bidx)]
+    return [(kind, key) for kind, key in keys if key is not None]
+
+
+def _lock_same_form_and_person(prepared: PreparedEnquiry) -> None:
+    """On PostgreSQL, wait only for enquiries that could be this form or this person, until they commit."""
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    for kind, key in intake_lock_keys(prepared):
+        db.session.execute(_LOCK, {"kind": kind, "key": key})
 
 
 def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:
