@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
 from . import crypto, statements
 from .models import AuditEvent, User, db, keyring, utcnow
+from .statements import snapshot_rows as _driver_rows
 
 GENESIS_MAC = bytes(32)
 ADVISORY_LOCK_ID = 727_274_001
@@ -54,10 +55,10 @@ ACTIONS = frozenset(
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
         "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
-        "settings_changed",
+        "settings_changed", "alert_resent",
     }
 )
-OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings"})
+OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "alert"})
 
 #: Columns in canonical order (keys sorted), then the two MACs; the verifier reads exactly these.
 CHAIN_COLUMNS = (
@@ -429,23 +430,6 @@ REASONS = {
     "truncated": "the log ends before the signed head (the tail was cut)",
     "head_mac_mismatch": "the event's MAC differs from the signed head",
 }
-
-
-def _driver_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
-    """Run a SELECT through the driver's cursor in a connection of its own.
-
-    This skips SQLAlchemy's result processing (costlier than the MACs when verifying) and,
-    on SQLite, the ``BEGIN IMMEDIATE`` of every SQLAlchemy transaction: a single statement
-    reads a consistent snapshot without taking the write lock.
-    """
-    with db.engine.connect() as conn:
-        compiled = statements.Compiled.of(stmt, conn.dialect)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(compiled.sql, compiled.parameters(params))
-            return cursor.fetchall()
-        finally:
-            cursor.close()
 
 
 def _chain_rows(after: int, end: int, batch: int) -> Iterator[tuple]:

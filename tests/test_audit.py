@@ -25,6 +25,7 @@ OBJECTS = {
     "screening_recorded": "lead", "screening_signed_off": "lead", "decrypt_failed": "lead",
     "audit_viewed": "audit", "audit_exported": "audit", "audit_verified": "audit", "key_added": "key",
     "key_promoted": "key", "key_retired": "key", "keys_rotated": "key", "settings_changed": "settings",
+    "alert_resent": "alert",
 }
 
 
