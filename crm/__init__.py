@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import admin, auth, cli, crypto, database, errors, headers, leads, logs, public, settings, templating
+from . import admin, alerts, auth, cli, crypto, database, errors, headers, leads, logs, public, settings, templating
 from .forms import csrf
 from .limits import limiter
 
@@ -28,6 +28,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     app.register_blueprint(public.bp)
     app.register_blueprint(leads.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(alerts.bp)
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
