@@ -355,6 +355,6 @@ def test_claims_do_not_overlap_and_marking_twice_changes_nothing(app, make_user)
         assert len(first) == 3 and len(second) == 2
         assert not {c.id for c in first} & {c.id for c in second}
         assert outbox.claim(10, now) == []  # all leased
-        assert outbox.mark_sent(first[0]) and not outbox.mark_sent(first[0])
+        assert outbox.mark_sent([first[0].id]) == 1 and outbox.mark_sent([first[0].id]) == 0
         later = now + dt.timedelta(seconds=5)  # past the 1 s lease: unsent rows are due again
         assert {c.id for c in outbox.claim(10, later)} == {c.id for c in first[1:] + second}

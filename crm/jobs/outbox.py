@@ -3,7 +3,7 @@
 A claim is a short transaction that pushes each row's ``next_attempt_at`` one lease ahead
 and counts the attempt (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so several workers take
 different rows; SQLite's single writer already keeps two claims apart). The send happens
-outside any transaction; then the row is marked sent, or due again after an exponential
+outside any transaction; then the row is marked sent (a backlog in groups), or due again after an exponential
 back-off, or failed after the last attempt. A worker killed between sending and marking
 leaves the row to come due when its lease ends, and it is sent again with the same key.
 """
@@ -26,6 +26,7 @@ from .senders import Outgoing, Sender, SendError
 
 log = logging.getLogger("crm.jobs")
 MAX_BACKOFF_SECONDS = 3600
+MARK_EVERY = 20  # deliveries marked sent per statement while draining a backlog
 PENDING, SENT, FAILED = "pending", "sent", "failed"
 
 _DUE = select(OutboxMessage.id).where(OutboxMessage.status == PENDING,
@@ -73,13 +74,18 @@ def _fill_link(row_id: str, body: str, sealed: bytes | None) -> str:
     return body.replace(LINK_SLOT, crypto.unseal(keyring(), "outbox", row_id, bytes(sealed)).decode())
 
 
-def mark_sent(item: Claimed, now: dt.datetime | None = None) -> bool:
-    """Record delivery once (a second mark changes nothing) and drop any sealed link; commits."""
+def mark_sent(ids: list[str], now: dt.datetime | None = None) -> int:
+    """Record delivery once (a second mark changes nothing) and drop any sealed link; commits.
+
+    Returns how many rows changed.
+    """
+    if not ids:
+        return 0
     changed = db.session.execute(
-        update(OutboxMessage).where(OutboxMessage.id == item.id, OutboxMessage.status == PENDING)
+        update(OutboxMessage).where(OutboxMessage.id.in_(ids), OutboxMessage.status == PENDING)
         .values(status=SENT, sent_at=now or utcnow(), secret_sealed=None, last_error=None)).rowcount
     db.session.commit()
-    return bool(changed)
+    return changed
 
 
 def backoff(attempts: int) -> dt.timedelta:
@@ -108,17 +114,29 @@ def release(items: list[Claimed], now: dt.datetime | None = None) -> None:
 
 
 def deliver(senders: Mapping[str, Sender], *, batch: int = 50, stop: threading.Event | None = None) -> int:
-    """Claim one batch of due rows and send them; returns how many were claimed."""
+    """Claim one batch of due rows and send them; returns how many were claimed.
+
+    Deliveries are marked in groups of up to :data:`MARK_EVERY`, one statement each: a
+    message arriving alone is marked as soon as it is sent, while a backlog costs one
+    commit per group, and a crash resends at most one group, each with its own key.
+    """
     claimed = claim(batch, utcnow())
+    sent: list[str] = []
     for index, item in enumerate(claimed):
         if stop is not None and stop.is_set():
             release(claimed[index:])
             break
-        _deliver_one(senders, item)
+        if _deliver_one(senders, item):
+            sent.append(item.id)
+        if len(sent) >= MARK_EVERY:
+            mark_sent(sent)
+            sent = []
+    mark_sent(sent)
     return len(claimed)
 
 
-def _deliver_one(senders: Mapping[str, Sender], item: Claimed) -> None:
+def _deliver_one(senders: Mapping[str, Sender], item: Claimed) -> bool:
+    """Send one message; a failure is recorded at once (retry or failed list). True when sent."""
     sender = senders.get(item.channel)
     try:
         if sender is None:
@@ -127,5 +145,5 @@ def _deliver_one(senders: Mapping[str, Sender], item: Claimed) -> None:
     except SendError as exc:
         outcome = mark_failed_attempt(item, str(exc))
         log.warning("outbox message %s attempt %d failed (%s); now %s", item.id, item.attempts, exc, outcome)
-    else:
-        mark_sent(item)
+        return False
+    return True
