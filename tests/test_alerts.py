@@ -13,13 +13,14 @@ import re
 import time
 
 import pytest
+import time_machine
 from flask import url_for
 from sqlalchemy import func, select
 
 from crm import create_app
-from crm.jobs import outbox
+from crm.jobs import outbox, periodic
 from crm.jobs.worker import Worker
-from crm.models import Alert, AuditEvent, Lead, OnCallMember, OutboxMessage, Role, User, db
+from crm.models import Alert, AuditEvent, Callback, Lead, OnCallMember, OutboxMessage, Role, User, db, utcnow
 from crm.operations import alerts
 from crm.operations import enquiries as intake
 from crm.operations import screening as screening_ops
@@ -358,3 +359,29 @@ def test_claims_do_not_overlap_and_marking_twice_changes_nothing(app, make_user)
         assert outbox.mark_sent([first[0].id]) == 1 and outbox.mark_sent([first[0].id]) == 0
         later = now + dt.timedelta(seconds=5)  # past the 1 s lease: unsent rows are due again
         assert {c.id for c in outbox.claim(10, later)} == {c.id for c in first[1:] + second}
+
+
+def test_every_periodic_alert_arrives_once_by_email_and_webhook_with_subject_and_link(app, make_user, make_lead,
+                                                                                      sink, receiver):
+    coordinator = make_user(role=Role.COORDINATOR)
+    phi = {"first_name": sentinels.FIRST_NAME, "last_name": sentinels.LAST_NAME, "phone": sentinels.PHONE,
+           "email": sentinels.EMAIL}
+    uncalled = make_lead(created_at=dt.datetime(2026, 3, 4, 18, 0), assignee_id=coordinator.id, **phi)
+    waiting = make_lead(created_at=dt.datetime(2026, 3, 2, 18, 0), stage="contacting", assignee_id=coordinator.id,
+                        first_attempt_at=dt.datetime(2026, 3, 2, 18, 1), **phi)
+    with app.app_context():
+        db.session.add(Callback(lead_id=waiting, assignee_id=coordinator.id, due_at=dt.datetime(2026, 3, 4, 16, 0)))
+        db.session.commit()
+        references = dict(db.session.execute(select(Lead.id, Lead.reference)).all())
+    for _ in range(2):
+        with time_machine.travel(dt.datetime(2026, 3, 4, 18, 10, tzinfo=dt.UTC), tick=False), app.app_context():
+            periodic.run_all(utcnow())  # Wednesday 10:10 in the clinic
+        work(app)
+    by_subject = {m["Subject"]: m for m in sink.messages}
+    assert sorted(by_subject) == sorted([f"First call late {references[uncalled]}",
+                                         f"Callback overdue {references[waiting]}",
+                                         "Morning summary: 0 due today, 1 overdue"])
+    assert {m["To"] for m in sink.messages} == {coordinator.email}
+    assert f"{BASE_URL}/leads/{uncalled}" in by_subject[f"First call late {references[uncalled]}"].get_content()
+    assert f"{BASE_URL}/leads/{waiting}" in by_subject[f"Callback overdue {references[waiting]}"].get_content()
+    assert sorted(p["kind"] for p in receiver.payloads()) == ["callback_overdue", "first_response"]

@@ -45,12 +45,12 @@ def _won_lock() -> bool:
 
 
 def _recipients(*user_ids: str | None) -> list[User]:
-    """The first of ``user_ids`` that is an active account, else every active coordinator."""
+    """The first of ``user_ids`` that is an active account, else every active coordinator (or admin)."""
     for user_id in user_ids:
         user = db.session.get(User, user_id) if user_id else None
         if user is not None and user.is_active_flag:
             return [user]
-    return alerts.active(Role.COORDINATOR)
+    return alerts.active(Role.COORDINATOR) or alerts.active(Role.ADMIN)
 
 
 def _alerted(kind: str):

@@ -17,7 +17,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate
+from email.utils import formatdate, parseaddr
 from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -51,7 +51,7 @@ class Sender(Protocol):
 
 def message_id(key: str, sender: str) -> str:
     """A stable ``Message-ID`` for an idempotency key (hashed: keys name internal ids)."""
-    domain = sender.rpartition("@")[2] or "crm.invalid"
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "crm.invalid"
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
 
 
