@@ -5,7 +5,7 @@ Run: ``.venv/bin/python benchmarks/alerts_bench.py [--messages 10000] [--samples
 
 Throughput: an aiosmtpd sink (``aiosmtpd.handlers.Sink``, its own process) on a loopback port.
 The baseline is a bare loop of ``smtplib.SMTP.send_message`` calls over one connection, the
-same message size. Then ``--messages`` outbox rows are queued in a fresh PostgreSQL schema and
+same message size, built with the same ``compat32`` ``MIMEText`` as the worker's. Then ``--messages`` outbox rows are queued in a fresh PostgreSQL schema and
 delivered by one worker process, then (queued again) by four; each worker is the real
 ``crm.jobs.worker.Worker`` in ``once`` mode, started in a forked child that builds its own app,
 and timed from a common start signal until the last child exits. The baseline runs before and
@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from email.message import EmailMessage
+from email.mime.text import MIMEText
 from pathlib import Path
 
 from sqlalchemy import create_engine, func, insert, select, text
@@ -76,10 +76,9 @@ def bare_loop(port: int, count: int) -> float:
     smtp = smtplib.SMTP("127.0.0.1", port, timeout=30)
     started = time.perf_counter()
     for n in range(count):
-        message = EmailMessage()
+        message = MIMEText(BODY, "plain", "utf-8")  # built as the worker builds its messages
         message["From"], message["To"], message["Subject"] = "alerts@clinic.test", "staff@clinic.test", f"Test {n}"
         message["Message-ID"] = f"<{n}@clinic.test>"
-        message.set_content(BODY)
         smtp.send_message(message)
     elapsed = time.perf_counter() - started
     smtp.quit()
