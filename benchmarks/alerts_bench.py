@@ -5,8 +5,8 @@ Run: ``.venv/bin/python benchmarks/alerts_bench.py [--messages 10000] [--samples
 
 Throughput: an aiosmtpd sink (``aiosmtpd.handlers.Sink``, its own process) on a loopback port.
 The baseline is a bare loop of ``smtplib.SMTP.send_message`` calls over one connection, the
-same message size, built with the same ``compat32`` ``MIMEText`` as the worker's. Then ``--messages`` outbox rows are queued in a fresh PostgreSQL schema and
-delivered by one worker process, then (queued again) by four; each worker is the real
+same message size, built with the same ``compat32`` ``MIMEText`` as the worker's. Then
+``--messages`` outbox rows are queued in a fresh PostgreSQL schema and delivered by one worker process, then (queued again) by four; each worker is the real
 ``crm.jobs.worker.Worker`` in ``once`` mode, started in a forked child that builds its own app,
 and timed from a common start signal until the last child exits. The baseline runs before and
 after the workers; the ratio uses their mean. Target: each worker figure at least 0.5x.
