@@ -6,10 +6,11 @@ Run: ``.venv/bin/python benchmarks/alerts_bench.py [--messages 10000] [--samples
 Throughput: an aiosmtpd sink (``aiosmtpd.handlers.Sink``, its own process) on a loopback port.
 The baseline is a bare loop of ``smtplib.SMTP.send_message`` calls over one connection, the
 same message size, built with the same ``compat32`` ``MIMEText`` as the worker's. Then
-``--messages`` outbox rows are queued in a fresh PostgreSQL schema and delivered by one worker process, then (queued again) by four; each worker is the real
-``crm.jobs.worker.Worker`` in ``once`` mode, started in a forked child that builds its own app,
-and timed from a common start signal until the last child exits. The baseline runs before and
-after the workers; the ratio uses their mean. Target: each worker figure at least 0.5x.
+``--messages`` outbox rows are queued in a fresh PostgreSQL schema and delivered by one worker
+process, then (queued again) by four; each worker is the real ``crm.jobs.worker.Worker`` in
+``once`` mode, started in a forked child that builds its own app, and timed from a common start
+signal until the last child exits. The baseline runs before and after the workers; the ratio
+uses their mean. Target: each worker figure at least 0.5x.
 
 Latency: with one worker idle in its normal loop (default 0.5 s poll), urgent enquiries are
 committed one at a time at random gaps (0.2-1.2 s) and the time from each commit to the
