@@ -47,11 +47,12 @@ def index():
 @bp.post("/<alert_id>/read")
 def mark_read(alert_id: str):
     """Mark one of the person's alerts read."""
+    alert = db.session.get(Alert, alert_id)
+    if alert is None or alert.user_id != current_user.id:
+        abort(404)
     if not ButtonForm().validate_on_submit():
         abort(400)
-    if not ops.mark_read(current_user, alert_id):
-        db.session.rollback()
-        abort(404)
+    ops.mark_read(current_user, alert.id)
     db.session.commit()
     return redirect(url_for("alerts.index"))
 

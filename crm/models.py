@@ -30,6 +30,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -871,7 +872,10 @@ def lead_key_counts() -> dict[int, int]:
 def sealed_secret_counts() -> Counter[int]:
     """How many sealed secrets (TOTP seeds) each master key protects."""
     counts: Counter[int] = Counter()
-    for _table, column, _purpose in SEALED_COLUMNS:
+    present = set(inspect(db.session.connection()).get_table_names())  # a database not yet upgraded
+    for table, column, _purpose in SEALED_COLUMNS:
+        if table.name not in present:
+            continue
         for blob in db.session.scalars(select(column).where(column.is_not(None))):
             counts[crypto.sealed_kid(blob)] += 1
     return counts
