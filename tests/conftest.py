@@ -206,4 +206,4 @@ def make_lead(app) -> Callable[..., str]:
     return factory
 
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.outgoing"]

@@ -12,7 +12,10 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 from aiosmtpd.controller import Controller
+
+from tests.conftest import phi_sentinels_in
 
 
 def free_port() -> int:
@@ -112,3 +115,21 @@ class WebhookReceiver:
 
     def texts(self) -> list[str]:
         return [json.dumps(headers) + body.decode() for headers, body in self.requests]
+
+
+@pytest.fixture
+def sink():
+    """A real SMTP server on a loopback port; no delivery may carry PHI."""
+    server = SmtpSink().start()
+    yield server
+    server.stop()
+    assert not phi_sentinels_in(server.texts()), "PHI sentinel in an e-mail"
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP server taking the webhook's POSTs; none may carry PHI."""
+    server = WebhookReceiver().start()
+    yield server
+    server.stop()
+    assert not phi_sentinels_in(server.texts()), "PHI sentinel in a webhook POST"

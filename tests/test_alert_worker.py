@@ -15,23 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from crm.models import OutboxMessage, Role, User, db, utcnow
 from crm.operations import alerts
-from tests.conftest import phi_sentinels_in
 from tests.outgoing import SmtpSink, hold
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def sink():
-    server = SmtpSink().start()
-    yield server
-    server.stop()
-    assert not phi_sentinels_in(server.texts())
 
 
 def worker_env(config: dict, tmp_path: Path, sink: SmtpSink, **settings: object) -> dict[str, str]:

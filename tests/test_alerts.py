@@ -26,31 +26,11 @@ from crm.operations import enquiries as intake
 from crm.operations import screening as screening_ops
 from tests import sentinels
 from tests.auth_helpers import PASSWORD_HASH
-from tests.conftest import phi_sentinels_in
-from tests.outgoing import SmtpSink, WebhookReceiver
 from tests.screening import NO_RISK, PASSING, PHQ_MODERATE
 from tests.test_public_form import submit
 
 BASE_URL = "https://crm.clinic.example"
 WEBHOOK_SECRET = "webhook-secret-for-tests-0123456789"  # noqa: S105 - a test value
-
-
-@pytest.fixture
-def sink():
-    """A real SMTP server on a loopback port; no delivery may carry PHI."""
-    server = SmtpSink().start()
-    yield server
-    server.stop()
-    assert not phi_sentinels_in(server.texts()), "PHI sentinel in an e-mail"
-
-
-@pytest.fixture
-def receiver():
-    """A real HTTP server taking the webhook's POSTs; none may carry PHI."""
-    server = WebhookReceiver().start()
-    yield server
-    server.stop()
-    assert not phi_sentinels_in(server.texts()), "PHI sentinel in a webhook POST"
 
 
 @pytest.fixture
