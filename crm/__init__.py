@@ -9,6 +9,7 @@ from flask import Flask
 
 from . import (
     admin,
+    alerts,
     auth,
     cli,
     crypto,
@@ -47,6 +48,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     app.register_blueprint(admin.bp)
     i18n.init_app(app)
     app.register_blueprint(reports.bp)
+    app.register_blueprint(alerts.bp)
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)

@@ -32,6 +32,7 @@ from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
 
 from . import crypto, statements
 from .models import AuditEvent, User, db, keyring, utcnow
+from .statements import snapshot_rows as _driver_rows
 
 GENESIS_MAC = bytes(32)
 ADVISORY_LOCK_ID = 727_274_001
@@ -58,10 +59,12 @@ ACTIONS = frozenset(
         "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",
         "report_viewed", "report_exported", "preferred_language_changed",
         "lead_created", "call_added", "lead_corrected", "lead_edit_opened", "previous_values_revealed",
-        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed",
+        "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed", "alert_resent",
     }
 )
-OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup", "report"})
+OBJECT_TYPES = frozenset(
+    {"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup", "report", "alert"}
+)
 
 #: Columns in canonical order (keys sorted), then the two MACs; the verifier reads exactly these.
 CHAIN_COLUMNS = (
@@ -433,23 +436,6 @@ REASONS = {
     "truncated": "the log ends before the signed head (the tail was cut)",
     "head_mac_mismatch": "the event's MAC differs from the signed head",
 }
-
-
-def _driver_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
-    """Run a SELECT through the driver's cursor in a connection of its own.
-
-    This skips SQLAlchemy's result processing (costlier than the MACs when verifying) and,
-    on SQLite, the ``BEGIN IMMEDIATE`` of every SQLAlchemy transaction: a single statement
-    reads a consistent snapshot without taking the write lock.
-    """
-    with db.engine.connect() as conn:
-        compiled = statements.Compiled.of(stmt, conn.dialect)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(compiled.sql, compiled.parameters(params))
-            return cursor.fetchall()
-        finally:
-            cursor.close()
 
 
 def _chain_rows(after: int, end: int, batch: int) -> Iterator[tuple]:

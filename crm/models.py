@@ -28,8 +28,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
     event,
     func,
+    inspect,
     select,
     text,
 )
@@ -1041,10 +1043,87 @@ def stage_counts() -> dict[str, int]:
     return counts
 
 
+# --- alerts and the outbox -----------------------------------------------------------
+
+
+class OutboxMessage(db.Model):
+    """One message to send (an e-mail or a webhook POST), written in the transaction that caused it.
+
+    The worker claims a due row by pushing ``next_attempt_at`` one lease ahead, sends it with
+    its idempotency key, then marks it sent; a worker that dies mid-send leaves the row due
+    again once the lease runs out. Subjects and bodies never hold PHI; a secret link (an
+    invitation) is sealed under the primary master key and dropped once sent.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    idempotency_key: Mapped[str] = mapped_column(String(160), unique=True)
+    channel: Mapped[str] = mapped_column(String(8))  # email | webhook
+    kind: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str | None] = mapped_column(String(254))  # a staff address (webhooks: None)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    lead_id: Mapped[str | None] = mapped_column(String(36))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Alert(db.Model):
+    """An alert shown to one staff member in the app; ``key`` makes each alert happen once per person."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_alerts_user_key"),
+        Index("ix_alerts_user_unread", "user_id", "read_at", "created_at"),
+        Index("ix_alerts_lead_kind", "lead_id", "kind", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(32))
+    round: Mapped[int] = mapped_column(Integer, default=0)  # repeats of an unacknowledged urgent alert
+    lead_id: Mapped[str | None] = mapped_column(String(36))
+    text: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AlertPreference(db.Model):
+    """A staff member's choice to receive, or not, one kind of alert (no row: receive it)."""
+
+    __tablename__ = "alert_preferences"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class OnCallMember(db.Model):
+    """A staff member on the urgent-enquiry on-call list (an empty list means every admin)."""
+
+    __tablename__ = "on_call_members"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    added_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 # --- what each master key protects (key tooling and the start-up check) -------------
 
 #: Columns holding small secrets sealed directly under a master key: (table, column, purpose).
-SEALED_COLUMNS = ((User.__table__, User.__table__.c.totp_secret_sealed, "totp"),)
+SEALED_COLUMNS = (
+    (User.__table__, User.__table__.c.totp_secret_sealed, "totp"),
+    (OutboxMessage.__table__, OutboxMessage.__table__.c.secret_sealed, "outbox"),
+)
 
 
 def lead_key_counts() -> dict[int, int]:
@@ -1056,7 +1135,10 @@ def lead_key_counts() -> dict[int, int]:
 def sealed_secret_counts() -> Counter[int]:
     """How many sealed secrets (TOTP seeds) each master key protects."""
     counts: Counter[int] = Counter()
-    for _table, column, _purpose in SEALED_COLUMNS:
+    present = set(inspect(db.session.connection()).get_table_names())  # a database not yet upgraded
+    for table, column, _purpose in SEALED_COLUMNS:
+        if table.name not in present:
+            continue
         for blob in db.session.scalars(select(column).where(column.is_not(None))):
             counts[crypto.sealed_kid(blob)] += 1
     return counts

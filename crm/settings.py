@@ -78,6 +78,23 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_CONVERTED_DAYS": 2555,  # converted patients: 7 years (CA records minimum); None keeps them
     "RETENTION_BATCH_SIZE": 1000,  # leads per committed transaction: larger is faster, smaller holds the lock less
     "SHRED_LEDGER_FILE": None,  # defaults to instance/shred-ledger.jsonl; keep it off the backup media
+    # Alerts and background work (crm.jobs). Links in messages start with BASE_URL, never a request's Host.
+    "BASE_URL": None,  # e.g. https://crm.clinic.example
+    "SMTP_URL": None,  # smtp://user:password@host:587?starttls=1 or smtps://…; unset: e-mail is off
+    "MAIL_FROM": None,
+    "ALERT_WEBHOOK_URL": None,  # team-chat webhook; JSON POST signed with ALERT_WEBHOOK_SECRET
+    "ALERT_WEBHOOK_SECRET": None,
+    "FIRST_RESPONSE_MINUTES": 5,  # deadline for the first call during opening hours
+    "AFTER_HOURS_GRACE_MINUTES": 15,  # outside them: the next opening plus this
+    "CALLBACK_OVERDUE_MINUTES": 30,
+    "URGENT_REPEAT_MINUTES": 15,  # an unacknowledged urgent alert repeats this often…
+    "URGENT_REPEAT_LIMIT": 4,  # …this many times
+    "DIGEST_TIME": "07:30",  # clinic time of the morning digest, on opening days
+    "OUTBOX_MAX_ATTEMPTS": 8,
+    "OUTBOX_BACKOFF_SECONDS": 30,  # first retry; doubles each time, at most an hour
+    "OUTBOX_LEASE_SECONDS": 120,  # a claimed message is due again after this if its worker died
+    "JOBS_POLL_SECONDS": 0.5,
+    "JOBS_PERIODIC_SECONDS": 60,
 }
 
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "you-will-never-guess"}

@@ -119,3 +119,20 @@ def insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> None:
         run(connection, compiled.sql, parameters[0])
     else:
         run(connection, compiled.sql, parameters, many=True)
+
+
+def snapshot_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
+    """Run a SELECT through the driver's cursor in a connection of its own.
+
+    This skips SQLAlchemy's result processing (costlier than the MACs when verifying the
+    audit chain) and, on SQLite, the ``BEGIN IMMEDIATE`` of every SQLAlchemy transaction: a
+    single statement reads a consistent snapshot without taking the write lock.
+    """
+    with db.engine.connect() as conn:
+        compiled = Compiled.of(stmt, conn.dialect)
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(compiled.sql, compiled.parameters(params))
+            return cursor.fetchall()
+        finally:
+            cursor.close()

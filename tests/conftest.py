@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy import inspect as sa_inspect
 
 from crm import create_app, crypto
-from crm.models import AuditEvent, Lead, Role, User, UserSession, db, utcnow
+from crm.models import Alert, AuditEvent, Lead, OutboxMessage, Role, User, UserSession, db, utcnow
 from tests import sentinels
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -92,12 +92,14 @@ def app(config, tmp_path) -> Iterator[Flask]:
     with application.app_context():
         db.session.remove()
         audit_leaks = phi_in_audit_rows()
+        outgoing_leaks = phi_in_outgoing_rows()
         if db.engine.dialect.name == "postgresql":
             tables = ", ".join(f'"{t.name}"' for t in db.metadata.sorted_tables)
             with db.engine.begin() as conn:
                 conn.execute(text(f"TRUNCATE {tables} CASCADE"))
         db.engine.dispose()
     assert not audit_leaks, f"PHI sentinel(s) in audit rows (seq, sentinels): {audit_leaks}"
+    assert not outgoing_leaks, f"PHI sentinel(s) in outgoing messages or alerts (id, sentinels): {outgoing_leaks}"
 
 
 _WHOLE_TOKEN = {s: re.compile(rf"(?<![0-9A-Za-z]){re.escape(s)}(?![0-9A-Za-z])") for s in sentinels.WHOLE_TOKEN}
@@ -118,6 +120,17 @@ def phi_in_audit_rows() -> list[tuple[int, list[str]]]:
     with db.engine.connect() as conn:
         rows = conn.execute(select(AuditEvent.seq, *text_columns)).all()
     return [(row.seq, found) for row in rows if (found := phi_sentinels_in(map(str, row[1:])))]
+
+
+def phi_in_outgoing_rows() -> list[tuple[str, list[str]]]:
+    """Return ``(id, sentinels)`` for outbox messages and in-app alerts whose text holds PHI."""
+    tables = set(sa_inspect(db.engine).get_table_names())
+    queries = [select(OutboxMessage.id, OutboxMessage.recipient, OutboxMessage.subject, OutboxMessage.body)
+               if "outbox_messages" in tables else None,
+               select(Alert.id, Alert.key, Alert.text) if "alerts" in tables else None]
+    with db.engine.connect() as conn:
+        rows = [row for query in queries if query is not None for row in conn.execute(query)]
+    return [(row[0], found) for row in rows if (found := phi_sentinels_in(map(str, row[1:])))]
 
 
 @pytest.fixture(autouse=True)
@@ -198,4 +211,4 @@ def make_lead(app) -> Callable[..., str]:
     return factory
 
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.outgoing"]

@@ -33,6 +33,8 @@ OBJECTS = {
     "lead_created": "lead", "call_added": "lead", "lead_corrected": "lead", "lead_edit_opened": "lead",
     "previous_values_revealed": "lead", "proposal_accepted": "lead", "proposal_dismissed": "lead",
     "lead_merged": "lead", "leads_imported": "lead", "import_previewed": "lead",
+
+    "alert_resent": "alert",
 }
 
 

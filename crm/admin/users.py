@@ -16,6 +16,7 @@ from .. import throttle
 from ..auth import client_ip, fresh_required, is_fresh
 from ..forms.admin import InviteForm, RoleForm
 from ..models import Role, User, UserSession, db
+from ..operations import alerts
 from ..operations import users as accounts
 from . import bp
 
@@ -59,16 +60,23 @@ def user_new():
             db.session.rollback()
             form.email.errors.append(str(exc))
         else:
+            emailed = _email_invitation(user, token)
             db.session.commit()
-            return _show_link(user, token)
+            return _show_link(user, token, emailed)
     return render_template("admin/user_new.html", form=form), 400 if form.errors else 200
 
 
-def _show_link(user: User, token: str) -> str:
+def _email_invitation(user: User, token: str) -> bool:
+    """Queue the set-password e-mail (the link sealed in the outbox) when SMTP is configured."""
+    path = url_for("auth.accept_invitation", token=token)
+    return alerts.invitation_email(user, path, int(current_app.config["INVITATION_HOURS"])) is not None
+
+
+def _show_link(user: User, token: str, emailed: bool = False) -> str:
     """Render a set-password link once; it is never stored or shown again (only its hash is kept)."""
     link = url_for("auth.accept_invitation", token=token, _external=True)
     hours = int(current_app.config["INVITATION_HOURS"])
-    return render_template("admin/user_link.html", user=user, link=link, hours=hours)
+    return render_template("admin/user_link.html", user=user, link=link, hours=hours, emailed=emailed)
 
 
 @bp.get("/users/<user_id>")
@@ -137,6 +145,7 @@ def user_reset_second_factor(user_id: str):
     """Remove an account's authenticator and recovery codes; they enrol again at next sign-in."""
     account = _load(user_id)
     accounts.reset_second_factor(account, actor=current_user)
+    alerts.second_factor_reset_email(account)
     db.session.commit()
     flash(_("Two-step sign-in reset. They will set it up again when they next sign in."), "success")
     return _back(account)
@@ -151,8 +160,9 @@ def user_invitation(user_id: str):
         flash(_("Reactivate the account first."), "error")
         return _back(account)
     token = accounts.issue_invitation(account, actor=current_user)
+    emailed = _email_invitation(account, token)
     db.session.commit()
-    return _show_link(account, token)
+    return _show_link(account, token, emailed)
 
 
 @bp.post("/users/<user_id>/sessions/<session_id>/revoke")

@@ -45,6 +45,7 @@ from ..models import (
     new_reference,
     utcnow,
 )
+from . import alerts
 
 #: A batch of rows to insert, by table, in foreign-key order.
 Rows = dict[Table, list[dict[str, Any]]]
@@ -242,6 +243,8 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
         details={"returning": lead is not None, "urgent": submission.crisis, "cards": len(submission.cards)},
         record_ip=False,
     )
+    if submission.crisis:  # the on-call list hears at once, in this same transaction
+        alerts.urgent_enquiry(lead_id, reference, utcnow(), episode=new_id()[:8])
     return Receipt(reference, submission.crisis)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 
 from .. import audit, cadence, eligibility, vob
+from ..clinic import clinic_zone
 from ..models import (
     EXIT_REASONS,
     EXIT_STAGES,
@@ -173,7 +174,25 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
     if target:
         move_stage(lead, target, None, actor, now=now)
     record("attempt_logged", lead.id, actor, {"channel": channel, "outcome": outcome})
-    return _after_cadence(lead, actor, target, now)
+    result = _after_cadence(lead, actor, target, now)
+    if outcome not in cadence.RULES["live_outcomes"]:
+        _book_next_call(lead, actor, now)
+    return result
+
+
+def may_contact(lead: Lead) -> bool:
+    """Whether the clinic may still reach out to this lead: the hook a do-not-contact list plugs into."""
+    return lead.is_open
+
+
+def _book_next_call(lead: Lead, actor: User, now: dt.datetime) -> Callback | None:
+    """Schedule the cadence's next call after an unanswered attempt; the coordinator may change it."""
+    if lead.stage not in (Stage.NEW, Stage.CONTACTING) or not may_contact(lead):
+        return None
+    due = cadence.suggest_next(lead.created_at, calls_made(lead), now, clinic_zone())
+    if due is None:
+        return None
+    return schedule_callback(lead, actor, max(due, now + dt.timedelta(minutes=1)), now=now, by="cadence")
 
 
 def _after_cadence(lead: Lead, actor: User, moved_to: Stage | None, now: dt.datetime) -> AttemptResult:
@@ -186,7 +205,7 @@ def _after_cadence(lead: Lead, actor: User, moved_to: Stage | None, now: dt.date
 
 
 def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id: str | None = None,
-                      now: dt.datetime | None = None) -> Callback:
+                      now: dt.datetime | None = None, by: str = "coordinator") -> Callback:
     """Schedule the next call (replacing any open one) for the lead's coordinator or ``assignee_id``."""
     now = now or utcnow()
     refuse_if_do_not_contact(lead)
@@ -199,7 +218,7 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
                         created_by=actor.id, created_at=now)
     db.session.add(callback)
     lead.next_callback_at = due_at
-    record("callback_scheduled", lead.id, actor, {"callback_id": callback.id})
+    record("callback_scheduled", lead.id, actor, {"callback_id": callback.id, "by": by})
     return callback
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from .. import eligibility
 from ..models import Lead, Role, Screening, User, db, utcnow
+from . import alerts
 from .leads import add_event, record
 
 
@@ -24,6 +25,8 @@ def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: lis
     record("screening_recorded", lead.id, actor, {"screening_id": screening.id})
     if eligibility.is_escalation(result.cssrs_risk):
         escalate_crisis(lead, actor, screening)
+    if result.outcome == eligibility.REVIEW:
+        alerts.sign_off_awaiting(lead.id, lead.reference, screening.id, screening.performed_at)
     return screening
 
 
