@@ -11,6 +11,8 @@ from typing import Any
 
 import phonenumbers
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from wtforms import Field, ValidationError
 from wtforms.validators import Regexp
 
@@ -20,7 +22,7 @@ from wtforms.validators import Regexp
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Co", "Cs", "Zl", "Zp"})
 #: Zero-width non-joiner and joiner spell some Persian and Indic names; they may stand between two letters.
 JOINERS = frozenset({"\u200c", "\u200d"})
-ZIP_CODE = Regexp(r"^[0-9]{5}(-[0-9]{4})?\Z", message="Enter a 5-digit ZIP code.")
+ZIP_CODE = Regexp(r"^[0-9]{5}(-[0-9]{4})?\Z", message=_l("Enter a 5-digit ZIP code."))
 ASCII_DIGITS = frozenset("0123456789")
 
 
@@ -45,7 +47,7 @@ def _between_letters(text: str, index: int) -> bool:
 def plain_text(_form: Any, field: Field) -> None:
     """Refuse invisible and control characters in a single-line answer (a company, a reference)."""
     if field.data and hidden_character_at(field.data) is not None:
-        raise ValidationError("Please remove the hidden or control characters from this answer.")
+        raise ValidationError(_("Please remove the hidden or control characters from this answer."))
 
 
 def person_name(_form: Any, field: Field) -> None:
@@ -53,9 +55,9 @@ def person_name(_form: Any, field: Field) -> None:
     if not field.data:
         return
     if hidden_character_at(field.data) is not None:
-        raise ValidationError("Names can't contain hidden or control characters. Please type the name again.")
+        raise ValidationError(_("Names can't contain hidden or control characters. Please type the name again."))
     if not any(unicodedata.category(char).startswith("L") for char in field.data):
-        raise ValidationError("Please enter a name with at least one letter.")
+        raise ValidationError(_("Please enter a name with at least one letter."))
 
 
 def phone_number(_form: Any, field: Field) -> None:
@@ -73,9 +75,9 @@ def phone_number(_form: Any, field: Field) -> None:
     except phonenumbers.NumberParseException:
         number = None
     if number is None or not phonenumbers.is_valid_number(number):
-        raise ValidationError("Enter a phone number we can call, like (949) 555-0100.")
+        raise ValidationError(_("Enter a phone number we can call, like (949) 555-0100."))
     if number.extension and not set(number.extension) <= ASCII_DIGITS:
-        raise ValidationError("Please type the extension with the digits 0 to 9.")
+        raise ValidationError(_("Please type the extension with the digits 0 to 9."))
     national = phonenumbers.region_code_for_number(number) == region
     style = phonenumbers.PhoneNumberFormat.NATIONAL if national else phonenumbers.PhoneNumberFormat.E164
     field.data = phonenumbers.format_number(number, style)

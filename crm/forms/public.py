@@ -138,14 +138,14 @@ def check_birth_date(_form: Any, field: Field) -> None:
 
 #: What a patient reads when a card file is refused, by :class:`~crm.cards.CardRefused` reason.
 CARD_MESSAGES = {
-    "too_large": "Each card photo must be 5 MB or smaller.",
-    "wrong_type": "Card photos must be JPEG, PNG or PDF files.",
-    "unreadable": "We couldn't open this file. Please choose another photo or scan of your card.",
-    "too_many_pixels": "This picture has too many pixels for us to open (over 50 megapixels). "
-                       "Please send a smaller photo or a screenshot of it.",
-    "pdf_encrypted": "This PDF is protected by a password. Please send one without a password, or a photo.",
-    "pdf_active": "This PDF contains scripts or attached files, which we can't accept. "
-                  "Please send a photo of your card or a plain scan.",
+    "too_large": _l("Each card photo must be %(size)s MB or smaller.", size=MAX_CARD_BYTES // 2**20),
+    "wrong_type": _l("Card photos must be JPEG, PNG or PDF files."),
+    "unreadable": _l("We couldn't open this file. Please choose another photo or scan of your card."),
+    "too_many_pixels": _l("This picture has too many pixels for us to open (over 50 megapixels). "
+                          "Please send a smaller photo or a screenshot of it."),
+    "pdf_encrypted": _l("This PDF is protected by a password. Please send one without a password, or a photo."),
+    "pdf_active": _l("This PDF contains scripts or attached files, which we can't accept. "
+                     "Please send a photo of your card or a plain scan."),
 }
 
 
