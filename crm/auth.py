@@ -315,18 +315,22 @@ def login():
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
     key, ip = throttle.account_key(form.email.data), client_ip()
-    verdict = throttle.check(key, ip)
-    if not verdict.allowed:
+    verdict, held = throttle.reserve([key], ip)
+    if held is None:
         return _refuse_throttled(form, verdict)
+    db.session.commit()  # counted before the password is checked, so parallel guesses see it
     user = accounts.find_user(form.email.data)
-    if not _password_matches(user, form.password.data):
-        throttle.record(key, ip, succeeded=False, user=user)
+    matched = _password_matches(user, form.password.data)
+    throttle.settle(held, {key: matched}, user=user)
+    if not matched:
         audit.record("sign_in", actor_kind="public", object_type="user", object_id=user.id if user else None,
                      outcome="failure", details={"reason": "credentials"})
         db.session.commit()
         flash(SIGN_IN_REFUSED, "error")
         return render_template("auth/login.html", form=form)
-    throttle.record(key, ip, succeeded=True, user=user)
+    codes = throttle.check(throttle.factor_key(user), ip)
+    if not codes.allowed:  # a run of wrong codes is not undone by the right password
+        return _refuse_throttled(form, codes)
     if needs_rehash(user.password_hash):
         accounts.rehash_password(user, form.password.data)
     start_session(user)
@@ -371,13 +375,22 @@ def _throttled_out() -> Response:
     return redirect(url_for("auth.login"))
 
 
-def _attempt(succeeded: bool) -> None:
-    """Count a second-factor or re-authentication attempt against the account."""
-    throttle.record(throttle.account_key(current_user.email), client_ip(), succeeded=succeeded, user=current_user)
+def _reserve_attempt(*, password: bool = False, code: bool = False) -> throttle.Reservation | None:
+    """Count a password and/or code attempt of the signed-in user before checking it (committed).
+
+    Returns None when the account is throttled or locked; nothing is then written.
+    """
+    keys = ([throttle.account_key(current_user.email)] if password else []) + (
+        [throttle.factor_key(current_user)] if code else [])
+    _verdict, held = throttle.reserve(keys, client_ip())
+    db.session.commit()
+    return held
 
 
-def _attempt_allowed() -> bool:
-    return throttle.check(throttle.account_key(current_user.email), client_ip()).allowed
+def _settle(held: throttle.Reservation, *, password: bool | None = None, code: bool | None = None) -> None:
+    """Record how a reserved attempt went: each factor checked (True/False) or not tried (None)."""
+    outcomes = {throttle.account_key(current_user.email): password, throttle.factor_key(current_user): code}
+    throttle.settle(held, outcomes, user=current_user)
 
 
 def _finish_second_factor() -> None:
@@ -394,10 +407,11 @@ def second_factor():
         return _second_factor_step(request.args.get("next"))
     form = CodeForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(code=True)
+        if held is None:
             return _throttled_out()
         verified = accounts.check_second_factor(current_user, form.code.data)
-        _attempt(verified)
+        _settle(held, code=verified)
         if verified:
             _finish_second_factor()
             db.session.commit()
@@ -414,10 +428,11 @@ def recovery():
         return redirect(safe_next(request.args.get("next")))
     form = RecoveryForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(code=True)
+        if held is None:
             return _throttled_out()
         left = accounts.use_recovery_code(current_user, form.code.data)
-        _attempt(left is not None)
+        _settle(held, code=left is not None)
         if left is None:
             db.session.commit()
             form.code.errors.append("That recovery code didn't work.")
@@ -470,10 +485,10 @@ def reauth():
     """Confirm identity again (password, and code when enrolled) before a sensitive change."""
     form = ReauthForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(password=True, code=current_user.has_totp)
+        if held is None:
             return _throttled_out()
-        confirmed = _reauth_matches(form)
-        _attempt(confirmed)
+        confirmed = _reauth_matches(form, held)
         audit.record("reauthenticated", actor=current_user, object_type="user", object_id=current_user.id,
                      outcome="success" if confirmed else "failure")
         if confirmed:
@@ -485,10 +500,14 @@ def reauth():
     return render_template("auth/reauth.html", form=form, next=request.args.get("next"))
 
 
-def _reauth_matches(form: ReauthForm) -> bool:
+def _reauth_matches(form: ReauthForm, held: throttle.Reservation) -> bool:
+    """Check the password, then the code when enrolled; each counts under its own run."""
     if not verify_password(current_user.password_hash, form.password.data):
+        _settle(held, password=False)
         return False
-    return not current_user.has_totp or accounts.check_second_factor(current_user, form.code.data or "")
+    code = accounts.check_second_factor(current_user, form.code.data or "") if current_user.has_totp else None
+    _settle(held, password=True, code=code)
+    return code is not False
 
 
 @bp.post("/logout")
@@ -521,7 +540,7 @@ def change_password():
     """Change the password (the current one is required); other sessions are revoked."""
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        if not throttle.check(throttle.account_key(current_user.email), client_ip()).allowed:
             form.current_password.errors.append("Too many attempts. Please wait a few minutes and try again.")
             return _password_page(form, 429)
         try:
@@ -549,7 +568,7 @@ def _password_page(form: PasswordChangeForm, status: int):
 def _refuse_password_change() -> None:
     """A wrong current password counts against the account like a failed sign-in, and is audited."""
     db.session.rollback()
-    _attempt(False)
+    throttle.record(throttle.account_key(current_user.email), client_ip(), succeeded=False, user=current_user)
     audit.record("password_changed", actor=current_user, object_type="user", object_id=current_user.id,
                  outcome="failure", details={"reason": "wrong_current_password"})
     db.session.commit()

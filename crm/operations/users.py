@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, crypto, throttle, totp
 from ..models import Invitation, RecoveryCode, Role, User, UserSession, db, keyring, utcnow
@@ -212,14 +213,41 @@ def enrol_second_factor(user: User, secret: str, code: str) -> list[str] | None:
 
 
 def check_second_factor(user: User, code: str) -> bool:
-    """Accept a TOTP code once: its step must be newer than the last one used. Audited."""
+    """Accept a TOTP code once: its step must be newer than the last one used. Audited.
+
+    The step is claimed with a conditional UPDATE, so of several requests racing with the
+    same code exactly one wins, whatever each had read before.
+    """
     step = totp.matching_step(totp_secret(user), code, user.totp_last_step) if user.has_totp else None
-    if step is not None:
-        user.totp_last_step = step
+    if step is not None and not _claim_step(user, step):
+        step = None
     event = "verified" if step is not None else "failed"
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if step is not None else "failure", details={"event": event})
     return step is not None
+
+
+def _claim_step(user: User, step: int) -> bool:
+    """Record ``step`` as the last one used unless a newer or equal one already is; True if won."""
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    if claimed:
+        set_committed_value(user, "totp_last_step", step)
+    return claimed
+
+
+def _spend(code_row: RecoveryCode) -> bool:
+    """Mark a recovery code used unless a parallel request already did; True if this one won."""
+    return db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.id == code_row.id, RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
 
 
 def use_recovery_code(user: User, code: str) -> int | None:
@@ -228,8 +256,8 @@ def use_recovery_code(user: User, code: str) -> int | None:
         select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
     ))
     match = next((row for row in unused if totp.recovery_code_matches(row.code_hash, code)), None)
-    if match is not None:
-        match.used_at = utcnow()
+    if match is not None and not _spend(match):
+        match = None
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if match else "failure",
                  details={"event": "recovery_used" if match else "failed"})
