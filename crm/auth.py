@@ -34,7 +34,7 @@ from flask_login import LoginManager, current_user, login_user, logout_user
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from . import audit, crypto, throttle, totp
+from . import audit, crypto, integrity, throttle, totp
 from .forms.auth import (
     CodeForm,
     LoginForm,
@@ -55,6 +55,10 @@ login_manager.session_protection = None  # the server-side session row is the pr
 HALF_SIGNED_IN = frozenset(
     {"auth.second_factor", "auth.recovery", "auth.enrol", "auth.reauth", "auth.logout"}
 )
+#: Endpoints open to a user whose short password lost its second factor: replace one or the other.
+RENEWING_PASSWORD = frozenset({"auth.change_password", "auth.enrol", "auth.reauth", "auth.logout"})
+RENEWAL_MESSAGE = ("Your password is too short to protect patient information on its own now that "
+                   "two-step sign in is off. Choose a longer one, or set up two-step sign in again.")
 SIGN_IN_REFUSED = "That e-mail and password don't match an active account."
 ENDED_MESSAGES = {
     "idle": "You were signed out after a period without activity. Please sign in again.",
@@ -218,6 +222,9 @@ def load_user(token: str) -> User | None:
         return None
     now = utcnow()
     reason = session_expiry(row, now)
+    if reason is None and not (row.integrity_ok and row.user.integrity_ok):
+        reason = "tampered"
+        integrity.report(row if not row.integrity_ok else row.user)
     if reason is None and not row.user.is_active_flag:
         reason = "deactivated"
     if reason is not None:
@@ -236,9 +243,10 @@ def _expire(row: UserSession, reason: str, now: dt.datetime) -> None:
     g.session_ended = reason
     if row.revoked_at is None:
         row.revoked_at, row.revoked_reason = now, reason
-        audit.record("session_expired", actor=row.user, object_type="session", object_id=row.id[:16],
+        actor = row.user if row.user.integrity_ok else None
+        audit.record("session_expired", actor=actor, object_type="session", object_id=row.id[:16],
                      details={"reason": reason})
-        db.session.commit()
+    db.session.commit()
 
 
 def second_factor_pending() -> bool:
@@ -269,6 +277,9 @@ def require_login() -> Response | None:
         return to_login()
     if second_factor_pending() and request.endpoint not in HALF_SIGNED_IN:
         return _second_factor_step(_return_path() if request.method == "GET" else None)
+    if accounts.password_renewal_due(current_user) and request.endpoint not in RENEWING_PASSWORD:
+        flash(RENEWAL_MESSAGE, "info")
+        return redirect(url_for("auth.change_password"))
     return None
 
 
@@ -320,6 +331,9 @@ def login():
         return _refuse_throttled(form, verdict)
     db.session.commit()  # counted before the password is checked, so parallel guesses see it
     user = accounts.find_user(form.email.data)
+    if user is not None and not user.integrity_ok:  # changed behind the application's back
+        integrity.report(user)
+        user = None  # refused exactly like an unknown account
     matched = _password_matches(user, form.password.data)
     throttle.settle(held, {key: matched}, user=user)
     if not matched:
@@ -536,8 +550,12 @@ def account():
 
 
 @bp.route("/password", methods=["GET", "POST"])
+@fresh_required
 def change_password():
-    """Change the password (the current one is required); other sessions are revoked."""
+    """Change the password (the current one, and a recent code when enrolled, are required).
+
+    Other sessions are revoked.
+    """
     form = PasswordChangeForm()
     if form.validate_on_submit():
         if not throttle.check(throttle.account_key(current_user.email), client_ip()).allowed:

@@ -15,7 +15,7 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
 
-from . import crypto
+from . import crypto, integrity
 from .models import User, db, lead_key_counts, sealed_secret_counts
 from .settings import ConfigError
 
@@ -156,6 +156,7 @@ def init_app(app: Flask) -> None:
         if app.config["AUTO_MIGRATE"]:
             flask_migrate.upgrade(directory=MIGRATIONS)
         _check_key_ids(app)
+        _seal_legacy_accounts()
         _tell_about_first_admin(app)
 
 
@@ -182,6 +183,20 @@ def _check_key_ids(app: Flask) -> None:
     missing = sorted(kids - set(ring.master_keys))
     if missing:
         raise ConfigError(f"the database holds data for key id(s) {missing} that the keyring lacks")
+
+
+def _seal_legacy_accounts() -> None:
+    """On the first start after the upgrade that added account MACs, MAC the existing accounts."""
+    if "security_mac" not in {c["name"] for c in _columns("users")}:
+        return
+    if integrity.seal_legacy_accounts():
+        db.session.commit()
+    db.session.rollback()
+
+
+def _columns(table: str) -> list[dict]:
+    inspector = inspect(db.engine)
+    return inspector.get_columns(table) if table in inspector.get_table_names() else []
 
 
 def _tell_about_first_admin(app: Flask) -> None:

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_IDLE_MINUTES": 15,
     "SESSION_MAX_HOURS": 12,
     "REQUIRE_TOTP_FOR_ALL": False,
+    "SECOND_FACTOR_FOR_PHI": None,  # every role that reads PHI needs a second factor; default on in production
     "SESSION_REAUTH_MINUTES": 5,  # role, password and second-factor changes need recent re-entry
     "INVITATION_HOURS": 72,  # lifetime of a set-password link
     "LOGIN_BACKOFF_AFTER": 5,  # consecutive failures per account before waits start (doubling)
@@ -84,6 +85,8 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     production = is_production(app)
     if app.config["HTTPS"] is None:
         app.config["HTTPS"] = production
+    if app.config["SECOND_FACTOR_FOR_PHI"] is None:
+        app.config["SECOND_FACTOR_FOR_PHI"] = production
     if app.config["AUTO_MIGRATE"] is None:
         app.config["AUTO_MIGRATE"] = not production and not app.testing
     instance = Path(app.instance_path)
