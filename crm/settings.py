@@ -10,12 +10,16 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.engine import make_url
+from zxcvbn import zxcvbn
 
 from . import crypto
+from .passwords import ESTIMATE_CHARS
 
 DEFAULTS: dict[str, Any] = {
     "MODE": "development",  # or "production"
@@ -62,8 +66,15 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # Why a production PostgreSQL connection may go without sslmode=verify-full (sslmode=require,
+    # or a database on this host); without a reason such a URL refuses to start.
+    "DATABASE_TLS_REASON": None,
 }
 
+#: log10 of the guesses zxcvbn needs for a secret key: 10^24 is about 80 bits, where a random
+#: 32-character key scores 10^29 or more and a repeated alphabet about 10^4.
+SECRET_MIN_GUESSES_LOG10 = 24
+LOCAL_DATABASE_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "you-will-never-guess"}
 MIN_SECRET_LENGTH = 32
 
@@ -97,6 +108,8 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     if not production:
         _ensure_instance_secret(app, instance)
     _check_secret_key(app.config["SECRET_KEY"])
+    if production:
+        _check_database_tls(app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_TLS_REASON"])
 
 
 def is_production(app: Flask) -> bool:
@@ -121,14 +134,46 @@ def _check_secret_key(key: str | bytes | None) -> None:
     if not key:
         raise ConfigError("SECRET_KEY is not set; set CRM_SECRET_KEY to 32+ random bytes")
     text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
-    if text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10:
+    weak = text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10
+    if weak or _guesses_log10(text) < SECRET_MIN_GUESSES_LOG10:
         raise ConfigError(
-            "SECRET_KEY is weak; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            "SECRET_KEY is weak (too short, or a pattern such as a repeated sequence); generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
 
 
-def load_keyring(app: Flask) -> crypto.Keyring:
-    """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development."""
+def _guesses_log10(secret: str) -> float:
+    """zxcvbn's estimate of how many guesses find ``secret`` (its first 72 characters, zxcvbn's cap)."""
+    return zxcvbn(secret[:ESTIMATE_CHARS])["guesses_log10"]
+
+
+def _check_database_tls(url: str, reason: str | None) -> None:
+    """Refuse a production PostgreSQL URL that does not verify the server's certificate.
+
+    ``sslmode=verify-full`` passes. ``sslmode=require`` (encrypted, server not verified) and
+    a database on this host pass only with ``DATABASE_TLS_REASON`` saying why.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    mode = parsed.query.get("sslmode")
+    if mode == "verify-full":
+        return
+    local = parsed.host in LOCAL_DATABASE_HOSTS or str(parsed.host).startswith("/")
+    if reason and reason.strip() and (mode == "require" or local):
+        return
+    raise ConfigError(
+        "the PostgreSQL URL must end in ?sslmode=verify-full (with sslrootcert=… for a private CA); "
+        "for sslmode=require or a database on this host, set CRM_DATABASE_TLS_REASON to why"
+    )
+
+
+def load_keyring(app: Flask, holds_encrypted_data: Callable[[], bool] = lambda: False) -> crypto.Keyring:
+    """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development.
+
+    A keyring is never generated over a database that already holds encrypted data
+    (``holds_encrypted_data``): a new one could only make that data unreadable.
+    """
     document = app.config["KEYRING"]
     if document:
         if isinstance(document, dict):  # from_prefixed_env already parsed CRM_KEYRING's JSON
@@ -141,6 +186,9 @@ def load_keyring(app: Flask) -> crypto.Keyring:
     if not path.exists():
         if is_production(app):
             raise ConfigError(f"keyring {path} is missing; restore it or set CRM_KEYRING")
+        if holds_encrypted_data():
+            raise ConfigError(f"keyring {path} is missing but the database holds encrypted data; "
+                              "restore the keyring from its backup (a new one could not read that data)")
         crypto.write_keyring_file(path, crypto.Keyring.generate())
     try:
         return crypto.read_keyring_file(path)

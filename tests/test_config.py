@@ -45,6 +45,7 @@ def production(tmp_path, pg_schema, keyring_file) -> dict:
         "TESTING": True,
         "SECRET_KEY": STRONG,
         "KEYRING_FILE": str(keyring_file),
+        "DATABASE_TLS_REASON": "the test database runs on this host",  # only read for PostgreSQL
         **database_config(tmp_path, pg_schema),
     }
 
