@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask_login import LoginManager, current_user, login_user, logout_user
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
@@ -43,7 +44,8 @@ from .forms.auth import (
     ReauthForm,
     RecoveryForm,
 )
-from .models import Role, User, UserSession, db, utcnow
+from .models import EmergencyGrant, Role, User, UserSession, db, utcnow
+from .operations import emergency
 from .operations import users as accounts
 from .passwords import needs_rehash, verify_password
 
@@ -250,11 +252,26 @@ def _expire(row: UserSession, reason: str, now: dt.datetime) -> None:
 
 
 def second_factor_pending() -> bool:
-    """True while the session has the password but still owes a second factor."""
+    """True while the session has the password but still owes a second factor (none under break-glass)."""
     row = current_session()
-    if row is None or row.second_factor_at is not None:
+    if row is None or row.second_factor_at is not None or emergency_grant() is not None:
         return False
     return current_user.has_totp or accounts.second_factor_required(current_user)
+
+
+def emergency_grant() -> EmergencyGrant | None:
+    """The signed-in user's break-glass grant in force now, looked up once per request."""
+    if "emergency_grant" not in g:
+        g.emergency_grant = emergency.active_grant(current_user) if current_user.is_authenticated else None
+    return g.emergency_grant
+
+
+def _audit_emergency_use() -> None:
+    """Every request made under a break-glass grant is audited as emergency use."""
+    grant = emergency_grant()
+    if grant is not None:
+        emergency.record_use(current_user, grant, request.endpoint, request.method)
+        db.session.commit()
 
 
 def _second_factor_step(next_url: str | None) -> Response:
@@ -277,6 +294,7 @@ def require_login() -> Response | None:
         return to_login()
     if second_factor_pending() and request.endpoint not in HALF_SIGNED_IN:
         return _second_factor_step(_return_path() if request.method == "GET" else None)
+    _audit_emergency_use()
     if accounts.password_renewal_due(current_user) and request.endpoint not in RENEWING_PASSWORD:
         flash(RENEWAL_MESSAGE, "info")
         return redirect(url_for("auth.change_password"))
@@ -284,12 +302,23 @@ def require_login() -> Response | None:
 
 
 def init_app(app: Flask) -> None:
-    """Install Flask-Login, the session-token user model and the deny-by-default guard."""
+    """Install Flask-Login, the session-token user model, the deny-by-default guard and the
+    break-glass banner admins see on every staff page."""
     login_manager.init_app(app)
+    app.context_processor(_emergency_banner)
     login_manager.unauthorized_handler(to_login)
     app.permanent_session_lifetime = dt.timedelta(hours=app.config["SESSION_MAX_HOURS"])
     app.before_request(require_login)
     app.register_blueprint(bp)
+
+
+def _emergency_banner() -> dict[str, Any]:
+    """Admins see every break-glass grant in force on every page (an alert that needs no mail)."""
+    if not current_user.is_authenticated or current_user.role != Role.ADMIN:
+        return {"emergency_grants": []}
+    grants = emergency.live_grants()
+    people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_([r.user_id for r in grants])))}
+    return {"emergency_grants": [(people[r.user_id], r) for r in grants if r.user_id in people]}
 
 
 def safe_next(target: str | None) -> str:
@@ -349,8 +378,9 @@ def login():
         accounts.rehash_password(user, form.password.data)
     start_session(user)
     pending = second_factor_pending()
-    audit.record("sign_in", actor=user, object_type="user", object_id=user.id,
-                 details={"second_factor": "pending" if pending else "not_required"})
+    waived = not pending and emergency_grant() is not None
+    step = "pending" if pending else "waived_emergency" if waived else "not_required"
+    audit.record("sign_in", actor=user, object_type="user", object_id=user.id, details={"second_factor": step})
     db.session.commit()
     if pending:
         return _second_factor_step(request.args.get("next"))

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import audit, demo, keys, users
+from . import audit, demo, emergency, keys, users
 
 
 def init_app(app: Flask) -> None:
@@ -12,3 +12,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys.rotate_keys)
     app.cli.add_command(demo.seed_demo)
     app.cli.add_command(audit.audit)
+    app.cli.add_command(emergency.break_glass)
