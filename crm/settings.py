@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 from sqlalchemy.engine import make_url
@@ -20,6 +21,7 @@ from zxcvbn import zxcvbn
 
 from . import crypto
 from .passwords import ESTIMATE_CHARS
+from .proxies import parse_networks
 
 DEFAULTS: dict[str, Any] = {
     "MODE": "development",  # or "production"
@@ -41,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     "CONSENT_VERSION": "2026-01",
     "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)
+    "TRUSTED_PROXIES": "127.0.0.1,::1",  # addresses or networks whose forwarded headers count
+    "BASE_URL": None,  # e.g. https://crm.clinic.example: every absolute link; required in production
+    "TRUSTED_HOSTS": None,  # Host headers answered; defaults to BASE_URL's host
     "SESSION_IDLE_MINUTES": 15,
     "SESSION_MAX_HOURS": 12,
     "REQUIRE_TOTP_FOR_ALL": False,
@@ -110,6 +115,8 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     _check_secret_key(app.config["SECRET_KEY"])
     if production:
         _check_database_tls(app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_TLS_REASON"])
+    _check_base_url(app, production)
+    _check_proxies(app.config["TRUSTED_PROXIES"])
 
 
 def is_production(app: Flask) -> bool:
@@ -140,6 +147,30 @@ def _check_secret_key(key: str | bytes | None) -> None:
             "SECRET_KEY is weak (too short, or a pattern such as a repeated sequence); generate one with: "
             "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
+
+
+def _check_base_url(app: Flask, production: bool) -> None:
+    """Require an absolute ``BASE_URL`` in production (HTTPS) and answer only its host by default."""
+    base = app.config["BASE_URL"]
+    if not base:
+        if production:
+            raise ConfigError("BASE_URL is not set; set CRM_BASE_URL to the address staff use, e.g. "
+                              "https://crm.clinic.example (links in invitations and e-mails use it)")
+        return
+    parts = urlsplit(base)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"BASE_URL {base!r} must be an absolute URL such as https://crm.clinic.example")
+    if production and parts.scheme != "https":
+        raise ConfigError("BASE_URL must start with https:// in production")
+    if app.config["TRUSTED_HOSTS"] is None:
+        app.config["TRUSTED_HOSTS"] = [parts.hostname]
+
+
+def _check_proxies(value: Any) -> None:
+    try:
+        parse_networks(value)
+    except ValueError:
+        raise ConfigError(f"TRUSTED_PROXIES {value!r} must be IP addresses or networks, comma-separated") from None
 
 
 def _guesses_log10(secret: str) -> float:

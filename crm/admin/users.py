@@ -16,6 +16,7 @@ from ..auth import client_ip, fresh_required, is_fresh
 from ..forms.admin import InviteForm, RoleForm
 from ..models import Role, User, UserSession, db
 from ..operations import users as accounts
+from ..urls import external_url
 from . import bp
 
 
@@ -65,7 +66,7 @@ def user_new():
 
 def _show_link(user: User, token: str) -> str:
     """Render a set-password link once; it is never stored or shown again (only its hash is kept)."""
-    link = url_for("auth.accept_invitation", token=token, _external=True)
+    link = external_url("auth.accept_invitation", token=token)
     hours = int(current_app.config["INVITATION_HOURS"])
     return render_template("admin/user_link.html", user=user, link=link, hours=hours)
 
