@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_IP_LIMIT": 30,  # failed attempts per address within the window below
     "LOGIN_IP_WINDOW_MINUTES": 15,
     "RATELIMIT_STORAGE_URI": "memory://",
+    "WORKERS": 1,  # server processes sharing the work (gunicorn.conf.py sets CRM_WORKERS)
     "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
     "ENQUIRY_MIN_FILL_SECONDS": 3,
     "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
@@ -117,6 +118,7 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
         _check_database_tls(app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_TLS_REASON"])
     _check_base_url(app, production)
     _check_proxies(app.config["TRUSTED_PROXIES"])
+    _check_rate_limit_storage(app, production)
 
 
 def is_production(app: Flask) -> bool:
@@ -164,6 +166,20 @@ def _check_base_url(app: Flask, production: bool) -> None:
         raise ConfigError("BASE_URL must start with https:// in production")
     if app.config["TRUSTED_HOSTS"] is None:
         app.config["TRUSTED_HOSTS"] = [parts.hostname]
+
+
+def _check_rate_limit_storage(app: Flask, production: bool) -> None:
+    """Per-process rate limits multiply by the worker count and reset with each restart: refuse them
+    in production when several workers run, and warn loudly in development."""
+    storage = str(app.config["RATELIMIT_STORAGE_URI"])
+    workers = int(app.config["WORKERS"] or 1)
+    if workers <= 1 or not storage.startswith("memory://") or app.config.get("RATELIMIT_ENABLED") is False:
+        return
+    message = (f"{workers} workers with RATELIMIT_STORAGE_URI=memory:// count every limit once per worker; "
+               "set CRM_RATELIMIT_STORAGE_URI=redis://…")
+    if production:
+        raise ConfigError(message)
+    app.logger.warning("WARNING: %s", message)
 
 
 def _check_proxies(value: Any) -> None:
