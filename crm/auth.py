@@ -588,19 +588,23 @@ def change_password():
     """
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        if not throttle.check(throttle.account_key(current_user.email), client_ip()).allowed:
+        held = _reserve_attempt(password=True)
+        if held is None:
             form.current_password.errors.append("Too many attempts. Please wait a few minutes and try again.")
             return _password_page(form, 429)
         try:
             count = accounts.change_password(current_user, form.current_password.data, form.new_password.data,
                                              keep=current_session())
         except accounts.WrongPasswordError as exc:
-            _refuse_password_change()
+            _refuse_password_change(held)
             form.current_password.errors.append(str(exc))
         except accounts.AccountError as exc:
             db.session.rollback()
+            _settle(held, password=True)  # the current password was right; only the new one was refused
+            db.session.commit()
             form.new_password.errors.append(str(exc))
         else:
+            _settle(held, password=True)
             current_session().reauth_at = utcnow()
             db.session.commit()
             flash(f"Password changed. {count} other session{'s' if count != 1 else ''} signed out.", "success")
@@ -613,10 +617,10 @@ def _password_page(form: PasswordChangeForm, status: int):
     return render_template("auth/password.html", form=form, minimum=minimum), status
 
 
-def _refuse_password_change() -> None:
+def _refuse_password_change(held: throttle.Reservation) -> None:
     """A wrong current password counts against the account like a failed sign-in, and is audited."""
     db.session.rollback()
-    throttle.record(throttle.account_key(current_user.email), client_ip(), succeeded=False, user=current_user)
+    _settle(held, password=False)
     audit.record("password_changed", actor=current_user, object_type="user", object_id=current_user.id,
                  outcome="failure", details={"reason": "wrong_current_password"})
     db.session.commit()

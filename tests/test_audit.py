@@ -25,6 +25,8 @@ OBJECTS = {
     "screening_recorded": "lead", "screening_signed_off": "lead", "decrypt_failed": "lead",
     "audit_viewed": "audit", "audit_exported": "audit", "audit_verified": "audit", "key_added": "key",
     "key_promoted": "key", "key_retired": "key", "keys_rotated": "key", "settings_changed": "settings",
+    "integrity_failed": "user", "accounts_sealed": "user", "emergency_access_granted": "user",
+    "emergency_access_used": "endpoint", "emergency_access_ended": "user",
 }
 
 

@@ -18,28 +18,27 @@ BASE = "https://crm.clinic.test"
 DIRECT = {"REMOTE_ADDR": "198.51.100.7"}  # a client reaching gunicorn without the proxy
 
 
-@pytest.fixture
-def based(app, config, tmp_path):
-    """A second app on the test database (``app`` empties it afterwards) whose links use BASE_URL."""
-    second = create_app({**config, "BASE_URL": BASE, "TRUSTED_HOSTS": ["localhost", "crm.clinic.test"]},
-                     instance_path=str(tmp_path / "based"))
+def _second_app(config: dict, tmp_path, name: str, **settings):
+    """Another app on the test database with ``settings`` (the ``app`` fixture empties it afterwards)."""
+    second = create_app({**config, **settings}, instance_path=str(tmp_path / name))
     with second.app_context():
         db.create_all()
     yield second
     with second.app_context():
         db.session.remove()
         db.engine.dispose()
+
+
+@pytest.fixture
+def based(app, config, tmp_path):
+    """Links use BASE_URL; the test client's own host name is answered too."""
+    yield from _second_app(config, tmp_path, "based", BASE_URL=BASE, TRUSTED_HOSTS=["localhost", "crm.clinic.test"])
 
 
 @pytest.fixture
 def proxied(app, config, tmp_path):
-    second = create_app({**config, "PROXY_FIX": 1, "LOGIN_IP_LIMIT": 3}, instance_path=str(tmp_path / "proxied"))
-    with second.app_context():
-        db.create_all()
-    yield second
-    with second.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    """Behind one proxy (loopback by default), with a small per-address sign-in limit."""
+    yield from _second_app(config, tmp_path, "proxied", PROXY_FIX=1, LOGIN_IP_LIMIT=3)
 
 
 def test_invitation_links_use_base_url_whatever_the_host_header(based, make_user, login_as):

@@ -31,7 +31,7 @@ def _integrity_failures(app) -> list[str]:
     return [e.details for e in audit_events(app, "integrity_failed")]
 
 
-def test_writing_hash_and_role_into_users_does_not_make_an_admin(app, client, make_user):
+def test_writing_hash_and_role_into_users_does_not_make_an_admin(app, client, make_user, login_as):
     user = make_user(email="coord@clinic.test", password_hash=PASSWORD_HASH)
     raw(app, "UPDATE users SET role = 'admin', password_hash = :h WHERE id = :id",
         h=hash_password(ATTACKER_PASSWORD), id=user.id)
@@ -40,6 +40,9 @@ def test_writing_hash_and_role_into_users_does_not_make_an_admin(app, client, ma
     assert "don&#39;t match an active account" in refused.get_data(as_text=True)
     assert client.get("/admin/users").status_code == 302
     assert _integrity_failures(app) == ['{"table":"users"}']
+    admin = app.test_client()
+    login_as(admin, make_user(role=Role.ADMIN))
+    assert "Tampered</span>" in admin.get("/admin/users").get_data(as_text=True)
     failure = audit_events(app, "sign_in")[-1]
     assert failure.outcome == "failure" and failure.object_id is None  # answered as for an unknown account
 

@@ -59,6 +59,11 @@ def _in_parallel(calls: list[Callable[[], object]]) -> list[object]:
     return results
 
 
+def _run(calls: list[Callable[[], object]], parallel: bool) -> list[object]:
+    """All calls released together in threads, or one after another."""
+    return _in_parallel(calls) if parallel else [call() for call in calls]
+
+
 def _half_signed_in(app, email: str, count: int) -> list:
     clients = [app.test_client() for _ in range(count)]
     for client in clients:
@@ -128,7 +133,7 @@ def _same_code_from_many_sessions(app, make_user, parallel: bool) -> list[str]:
     clients = _half_signed_in(app, user.email, PARALLEL)
     code = code_at(secret, time.time())
     calls = [lambda c=c: _path(c.post("/auth/second-factor", data={"code": code})) for c in clients]
-    return _in_parallel(calls) if parallel else [call() for call in calls]
+    return _run(calls, parallel)
 
 
 def test_one_totp_code_signs_in_one_of_eight_parallel_sessions(app, make_user):
@@ -149,7 +154,7 @@ def _same_recovery_code_from_many_sessions(app, make_user, parallel: bool) -> li
         db.session.commit()
     clients = _half_signed_in(app, user.email, PARALLEL)
     calls = [lambda c=c: _path(c.post("/auth/second-factor/recovery", data={"code": codes[0]})) for c in clients]
-    outcomes = _in_parallel(calls) if parallel else [call() for call in calls]
+    outcomes = _run(calls, parallel)
     with app.app_context():
         used = db.session.scalar(select(func.count()).where(RecoveryCode.used_at.is_not(None)))
     assert used == 1
@@ -173,7 +178,7 @@ def _wrong_passwords(app, make_user, parallel: bool) -> list[int]:
     make_user(email="sprayed@clinic.test", password_hash=cheap)
     clients = [app.test_client() for _ in range(30)]
     calls = [lambda c=c: sign_in(c, "sprayed@clinic.test", WRONG).status_code for c in clients]
-    return _in_parallel(calls) if parallel else [call() for call in calls]
+    return _run(calls, parallel)
 
 
 def _checked_passwords(app) -> int:

@@ -1,10 +1,11 @@
 """Audit log commands: verify the chain and export a signed head.
 
 ``flask --app crm audit verify [--against HEAD.json]`` exits 0 with the number of events
-and the head, or 1 naming the first bad seq. ``flask --app crm audit head --out FILE``
-writes a signed head to keep off the box; verifying against it later proves the log was
-not cut short. Both runs are themselves audited, after the check, so the check never
-sees its own event.
+and the head, or 1 naming the first bad seq; it also checks the MAC of every account,
+session and emergency grant row and exits 1 naming any changed outside the application.
+``flask --app crm audit head --out FILE`` writes a signed head to keep off the box;
+verifying against it later proves the log was not cut short. Both runs are themselves
+audited, after the check, so the check never sees its own event.
 """
 
 from __future__ import annotations
