@@ -202,9 +202,9 @@ def _check_key_values(app: Flask) -> None:
     """Refuse a keyring whose keys differ from those the stored data was written with, ids alike.
 
     A key check value (a MAC of a constant, see :meth:`crypto.Keyring.check_values`) is kept per
-    key. A mismatch refuses to start when data under that key exists; with none, the new value
-    replaces the old. A value recorded for the first time over existing data is recorded only
-    after one item of that data proved the key right.
+    key that protects stored data; a mismatch refuses to start. A value is recorded the first
+    time a start finds data under its key, and only after one item of that data proved the key
+    right; a key with no data yet has nothing to protect (a stale value for it is dropped).
     """
     if "key_checks" not in inspect(db.engine).get_table_names():
         return
@@ -215,14 +215,15 @@ def _check_key_values(app: Flask) -> None:
         row = stored.get(name)
         if row is not None and hmac.compare_digest(bytes(row.value), value):
             continue
-        if name in in_use and (row is not None or not _key_opens_stored_data(ring, name)):
+        if name not in in_use:  # nothing under this key yet: nothing to record or protect
+            if row is not None:
+                db.session.delete(row)
+            continue
+        if row is not None or not _key_opens_stored_data(ring, name):
             db.session.rollback()
             raise ConfigError(f"the keyring's {_key_label(name)} is not the one the database's data was "
                               "written with (key check value differs); restore the matching keyring")
-        if row is None:
-            db.session.add(KeyCheck(name=name, value=value))
-        else:
-            row.value = value
+        db.session.add(KeyCheck(name=name, value=value))
     try:
         db.session.commit()
     except IntegrityError:  # another worker starting at the same moment recorded them first

@@ -50,7 +50,7 @@ def test_a_different_keyring_with_the_same_key_id_is_refused_in_production(
     start(config, tmp_path, "restart")  # a normal restart records the key check values
     with app.app_context():
         names = set(db.session.scalars(select(KeyCheck.name)))
-    assert names == {"master:1", "index", "audit"}
+    assert names == {"master:1", "index"}  # keys protecting data; no audit event was written yet
     crypto.write_keyring_file(Path(production["KEYRING_FILE"]), _same_ids_other_keys(app.extensions["crm_keyring"]))
     assert "master key 1 is not the one the database's data was written with" in refusal(production, tmp_path)
 
