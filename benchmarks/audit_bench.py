@@ -74,6 +74,7 @@ def _rows(count: int, key: bytes):
         row = {
             "seq": seq,
             "action": ACTIONS[seq % len(ACTIONS)],
+            "actor_email": f"staff{seq % len(USERS)}@clinic.test",
             "actor_id": USERS[seq % len(USERS)],
             "actor_kind": "user",
             "at": start + dt.timedelta(milliseconds=250 * seq),

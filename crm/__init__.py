@@ -57,7 +57,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
 
 def register_keys(app: Flask) -> None:
     """Load the keyring and the blind indexer into ``app.extensions``."""
-    ring = settings.load_keyring(app)
+    ring = settings.load_keyring(app, holds_encrypted_data=lambda: database.holds_encrypted_data(app))
     app.extensions["crm_keyring"] = ring
     bits = crypto.index_bits(int(app.config["BLIND_INDEX_ROWS"]))
     app.extensions["crm_indexer"] = crypto.BlindIndexer(ring.index_key, bits)

@@ -23,7 +23,7 @@ LIST_SIZE = 100
 @bp.app_context_processor
 def alert_globals() -> dict:
     """Give staff templates the unread count and the alert-choice form for the account page."""
-    if not current_user.is_authenticated:
+    if not current_user or not current_user.is_authenticated:  # no request user: a CLI export, an e-mail
         return {}
     return {"unread_alerts": ops.unread_count(current_user), "alert_preferences_form": preferences_form}
 

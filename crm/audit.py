@@ -60,6 +60,8 @@ ACTIONS = frozenset(
         "report_viewed", "report_exported", "preferred_language_changed",
         "lead_created", "call_added", "lead_corrected", "lead_edit_opened", "previous_values_revealed",
         "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed", "alert_resent",
+        "integrity_failed", "accounts_sealed", "emergency_access_granted",
+        "emergency_access_used", "emergency_access_ended",
     }
 )
 OBJECT_TYPES = frozenset(
@@ -70,6 +72,7 @@ OBJECT_TYPES = frozenset(
 CHAIN_COLUMNS = (
     AuditEvent.seq,
     AuditEvent.action,
+    AuditEvent.actor_email,
     AuditEvent.actor_id,
     AuditEvent.actor_kind,
     AuditEvent.at,
@@ -93,6 +96,7 @@ class ChainedEvent:
 
     seq: int
     action: str
+    actor_email: str | None
     actor_id: str | None
     actor_kind: str
     at: dt.datetime
@@ -122,6 +126,7 @@ def _iso(at: dt.datetime | str) -> str:
 def canonical_row(
     seq: int,
     action: str,
+    actor_email: str | None,
     actor_id: str | None,
     actor_kind: str,
     at: dt.datetime | str,
@@ -136,9 +141,12 @@ def canonical_row(
 
     ``details`` is embedded as stored: :func:`check_details` already wrote it as canonical
     JSON, so the verifier never re-parses it and any rewrite of the text breaks the MAC.
+    ``actor_email`` appears only when recorded (events written before it existed have none,
+    and keep the form their MAC was made over); adding or removing it breaks the MAC too.
     """
+    email = "" if actor_email is None else f'"actor_email":{_esc(actor_email)},'
     return (
-        f'{{"action":{_esc(action)},"actor_id":{_json(actor_id)},"actor_kind":{_esc(actor_kind)},'
+        f'{{"action":{_esc(action)},{email}"actor_id":{_json(actor_id)},"actor_kind":{_esc(actor_kind)},'
         f'"at":"{_iso(at)}Z","details":{details},"ip":{_json(ip)},'
         f'"object_id":{_json(object_id)},"object_type":{_json(object_type)},'
         f'"outcome":{_esc(outcome)},"request_id":{_json(request_id)},"seq":{seq:d}}}'
@@ -148,7 +156,7 @@ def canonical_row(
 def canonical(event: AuditEvent | ChainedEvent) -> bytes:
     """Return the canonical bytes of an event without its MACs."""
     return canonical_row(
-        event.seq, event.action, event.actor_id, event.actor_kind, event.at, event.details,
+        event.seq, event.action, event.actor_email, event.actor_id, event.actor_kind, event.at, event.details,
         event.ip, event.object_id, event.object_type, event.outcome, event.request_id,
     )
 
@@ -265,6 +273,7 @@ def record(
         at=at or utcnow(),
         actor_kind=actor_kind or ("user" if actor is not None else "system"),
         actor_id=actor.id if actor is not None else None,
+        actor_email=actor.email if actor is not None else None,
         action=action,
         object_type=object_type,
         object_id=object_id,
@@ -342,8 +351,13 @@ class Page:
     older: int | None
 
 
+def _actor_email() -> Any:
+    """The e-mail recorded in the event; only events from before it was recorded fall back to the account's."""
+    return func.coalesce(AuditEvent.actor_email, User.email)
+
+
 def _with_actor_email() -> Any:
-    return select(AuditEvent, User.email.label("actor_email")).outerjoin(User, User.id == AuditEvent.actor_id)
+    return select(AuditEvent, _actor_email().label("actor_email")).outerjoin(User, User.id == AuditEvent.actor_id)
 
 
 def page_of_events(filters: AuditFilter, size: int = PAGE_SIZE) -> Page:
@@ -375,7 +389,7 @@ EXPORT_COLUMNS = (
 def export_rows(filters: AuditFilter) -> Iterator[tuple]:
     """Yield the filtered events oldest first as CSV-ready tuples (:data:`EXPORT_COLUMNS`)."""
     columns = (
-        AuditEvent.seq, AuditEvent.at, AuditEvent.actor_kind, AuditEvent.actor_id, User.email,
+        AuditEvent.seq, AuditEvent.at, AuditEvent.actor_kind, AuditEvent.actor_id, _actor_email(),
         AuditEvent.action, AuditEvent.object_type, AuditEvent.object_id, AuditEvent.outcome,
         AuditEvent.ip, AuditEvent.request_id, AuditEvent.details, AuditEvent.prev_mac, AuditEvent.mac,
     )

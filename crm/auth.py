@@ -32,10 +32,11 @@ from flask import (
 )
 from flask_babel import gettext as _
 from flask_login import LoginManager, current_user, login_user, logout_user
+from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 
-from . import audit, crypto, throttle, totp
+from . import audit, crypto, integrity, throttle, totp
 from .forms.auth import (
     CodeForm,
     LoginForm,
@@ -44,7 +45,8 @@ from .forms.auth import (
     ReauthForm,
     RecoveryForm,
 )
-from .models import Role, User, UserSession, db, utcnow
+from .models import EmergencyGrant, Role, User, UserSession, db, utcnow
+from .operations import emergency
 from .operations import users as accounts
 from .passwords import needs_rehash, verify_password
 
@@ -56,6 +58,10 @@ login_manager.session_protection = None  # the server-side session row is the pr
 HALF_SIGNED_IN = frozenset(
     {"auth.second_factor", "auth.recovery", "auth.enrol", "auth.reauth", "auth.logout"}
 )
+#: Endpoints open to a user whose short password lost its second factor: replace one or the other.
+RENEWING_PASSWORD = frozenset({"auth.change_password", "auth.enrol", "auth.reauth", "auth.logout"})
+RENEWAL_MESSAGE = ("Your password is too short to protect patient information on its own now that "
+                   "two-step sign in is off. Choose a longer one, or set up two-step sign in again.")
 SIGN_IN_REFUSED = "That e-mail and password don't match an active account."
 ENDED_MESSAGES = {
     "idle": "You were signed out after a period without activity. Please sign in again.",
@@ -219,6 +225,9 @@ def load_user(token: str) -> User | None:
         return None
     now = utcnow()
     reason = session_expiry(row, now)
+    if reason is None and not (row.integrity_ok and row.user.integrity_ok):
+        reason = "tampered"
+        integrity.report(row if not row.integrity_ok else row.user)
     if reason is None and not row.user.is_active_flag:
         reason = "deactivated"
     if reason is not None:
@@ -237,17 +246,33 @@ def _expire(row: UserSession, reason: str, now: dt.datetime) -> None:
     g.session_ended = reason
     if row.revoked_at is None:
         row.revoked_at, row.revoked_reason = now, reason
-        audit.record("session_expired", actor=row.user, object_type="session", object_id=row.id[:16],
+        actor = row.user if row.user.integrity_ok else None
+        audit.record("session_expired", actor=actor, object_type="session", object_id=row.id[:16],
                      details={"reason": reason})
-        db.session.commit()
+    db.session.commit()
 
 
 def second_factor_pending() -> bool:
-    """True while the session has the password but still owes a second factor."""
+    """True while the session has the password but still owes a second factor (none under break-glass)."""
     row = current_session()
-    if row is None or row.second_factor_at is not None:
+    if row is None or row.second_factor_at is not None or emergency_grant() is not None:
         return False
     return current_user.has_totp or accounts.second_factor_required(current_user)
+
+
+def emergency_grant() -> EmergencyGrant | None:
+    """The signed-in user's break-glass grant in force now, looked up once per request."""
+    if "emergency_grant" not in g:
+        g.emergency_grant = emergency.active_grant(current_user) if current_user.is_authenticated else None
+    return g.emergency_grant
+
+
+def _audit_emergency_use() -> None:
+    """Every request made under a break-glass grant is audited as emergency use."""
+    grant = emergency_grant()
+    if grant is not None:
+        emergency.record_use(current_user, grant, request.endpoint, request.method)
+        db.session.commit()
 
 
 def _second_factor_step(next_url: str | None) -> Response:
@@ -270,16 +295,31 @@ def require_login() -> Response | None:
         return to_login()
     if second_factor_pending() and request.endpoint not in HALF_SIGNED_IN:
         return _second_factor_step(_return_path() if request.method == "GET" else None)
+    _audit_emergency_use()
+    if accounts.password_renewal_due(current_user) and request.endpoint not in RENEWING_PASSWORD:
+        flash(RENEWAL_MESSAGE, "info")
+        return redirect(url_for("auth.change_password"))
     return None
 
 
 def init_app(app: Flask) -> None:
-    """Install Flask-Login, the session-token user model and the deny-by-default guard."""
+    """Install Flask-Login, the session-token user model, the deny-by-default guard and the
+    break-glass banner admins see on every staff page."""
     login_manager.init_app(app)
+    app.context_processor(_emergency_banner)
     login_manager.unauthorized_handler(to_login)
     app.permanent_session_lifetime = dt.timedelta(hours=app.config["SESSION_MAX_HOURS"])
     app.before_request(require_login)
     app.register_blueprint(bp)
+
+
+def _emergency_banner() -> dict[str, Any]:
+    """Admins see every break-glass grant in force on every page (an alert that needs no mail)."""
+    if not current_user or not current_user.is_authenticated or current_user.role != Role.ADMIN:
+        return {"emergency_grants": []}
+    grants = emergency.live_grants()
+    people = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_([r.user_id for r in grants])))}
+    return {"emergency_grants": [(people[r.user_id], r) for r in grants if r.user_id in people]}
 
 
 def safe_next(target: str | None) -> str:
@@ -316,24 +356,32 @@ def login():
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
     key, ip = throttle.account_key(form.email.data), client_ip()
-    verdict = throttle.check(key, ip)
-    if not verdict.allowed:
+    verdict, held = throttle.reserve([key], ip)
+    if held is None:
         return _refuse_throttled(form, verdict)
+    db.session.commit()  # counted before the password is checked, so parallel guesses see it
     user = accounts.find_user(form.email.data)
-    if not _password_matches(user, form.password.data):
-        throttle.record(key, ip, succeeded=False, user=user)
+    if user is not None and not user.integrity_ok:  # changed behind the application's back
+        integrity.report(user)
+        user = None  # refused exactly like an unknown account
+    matched = _password_matches(user, form.password.data)
+    throttle.settle(held, {key: matched}, user=user)
+    if not matched:
         audit.record("sign_in", actor_kind="public", object_type="user", object_id=user.id if user else None,
                      outcome="failure", details={"reason": "credentials"})
         db.session.commit()
         flash(SIGN_IN_REFUSED, "error")
         return render_template("auth/login.html", form=form)
-    throttle.record(key, ip, succeeded=True, user=user)
+    codes = throttle.check(throttle.factor_key(user), ip)
+    if not codes.allowed:  # a run of wrong codes is not undone by the right password
+        return _refuse_throttled(form, codes)
     if needs_rehash(user.password_hash):
         accounts.rehash_password(user, form.password.data)
     start_session(user)
     pending = second_factor_pending()
-    audit.record("sign_in", actor=user, object_type="user", object_id=user.id,
-                 details={"second_factor": "pending" if pending else "not_required"})
+    waived = not pending and emergency_grant() is not None
+    step = "pending" if pending else "waived_emergency" if waived else "not_required"
+    audit.record("sign_in", actor=user, object_type="user", object_id=user.id, details={"second_factor": step})
     db.session.commit()
     if pending:
         return _second_factor_step(request.args.get("next"))
@@ -372,13 +420,22 @@ def _throttled_out() -> Response:
     return redirect(url_for("auth.login"))
 
 
-def _attempt(succeeded: bool) -> None:
-    """Count a second-factor or re-authentication attempt against the account."""
-    throttle.record(throttle.account_key(current_user.email), client_ip(), succeeded=succeeded, user=current_user)
+def _reserve_attempt(*, password: bool = False, code: bool = False) -> throttle.Reservation | None:
+    """Count a password and/or code attempt of the signed-in user before checking it (committed).
+
+    Returns None when the account is throttled or locked; nothing is then written.
+    """
+    keys = ([throttle.account_key(current_user.email)] if password else []) + (
+        [throttle.factor_key(current_user)] if code else [])
+    _verdict, held = throttle.reserve(keys, client_ip())
+    db.session.commit()
+    return held
 
 
-def _attempt_allowed() -> bool:
-    return throttle.check(throttle.account_key(current_user.email), client_ip()).allowed
+def _settle(held: throttle.Reservation, *, password: bool | None = None, code: bool | None = None) -> None:
+    """Record how a reserved attempt went: each factor checked (True/False) or not tried (None)."""
+    outcomes = {throttle.account_key(current_user.email): password, throttle.factor_key(current_user): code}
+    throttle.settle(held, outcomes, user=current_user)
 
 
 def _finish_second_factor() -> None:
@@ -395,10 +452,11 @@ def second_factor():
         return _second_factor_step(request.args.get("next"))
     form = CodeForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(code=True)
+        if held is None:
             return _throttled_out()
         verified = accounts.check_second_factor(current_user, form.code.data)
-        _attempt(verified)
+        _settle(held, code=verified)
         if verified:
             _finish_second_factor()
             db.session.commit()
@@ -415,10 +473,11 @@ def recovery():
         return redirect(safe_next(request.args.get("next")))
     form = RecoveryForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(code=True)
+        if held is None:
             return _throttled_out()
         left = accounts.use_recovery_code(current_user, form.code.data)
-        _attempt(left is not None)
+        _settle(held, code=left is not None)
         if left is None:
             db.session.commit()
             form.code.errors.append("That recovery code didn't work.")
@@ -471,10 +530,10 @@ def reauth():
     """Confirm identity again (password, and code when enrolled) before a sensitive change."""
     form = ReauthForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(password=True, code=current_user.has_totp)
+        if held is None:
             return _throttled_out()
-        confirmed = _reauth_matches(form)
-        _attempt(confirmed)
+        confirmed = _reauth_matches(form, held)
         audit.record("reauthenticated", actor=current_user, object_type="user", object_id=current_user.id,
                      outcome="success" if confirmed else "failure")
         if confirmed:
@@ -486,10 +545,14 @@ def reauth():
     return render_template("auth/reauth.html", form=form, next=request.args.get("next"))
 
 
-def _reauth_matches(form: ReauthForm) -> bool:
+def _reauth_matches(form: ReauthForm, held: throttle.Reservation) -> bool:
+    """Check the password, then the code when enrolled; each counts under its own run."""
     if not verify_password(current_user.password_hash, form.password.data):
+        _settle(held, password=False)
         return False
-    return not current_user.has_totp or accounts.check_second_factor(current_user, form.code.data or "")
+    code = accounts.check_second_factor(current_user, form.code.data or "") if current_user.has_totp else None
+    _settle(held, password=True, code=code)
+    return code is not False
 
 
 @bp.post("/logout")
@@ -518,23 +581,31 @@ def account():
 
 
 @bp.route("/password", methods=["GET", "POST"])
+@fresh_required
 def change_password():
-    """Change the password (the current one is required); other sessions are revoked."""
+    """Change the password (the current one, and a recent code when enrolled, are required).
+
+    Other sessions are revoked.
+    """
     form = PasswordChangeForm()
     if form.validate_on_submit():
-        if not _attempt_allowed():
+        held = _reserve_attempt(password=True)
+        if held is None:
             form.current_password.errors.append("Too many attempts. Please wait a few minutes and try again.")
             return _password_page(form, 429)
         try:
             count = accounts.change_password(current_user, form.current_password.data, form.new_password.data,
                                              keep=current_session())
         except accounts.WrongPasswordError as exc:
-            _refuse_password_change()
+            _refuse_password_change(held)
             form.current_password.errors.append(str(exc))
         except accounts.AccountError as exc:
             db.session.rollback()
+            _settle(held, password=True)  # the current password was right; only the new one was refused
+            db.session.commit()
             form.new_password.errors.append(str(exc))
         else:
+            _settle(held, password=True)
             current_session().reauth_at = utcnow()
             db.session.commit()
             flash(f"Password changed. {count} other session{'s' if count != 1 else ''} signed out.", "success")
@@ -547,10 +618,10 @@ def _password_page(form: PasswordChangeForm, status: int):
     return render_template("auth/password.html", form=form, minimum=minimum), status
 
 
-def _refuse_password_change() -> None:
+def _refuse_password_change(held: throttle.Reservation) -> None:
     """A wrong current password counts against the account like a failed sign-in, and is audited."""
     db.session.rollback()
-    _attempt(False)
+    _settle(held, password=False)
     audit.record("password_changed", actor=current_user, object_type="user", object_id=current_user.id,
                  outcome="failure", details={"reason": "wrong_current_password"})
     db.session.commit()

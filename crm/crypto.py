@@ -18,6 +18,7 @@ Pure functions and small value classes only: no database, no request. The scheme
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -193,6 +194,49 @@ class Keyring:
         """The Ed25519 key that signs exported audit heads."""
         return Ed25519PrivateKey.from_private_bytes(self.signing_seed)
 
+    @cached_property
+    def row_key(self) -> bytes:
+        """Key of the MACs over security-relevant database rows (accounts, sessions), from the audit key."""
+        return _derive(self.audit_key, b"crm-rows", b"crm|v1|row-mac")
+
+    def check_values(self) -> dict[str, bytes]:
+        """A key check value per key (a MAC of a constant): tells a different keyring by its keys, not ids."""
+        keys = {f"master:{k.kid}": k.key for k in self.master_keys.values()}
+        keys.update(index=self.index_key, audit=self.audit_key)
+        return {name: hmac.new(key, KEY_CHECK_CONSTANT, hashlib.sha256).digest()[:16] for name, key in keys.items()}
+
+
+KEY_CHECK_CONSTANT = b"crm|v1|key-check-value"
+
+
+def _derive(root: bytes, salt: bytes, info: bytes) -> bytes:
+    """A 32-byte subkey of ``root`` (HKDF-SHA256), so one stored secret serves purposes that never mix."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(root)
+
+
+def row_mac(key: bytes, table: str, values: tuple[object, ...]) -> bytes:
+    """HMAC-SHA256 over a table name and a row's protected values, each typed and length-prefixed."""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in (table, *values):
+        data = _typed_bytes(part)
+        mac.update(len(data).to_bytes(4, "big") + data)
+    return mac.digest()
+
+
+def _typed_bytes(value: object) -> bytes:
+    """An unambiguous byte form of one value: ``None``, ``False`` and ``""`` all differ."""
+    if value is None:
+        return b"n"
+    if isinstance(value, bool):
+        return b"t" if value else b"f"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return b"b" + bytes(value)
+    if isinstance(value, int):
+        return b"i%d" % value
+    if isinstance(value, dt.datetime):
+        return b"d" + value.replace(tzinfo=None).isoformat(timespec="microseconds").encode()
+    return b"s" + str(value).encode()
+
 
 def write_keyring_file(path: Path, ring: Keyring) -> None:
     """Write ``ring`` to ``path`` atomically with mode 0600."""
@@ -362,10 +406,7 @@ class BlindIndexer:
     def _key(self, name: str) -> bytes:
         key = self._keys.get(name)
         if key is None:
-            hkdf = HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=b"crm-bidx", info=f"crm|v1|bidx|{name}".encode()
-            )
-            key = self._keys[name] = hkdf.derive(self._root)
+            key = self._keys[name] = _derive(self._root, b"crm-bidx", f"crm|v1|bidx|{name}".encode())
         return key
 
     def compute(self, name: str, normalized: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hmac
 import os
 import sqlite3
 import threading
@@ -11,13 +12,23 @@ from typing import Any
 
 import flask_migrate
 from flask import Flask
-from sqlalchemy import event, inspect, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import create_engine, event, inspect, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.pool import Pool
 
-from . import crypto
-from .models import User, db, lead_key_counts, sealed_secret_counts
+from . import audit, crypto, integrity
+from .models import (
+    SEALED_COLUMNS,
+    AuditEvent,
+    KeyCheck,
+    Lead,
+    LeadKey,
+    User,
+    db,
+    lead_key_counts,
+    sealed_secret_counts,
+)
 from .settings import ConfigError
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
@@ -166,6 +177,8 @@ def init_app(app: Flask) -> None:
             if app.config["AUTO_MIGRATE"]:
                 flask_migrate.upgrade(directory=MIGRATIONS)
             _check_key_ids(app)
+            _check_key_values(app)
+            _seal_legacy_accounts()
             _tell_about_first_admin(app)
         except (OSError, SQLAlchemyError) as exc:
             raise ConfigError(storage_refusal(exc)) from None
@@ -205,6 +218,110 @@ def _check_key_ids(app: Flask) -> None:
     missing = sorted(kids - set(ring.master_keys))
     if missing:
         raise ConfigError(f"the database holds data for key id(s) {missing} that the keyring lacks")
+
+
+def _check_key_values(app: Flask) -> None:
+    """Refuse a keyring whose keys differ from those the stored data was written with, ids alike.
+
+    A key check value (a MAC of a constant, see :meth:`crypto.Keyring.check_values`) is kept per
+    key that protects stored data; a mismatch refuses to start. A value is recorded the first
+    time a start finds data under its key, and only after one item of that data proved the key
+    right; a key with no data yet has nothing to protect (a stale value for it is dropped).
+    """
+    if "key_checks" not in inspect(db.engine).get_table_names():
+        return
+    ring: crypto.Keyring = app.extensions["crm_keyring"]
+    stored = {row.name: row for row in db.session.scalars(select(KeyCheck))}
+    in_use = _names_in_use()
+    for name, value in ring.check_values().items():
+        row = stored.get(name)
+        if row is not None and hmac.compare_digest(bytes(row.value), value):
+            continue
+        if name not in in_use:  # nothing under this key yet: nothing to record or protect
+            if row is not None:
+                db.session.delete(row)
+            continue
+        if row is not None or not _key_opens_stored_data(ring, name):
+            db.session.rollback()
+            raise ConfigError(f"the keyring's {_key_label(name)} is not the one the database's data was "
+                              "written with (key check value differs); restore the matching keyring")
+        db.session.add(KeyCheck(name=name, value=value))
+    try:
+        db.session.commit()
+    except IntegrityError:  # another worker starting at the same moment recorded them first
+        db.session.rollback()
+
+
+def _key_label(name: str) -> str:
+    return f"master key {name.split(':')[1]}" if name.startswith("master:") else f"{name} key"
+
+
+def _names_in_use() -> set[str]:
+    """Key check names whose key protects stored data."""
+    names = {f"master:{kid}" for kid in set(lead_key_counts()) | set(sealed_secret_counts())}
+    if db.session.scalar(select(AuditEvent.seq).limit(1)) is not None:
+        names.add("audit")
+    if db.session.scalar(select(Lead.id).limit(1)) is not None:
+        names.add("index")
+    return names
+
+
+def _key_opens_stored_data(ring: crypto.Keyring, name: str) -> bool:
+    """Prove a key against one stored item: unwrap a lead key, unseal a secret, check the first MAC.
+
+    The blind-index key has nothing to prove it against, so it is taken as it is.
+    """
+    if name == "audit":
+        first = db.session.scalar(select(AuditEvent).order_by(AuditEvent.seq).limit(1))
+        return audit.compute_mac(ring.audit_key, first.prev_mac, first) == bytes(first.mac)
+    if name == "index":
+        return True
+    kid = int(name.split(":")[1])
+    key = db.session.scalar(select(LeadKey).where(LeadKey.kid == kid).limit(1))
+    try:
+        if key is not None:
+            crypto.unwrap_data_key(ring, key.lead_id, kid, key.nonce, key.wrapped)
+            return True
+        for table, column, purpose in SEALED_COLUMNS:
+            for row_id, blob in db.session.execute(select(table.c.id, column).where(column.is_not(None))):
+                if crypto.sealed_kid(blob) == kid:
+                    crypto.unseal(ring, purpose, row_id, blob)
+                    return True
+    except crypto.CryptoError:
+        return False
+    return True
+
+
+def holds_encrypted_data(app: Flask) -> bool:
+    """True when the configured database already holds data only a keyring can read (checked before one exists)."""
+    url = make_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).exists()):
+        return False
+    options = {k: v for k, v in app.config["SQLALCHEMY_ENGINE_OPTIONS"].items() if k == "connect_args"}
+    engine = create_engine(url, **options)
+    try:
+        with engine.connect() as conn:
+            tables = inspect(conn).get_table_names()
+            sealed = User.__table__.c.totp_secret_sealed
+            probes = [("lead_keys", select(LeadKey.lead_id)), ("users", select(sealed).where(sealed.is_not(None)))]
+            return any(table in tables and conn.execute(probe.limit(1)).first() is not None
+                       for table, probe in probes)
+    finally:
+        engine.dispose()
+
+
+def _seal_legacy_accounts() -> None:
+    """On the first start after the upgrade that added account MACs, MAC the existing accounts."""
+    if "security_mac" not in {c["name"] for c in _columns("users")}:
+        return
+    if integrity.seal_legacy_accounts():
+        db.session.commit()
+    db.session.rollback()
+
+
+def _columns(table: str) -> list[dict]:
+    inspector = inspect(db.engine)
+    return inspector.get_columns(table) if table in inspector.get_table_names() else []
 
 
 def _tell_about_first_admin(app: Flask) -> None:

@@ -2,8 +2,8 @@
 
 The CSP allows no inline script or style and no third-party origin; ``data:`` images carry
 the locally rendered enrolment QR code. HSTS goes out whenever the app is served over
-HTTPS; behind a TLS-terminating proxy set ``PROXY_FIX`` so the forwarded scheme and client
-address are trusted.
+HTTPS; behind a TLS-terminating proxy set ``PROXY_FIX`` (and ``TRUSTED_PROXIES``) so the
+forwarded scheme and client address are trusted from that proxy alone (see ``crm.proxies``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 
 from flask import Flask, Response, current_app, g, request
-from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.exceptions import SecurityError
+
+from .proxies import TrustedProxies, parse_networks
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -46,10 +48,17 @@ def set_security_headers(response: Response) -> Response:
     return response
 
 
+def refuse_untrusted_host(_error: SecurityError) -> Response:
+    """A Host header outside ``TRUSTED_HOSTS``: a plain 400 (the page template would build links from it)."""
+    return Response("This host name is not served here.\n", 400, mimetype="text/plain")
+
+
 def init_app(app: Flask) -> None:
-    """Install request ids, security headers and, when configured, ProxyFix."""
+    """Install request ids, security headers, the trusted-host refusal and, when configured, ProxyFix."""
+    app.register_error_handler(SecurityError, refuse_untrusted_host)
     proxies = int(app.config["PROXY_FIX"])
     if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies)  # type: ignore[method-assign]
+        networks = parse_networks(app.config["TRUSTED_PROXIES"])
+        app.wsgi_app = TrustedProxies(app.wsgi_app, proxies, networks)  # type: ignore[method-assign]
     app.before_request(assign_request_id)
     app.after_request(set_security_headers)

@@ -8,6 +8,7 @@ All timestamps are naive UTC (see :func:`utcnow`).
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import json
 import secrets
 import time
@@ -322,8 +323,16 @@ class User(Identified, db.Model):
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
     password_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Set under the 8-character rule with fewer than 15: must be replaced if it ever stands alone.
+    short_password: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    security_mac: Mapped[bytes | None] = mapped_column(LargeBinary)  # see PROTECTED and crm.crypto.row_mac
 
     sessions: Mapped[list[UserSession]] = relationship(back_populates="user")
+
+    #: Columns a database writer must not change unnoticed: covered by ``security_mac``.
+    PROTECTED = ("id", "email", "password_hash", "role", "is_active_flag", "totp_secret_sealed")
+    #: False once a load found the row's MAC wrong; such an account is refused everywhere.
+    integrity_ok = True
 
     # Flask-Login's user protocol; the id it stores is the server-side session token.
     is_authenticated = True
@@ -369,8 +378,109 @@ class UserSession(db.Model):
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(200))
+    security_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
 
     user: Mapped[User] = relationship(back_populates="sessions")
+
+    #: What makes a session valid: whose it is, when it began, its second factor, its revocation.
+    PROTECTED = ("id", "user_id", "created_at", "second_factor_at", "revoked_at")
+    integrity_ok = True
+
+
+class EmergencyGrant(db.Model):
+    """Break-glass access: for a limited time a named user signs in without the second factor.
+
+    Granted only from the command line on the application host (``flask break-glass``); every
+    request made under it is audited. The reason is sealed: it may name a patient.
+    """
+
+    __tablename__ = "emergency_grants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    security_mac: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    PROTECTED = ("id", "user_id", "granted_at", "expires_at", "ended_at")
+    integrity_ok = True
+
+
+Protected = User | UserSession | EmergencyGrant
+
+
+def protected_mac(row: Protected) -> bytes:
+    """The MAC of a row's :attr:`PROTECTED` values under the keyring's row key (never in the database)."""
+    return crypto.row_mac(keyring().row_key, row.__tablename__, tuple(getattr(row, n) for n in row.PROTECTED))
+
+
+def mac_matches(row: Protected) -> bool:
+    """True when the stored MAC is the one the row's protected values give (a missing MAC never is)."""
+    stored = row.security_mac
+    return stored is not None and hmac.compare_digest(bytes(stored), protected_mac(row))
+
+
+def _seal_insert(_mapper: Any, _connection: Any, row: Protected) -> None:
+    """MAC a new row's protected values as they are written."""
+    _apply_defaults(row)
+    row.security_mac = protected_mac(row)
+
+
+def _seal_update(_mapper: Any, connection: Any, row: Protected) -> None:
+    """Renew the MAC when a protected value changes, but only over a stored row that was intact.
+
+    The stored row is re-read and checked first: the application never launders a change
+    made behind its back into a valid MAC (a tampered row keeps its bad MAC).
+    """
+    state = inspect(row)
+    if not any(state.attrs[name].history.has_changes() for name in row.PROTECTED):
+        return
+    table = row.__table__
+    names = [_column_name(row, name) for name in row.PROTECTED]
+    stored = connection.execute(
+        select(*(table.c[n] for n in names), table.c.security_mac).where(table.c.id == row.id)
+    ).one()
+    expected = crypto.row_mac(keyring().row_key, row.__tablename__, tuple(stored[:-1]))
+    if stored[-1] is None or not hmac.compare_digest(bytes(stored[-1]), expected):
+        row.integrity_ok = False
+        return
+    row.security_mac = protected_mac(row)
+
+
+def _apply_defaults(row: Protected) -> None:
+    """Fill unset protected columns with their Python defaults now, so the MAC covers what is stored."""
+    columns = row.__table__.columns
+    for name in row.PROTECTED:
+        default = columns[_column_name(row, name)].default
+        if getattr(row, name) is None and default is not None:
+            setattr(row, name, default.arg(None) if default.is_callable else default.arg)
+
+
+def _column_name(row: Protected, attribute: str) -> str:
+    return type(row).__mapper__.attrs[attribute].columns[0].name
+
+
+def _check_row(row: Protected, *_args: Any) -> None:
+    """Check a row's MAC each time it is loaded or refreshed from the database.
+
+    A refresh under pending changes to protected values is left to :func:`_seal_update`,
+    which checks the stored row before it writes.
+    """
+    if not all(name in row.__dict__ for name in (*row.PROTECTED, "security_mac")):
+        return
+    state = inspect(row)
+    if not any(state.attrs[name].history.has_changes() for name in row.PROTECTED):
+        row.integrity_ok = mac_matches(row)
+
+
+PROTECTED_MODELS = (User, UserSession, EmergencyGrant)
+for _model in PROTECTED_MODELS:
+    event.listen(_model, "before_insert", _seal_insert)
+    event.listen(_model, "before_update", _seal_update)
+    event.listen(_model, "load", _check_row)
+    event.listen(_model, "refresh", _check_row)
 
 
 class RecoveryCode(db.Model):
@@ -938,6 +1048,8 @@ class AuditEvent(db.Model):
     at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
     actor_kind: Mapped[str] = mapped_column(String(8))  # user | public | system
     actor_id: Mapped[str | None] = mapped_column(String(36))
+    # The actor's e-mail as it was, inside the MAC: a later change to users cannot move history.
+    actor_email: Mapped[str | None] = mapped_column(String(254))
     action: Mapped[str] = mapped_column(String(48))
     object_type: Mapped[str | None] = mapped_column(String(24))
     object_id: Mapped[str | None] = mapped_column(String(64))
@@ -1119,10 +1231,22 @@ class OnCallMember(db.Model):
 
 # --- what each master key protects (key tooling and the start-up check) -------------
 
+
+class KeyCheck(db.Model):
+    """A key check value (a MAC of a constant) per key: a different keyring with the same ids is told apart."""
+
+    __tablename__ = "key_checks"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)  # master:<kid>, index, audit
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+    recorded_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 #: Columns holding small secrets sealed directly under a master key: (table, column, purpose).
 SEALED_COLUMNS = (
     (User.__table__, User.__table__.c.totp_secret_sealed, "totp"),
     (OutboxMessage.__table__, OutboxMessage.__table__.c.secret_sealed, "outbox"),
+    (EmergencyGrant.__table__, EmergencyGrant.__table__.c.reason_sealed, "break-glass"),
 )
 
 

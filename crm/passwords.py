@@ -14,6 +14,7 @@ from importlib import resources
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn import zxcvbn
 
 # ASVS 5.0 appendix C: argon2id with m >= 46 MiB, t = 1, p = 1; we use 48 MiB and t = 2.
 HASHER = PasswordHasher(time_cost=2, memory_cost=48 * 1024, parallelism=1)
@@ -23,6 +24,14 @@ MAX_LENGTH = 256
 MIN_DISTINCT_CHARACTERS = 4
 CONTEXT_WORDS = ("ketamine", "spravato", "esketamine")
 _TRIMMED = "0123456789!@#$%^&*()-_=+.,;:?~ "
+#: zxcvbn's own input cap: its matching grows steeply with length, and a password whose
+#: first 72 characters are hard to guess only gets harder with more.
+ESTIMATE_CHARS = 72
+#: log10 of the guesses zxcvbn estimates: 10^10 resists offline guessing of a password used
+#: alone; 10^6 suffices behind a second factor and throttling, unless a pattern made it.
+SINGLE_FACTOR_GUESSES_LOG10 = 10
+WITH_TOTP_GUESSES_LOG10 = 6
+_PATTERNS = frozenset({"repeat", "sequence", "spatial"})
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
@@ -42,6 +51,11 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
 def needs_rehash(stored_hash: str) -> bool:
     """True when the hash was made with other parameters than today's."""
     return HASHER.check_needs_rehash(stored_hash)
+
+
+def password_length(password: str) -> int:
+    """The length the rules count: code points after NFKC normalisation."""
+    return len(_normalize(password))
 
 
 def _normalize(password: str) -> str:
@@ -87,7 +101,19 @@ def password_problem(password: str, *, has_totp: bool, context: Iterable[str] = 
         return "That password is on a list of common passwords. Choose something less predictable."
     if any(word in folded or word in _compact(folded) for word in context if word):
         return "Don't use the clinic's name, its treatments or your e-mail address in your password."
-    return None
+    return _guessability_problem(normalized, has_totp=has_totp, context=context)
+
+
+def _guessability_problem(password: str, *, has_totp: bool, context: Iterable[str]) -> str | None:
+    """Refuse sequences, repeats, keyboard walks and dressed-up common words (zxcvbn's estimate)."""
+    estimate = zxcvbn(password[:ESTIMATE_CHARS], user_inputs=[w for w in context if w])
+    guesses = estimate["guesses_log10"]
+    patterned = any(match["pattern"] in _PATTERNS for match in estimate["sequence"])
+    if guesses >= SINGLE_FACTOR_GUESSES_LOG10 or (has_totp and guesses >= WITH_TOTP_GUESSES_LOG10 and not patterned):
+        return None
+    warning = estimate["feedback"]["warning"] or "It follows a predictable pattern."
+    return (f"That password is too easy to guess. {warning} Sequences, repeated words, keyboard rows and "
+            "swapped-in symbols don't help; a few unrelated words do.")
 
 
 #: Verified against when an account does not exist, so unknown and known e-mails cost the same.

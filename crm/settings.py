@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
+from sqlalchemy.engine import make_url
+from zxcvbn import zxcvbn
 
 from . import crypto
+from .passwords import ESTIMATE_CHARS
+from .proxies import parse_networks
 
 DEFAULTS: dict[str, Any] = {
     "MODE": "development",  # or "production"
@@ -41,9 +47,13 @@ DEFAULTS: dict[str, Any] = {
     "CONSENT_VERSION_ES": "2026-12-es",  # the Spanish contact-consent wording (crm/forms/public.py)
     "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)
+    "TRUSTED_PROXIES": "127.0.0.1,::1",  # addresses or networks whose forwarded headers count
+    "BASE_URL": None,  # e.g. https://crm.clinic.example: every absolute link; required in production
+    "TRUSTED_HOSTS": None,  # Host headers answered; defaults to BASE_URL's host
     "SESSION_IDLE_MINUTES": 15,
     "SESSION_MAX_HOURS": 12,
     "REQUIRE_TOTP_FOR_ALL": False,
+    "SECOND_FACTOR_FOR_PHI": None,  # every role that reads PHI needs a second factor; default on in production
     "SESSION_REAUTH_MINUTES": 5,  # role, password and second-factor changes need recent re-entry
     "INVITATION_HOURS": 72,  # lifetime of a set-password link
     "LOGIN_BACKOFF_AFTER": 5,  # consecutive failures per account before waits start (doubling)
@@ -56,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
     # because the limiter's storage did (a patient's enquiry matters more than an exact count).
     "RATELIMIT_IN_MEMORY_FALLBACK_ENABLED": True,
     "RATELIMIT_SWALLOW_ERRORS": True,
+    "WORKERS": 1,  # server processes sharing the work (gunicorn.conf.py sets CRM_WORKERS)
     "ENQUIRY_RATE_LIMIT": "10 per hour;3 per minute",
     "ENQUIRY_MIN_FILL_SECONDS": 3,
     "MAX_CONTENT_LENGTH": 12 * 1024 * 1024,
@@ -79,7 +90,6 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_BATCH_SIZE": 1000,  # leads per committed transaction: larger is faster, smaller holds the lock less
     "SHRED_LEDGER_FILE": None,  # defaults to instance/shred-ledger.jsonl; keep it off the backup media
     # Alerts and background work (crm.jobs). Links in messages start with BASE_URL, never a request's Host.
-    "BASE_URL": None,  # e.g. https://crm.clinic.example
     "SMTP_URL": None,  # smtp://user:password@host:587?starttls=1 or smtps://…; unset: e-mail is off
     "MAIL_FROM": None,
     "ALERT_WEBHOOK_URL": None,  # team-chat webhook; JSON POST signed with ALERT_WEBHOOK_SECRET
@@ -95,8 +105,15 @@ DEFAULTS: dict[str, Any] = {
     "OUTBOX_LEASE_SECONDS": 120,  # a claimed message is due again after this if its worker died
     "JOBS_POLL_SECONDS": 0.5,
     "JOBS_PERIODIC_SECONDS": 60,
+    # Why a production PostgreSQL connection may go without sslmode=verify-full (sslmode=require,
+    # or a database on this host); without a reason such a URL refuses to start.
+    "DATABASE_TLS_REASON": None,
 }
 
+#: log10 of the guesses zxcvbn needs for a secret key: 10^24 is about 80 bits, where a random
+#: 32-character key scores 10^29 or more and a repeated alphabet about 10^4.
+SECRET_MIN_GUESSES_LOG10 = 24
+LOCAL_DATABASE_HOSTS = {None, "", "localhost", "127.0.0.1", "::1"}
 WEAK_SECRETS = {"dev", "secret", "changeme", "change-me", "development", "test", "you-will-never-guess"}
 MIN_SECRET_LENGTH = 32
 
@@ -118,6 +135,8 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     production = is_production(app)
     if app.config["HTTPS"] is None:
         app.config["HTTPS"] = production
+    if app.config["SECOND_FACTOR_FOR_PHI"] is None:
+        app.config["SECOND_FACTOR_FOR_PHI"] = production
     if app.config["AUTO_MIGRATE"] is None:
         app.config["AUTO_MIGRATE"] = not production and not app.testing
     instance = Path(app.instance_path)
@@ -128,6 +147,11 @@ def load(app: Flask, test_config: dict[str, Any] | None) -> None:
     if not production:
         _ensure_instance_secret(app, instance)
     _check_secret_key(app.config["SECRET_KEY"])
+    if production:
+        _check_database_tls(app.config["SQLALCHEMY_DATABASE_URI"], app.config["DATABASE_TLS_REASON"])
+    _check_base_url(app, production)
+    _check_proxies(app.config["TRUSTED_PROXIES"])
+    _check_rate_limit_storage(app, production)
 
 
 def is_production(app: Flask) -> bool:
@@ -152,14 +176,84 @@ def _check_secret_key(key: str | bytes | None) -> None:
     if not key:
         raise ConfigError("SECRET_KEY is not set; set CRM_SECRET_KEY to 32+ random bytes")
     text = key.decode(errors="replace") if isinstance(key, bytes) else str(key)
-    if text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10:
+    weak = text.lower() in WEAK_SECRETS or len(text) < MIN_SECRET_LENGTH or len(set(text)) < 10
+    if weak or _guesses_log10(text) < SECRET_MIN_GUESSES_LOG10:
         raise ConfigError(
-            "SECRET_KEY is weak; generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            "SECRET_KEY is weak (too short, or a pattern such as a repeated sequence); generate one with: "
+            "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
         )
 
 
-def load_keyring(app: Flask) -> crypto.Keyring:
-    """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development."""
+def _check_base_url(app: Flask, production: bool) -> None:
+    """Require an absolute ``BASE_URL`` in production (HTTPS) and answer only its host by default."""
+    base = app.config["BASE_URL"]
+    if not base:
+        if production:
+            raise ConfigError("BASE_URL is not set; set CRM_BASE_URL to the address staff use, e.g. "
+                              "https://crm.clinic.example (links in invitations and e-mails use it)")
+        return
+    parts = urlsplit(base)
+    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"BASE_URL {base!r} must be an absolute URL such as https://crm.clinic.example")
+    if production and parts.scheme != "https":
+        raise ConfigError("BASE_URL must start with https:// in production")
+    if app.config["TRUSTED_HOSTS"] is None:
+        app.config["TRUSTED_HOSTS"] = [parts.hostname]
+
+
+def _check_rate_limit_storage(app: Flask, production: bool) -> None:
+    """Per-process rate limits multiply by the worker count and reset with each restart: refuse them
+    in production when several workers run, and warn loudly in development."""
+    storage = str(app.config["RATELIMIT_STORAGE_URI"])
+    workers = int(app.config["WORKERS"] or 1)
+    if workers <= 1 or not storage.startswith("memory://") or app.config.get("RATELIMIT_ENABLED") is False:
+        return
+    message = (f"{workers} workers with RATELIMIT_STORAGE_URI=memory:// count every limit once per worker; "
+               "set CRM_RATELIMIT_STORAGE_URI=redis://…")
+    if production:
+        raise ConfigError(message)
+    app.logger.warning("WARNING: %s", message)
+
+
+def _check_proxies(value: Any) -> None:
+    try:
+        parse_networks(value)
+    except ValueError:
+        raise ConfigError(f"TRUSTED_PROXIES {value!r} must be IP addresses or networks, comma-separated") from None
+
+
+def _guesses_log10(secret: str) -> float:
+    """zxcvbn's estimate of how many guesses find ``secret`` (its first 72 characters, zxcvbn's cap)."""
+    return zxcvbn(secret[:ESTIMATE_CHARS])["guesses_log10"]
+
+
+def _check_database_tls(url: str, reason: str | None) -> None:
+    """Refuse a production PostgreSQL URL that does not verify the server's certificate.
+
+    ``sslmode=verify-full`` passes. ``sslmode=require`` (encrypted, server not verified) and
+    a database on this host pass only with ``DATABASE_TLS_REASON`` saying why.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return
+    mode = parsed.query.get("sslmode")
+    if mode == "verify-full":
+        return
+    local = parsed.host in LOCAL_DATABASE_HOSTS or str(parsed.host).startswith("/")
+    if reason and reason.strip() and (mode == "require" or local):
+        return
+    raise ConfigError(
+        "the PostgreSQL URL must end in ?sslmode=verify-full (with sslrootcert=… for a private CA); "
+        "for sslmode=require or a database on this host, set CRM_DATABASE_TLS_REASON to why"
+    )
+
+
+def load_keyring(app: Flask, holds_encrypted_data: Callable[[], bool] = lambda: False) -> crypto.Keyring:
+    """Load the keyring from ``CRM_KEYRING`` or the keyring file, generating one in development.
+
+    A keyring is never generated over a database that already holds encrypted data
+    (``holds_encrypted_data``): a new one could only make that data unreadable.
+    """
     document = app.config["KEYRING"]
     if document:
         if isinstance(document, dict):  # from_prefixed_env already parsed CRM_KEYRING's JSON
@@ -172,6 +266,9 @@ def load_keyring(app: Flask) -> crypto.Keyring:
     if not path.exists():
         if is_production(app):
             raise ConfigError(f"keyring {path} is missing; restore it or set CRM_KEYRING")
+        if holds_encrypted_data():
+            raise ConfigError(f"keyring {path} is missing but the database holds encrypted data; "
+                              "restore the keyring from its backup (a new one could not read that data)")
         crypto.write_keyring_file(path, crypto.Keyring.generate())
     try:
         return crypto.read_keyring_file(path)

@@ -6,6 +6,14 @@ accounts are throttled alike. Per account: after ``LOGIN_BACKOFF_AFTER`` consecu
 failures each further attempt waits twice as long as the last (capped), and
 ``LOGIN_LOCK_AFTER`` consecutive failures lock the account until an admin unlocks it.
 Per address: ``LOGIN_IP_LIMIT`` failures within ``LOGIN_IP_WINDOW_MINUTES``.
+
+Second-factor codes are counted under a key of their own (:func:`factor_key`), so a correct
+password never resets a run of wrong codes; both runs share the back-off and the hard lock.
+
+Deciding and counting is one step (:func:`reserve`): under a per-key lock (PostgreSQL
+advisory locks; SQLite's single writer) the attempt is stored as a failure before the secret
+is checked, and :func:`settle` turns it into a success afterwards. Parallel guesses therefore
+never get more checks than the limit allows.
 """
 
 from __future__ import annotations
@@ -13,15 +21,17 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, text, update
 
 from . import crypto
 from .models import LoginAttempt, User, db, keyring, utcnow
 
 BACKOFF_BASE_SECONDS = 30
+ADVISORY_LOCK_CLASS = 727_274_002  # pg_advisory_xact_lock(class, key): one lock per account key and address
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,12 @@ class Verdict:
 def account_key(email: str) -> str:
     """Keyed digest of the normalised e-mail: attempts are grouped without storing addresses."""
     message = b"crm|v1|login|" + crypto.normalize_email(email).encode()
+    return hmac.new(keyring().index_key, message, hashlib.sha256).hexdigest()
+
+
+def factor_key(user: User) -> str:
+    """Keyed digest naming the account's run of second-factor attempts, apart from its passwords."""
+    message = b"crm|v1|second-factor|" + user.id.encode()
     return hmac.new(keyring().index_key, message, hashlib.sha256).hexdigest()
 
 
@@ -93,20 +109,81 @@ def check(key: str, ip: str) -> Verdict:
     return Verdict(retry_after=max(wait, _address_wait(ip, now)))
 
 
+def _lock(keys: Sequence[str], ip: str) -> None:
+    """Serialise attempts on the same account keys and address until the transaction ends.
+
+    SQLite needs nothing: every transaction there starts with ``BEGIN IMMEDIATE``. Locks are
+    taken in sorted order so two attempts can never wait on each other.
+    """
+    if db.session.get_bind().dialect.name != "postgresql":
+        return
+    for name in sorted({*keys, "ip|" + ip}):
+        number = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) - 2**31
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+                           {"cls": ADVISORY_LOCK_CLASS, "key": number})
+
+
+@dataclass
+class Reservation:
+    """Provisional failures stored for one attempt, by key, until :func:`settle` decides them."""
+
+    ip: str
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+def reserve(keys: Sequence[str], ip: str) -> tuple[Verdict, Reservation | None]:
+    """Decide whether an attempt may be checked and, if so, count it as a failure now; flushes.
+
+    The caller commits before checking the secret, so the provisional failure is visible to
+    every parallel attempt and the lock is held only for this decision.
+    """
+    _lock(keys, ip)
+    for key in keys:
+        verdict = check(key, ip)
+        if not verdict.allowed:
+            return verdict, None
+    held = Reservation(ip)
+    for key in keys:
+        row = LoginAttempt(at=utcnow(), ip=ip, email_digest=key, succeeded=False)
+        db.session.add(row)
+        db.session.flush()
+        held.ids[key] = row.id
+    return Verdict(), held
+
+
+def settle(held: Reservation, outcomes: Mapping[str, bool | None], user: User | None = None) -> None:
+    """Record what each reserved attempt turned out to be: a success, a failure, or (None) not tried."""
+    for key, row_id in held.ids.items():
+        outcome = outcomes.get(key)
+        if outcome is None:
+            db.session.execute(delete(LoginAttempt).where(LoginAttempt.id == row_id))
+        elif outcome:
+            db.session.execute(update(LoginAttempt).where(LoginAttempt.id == row_id).values(succeeded=True))
+    db.session.flush()
+    if user is not None:
+        mirror(user)
+
+
 def record(key: str, ip: str, *, succeeded: bool, user: User | None = None) -> None:
-    """Store one attempt and mirror the account's failure count onto ``user``; flushes."""
+    """Store one decided attempt and mirror the account's failure count onto ``user``; flushes."""
     db.session.add(LoginAttempt(at=utcnow(), ip=ip, email_digest=key, succeeded=succeeded))
     db.session.flush()
-    if user is None:
-        return
-    failures, latest = consecutive_failures(key)
+    if user is not None:
+        mirror(user)
+
+
+def mirror(user: User) -> None:
+    """Copy the longer of the account's two runs (passwords, codes) onto the user row for admins."""
+    runs = [consecutive_failures(key) for key in (account_key(user.email), factor_key(user))]
+    failures, latest = max(runs, key=lambda run: run[0])
     user.failed_logins = failures
     wait = backoff_seconds(failures)
     user.locked_until = latest + dt.timedelta(seconds=wait) if failures and wait else None
 
 
 def unlock(user: User, ip: str) -> None:
-    """End the user's run of failures; recorded as a successful attempt. Flushes."""
+    """End both of the user's runs of failures; recorded as successful attempts. Flushes."""
+    record(factor_key(user), ip, succeeded=True)
     record(account_key(user.email), ip, succeeded=True, user=user)
 
 

@@ -182,7 +182,8 @@ def test_resetting_a_second_factor_clears_it_and_ends_the_user_s_sessions(app, a
     with app.app_context():
         assert db.session.scalar(select(func.count()).select_from(RecoveryCode)) == 0
     assert victim.get("/leads/home").status_code == 302
-    assert audit_events(app, "second_factor")[0].details == '{"event":"reset","sessions_revoked":1}'
+    assert audit_events(app, "second_factor")[0].details == (
+        '{"event":"reset","password_renewal":false,"sessions_revoked":1}')
 
 
 def test_admin_lists_and_revokes_a_user_s_sessions(app, admin_client, make_user, login_as):

@@ -52,7 +52,8 @@ def test_opening_hours_refuse_nonsense():
 
 @pytest.fixture
 def config(config):
-    config.update(CLINIC_HOLIDAYS=["2026-12-25"], BASE_URL="https://crm.clinic.example")
+    config.update(CLINIC_HOLIDAYS=["2026-12-25"], BASE_URL="https://crm.clinic.example",
+                  TRUSTED_HOSTS=["localhost", "crm.clinic.example"])  # the test client calls itself localhost
     return config
 
 

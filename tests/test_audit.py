@@ -35,6 +35,9 @@ OBJECTS = {
     "lead_merged": "lead", "leads_imported": "lead", "import_previewed": "lead",
 
     "alert_resent": "alert",
+
+    "integrity_failed": "user", "accounts_sealed": "user", "emergency_access_granted": "user",
+    "emergency_access_used": "endpoint", "emergency_access_ended": "user",
 }
 
 

@@ -45,6 +45,8 @@ def production(tmp_path, pg_schema, keyring_file) -> dict:
         "TESTING": True,
         "SECRET_KEY": STRONG,
         "KEYRING_FILE": str(keyring_file),
+        "DATABASE_TLS_REASON": "the test database runs on this host",  # only read for PostgreSQL
+        "BASE_URL": "https://crm.clinic.test",
         **database_config(tmp_path, pg_schema),
     }
 
@@ -177,6 +179,7 @@ def test_keyring_and_database_url_come_from_the_environment(tmp_path, monkeypatc
     monkeypatch.setenv("CRM_DATABASE_URL", f"sqlite:///{tmp_path / 'env.sqlite3'}")
     monkeypatch.setenv("CRM_SECRET_KEY", STRONG)
     monkeypatch.setenv("CRM_MODE", "production")
+    monkeypatch.setenv("CRM_BASE_URL", "https://crm.clinic.test")
     app = start({"TESTING": True}, tmp_path)
     assert app.extensions["crm_keyring"].audit_key == ring.audit_key
     assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("env.sqlite3")

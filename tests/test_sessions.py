@@ -131,7 +131,7 @@ def test_deactivation_kills_every_session_of_the_user(app, client, make_user, lo
         status, location = _home_status(browser)
         assert status == 302 and location.startswith("/auth/login")
     assert sorted(r.revoked_reason for r in _rows(app, user)) == ["deactivated", "deactivated"]
-    assert audit_events(app, "user_deactivated")[0].details == '{"sessions_revoked":2}'
+    assert audit_events(app, "user_deactivated")[0].details == '{"links_ended":0,"sessions_revoked":2}'
     assert sign_in(app.test_client(), user.email).status_code == 200  # refused, as for a wrong password
 
 

@@ -133,7 +133,8 @@ def test_a_read_only_postgresql_database_at_start_is_a_one_line_refusal(config, 
 
 def _start(command: list[str], tmp_path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRM_", "FLASK_"))}
-    env.update(CRM_DATABASE_URL=UNWRITABLE, CRM_INSTANCE_PATH=str(tmp_path / "instance"))
+    env.update(CRM_DATABASE_URL=UNWRITABLE, CRM_INSTANCE_PATH=str(tmp_path / "instance"),
+               CRM_RATELIMIT_STORAGE_URI="redis://127.0.0.1:6379")  # shared limits, as several workers need
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=90)
 
 

@@ -18,6 +18,7 @@ from ..forms.admin import InviteForm, RoleForm
 from ..models import Role, User, UserSession, db
 from ..operations import alerts
 from ..operations import users as accounts
+from ..urls import external_url
 from . import bp
 
 
@@ -74,7 +75,7 @@ def _email_invitation(user: User, token: str) -> bool:
 
 def _show_link(user: User, token: str, emailed: bool = False) -> str:
     """Render a set-password link once; it is never stored or shown again (only its hash is kept)."""
-    link = url_for("auth.accept_invitation", token=token, _external=True)
+    link = external_url("auth.accept_invitation", token=token)
     hours = int(current_app.config["INVITATION_HOURS"])
     return render_template("admin/user_link.html", user=user, link=link, hours=hours, emailed=emailed)
 

@@ -2,7 +2,7 @@
 
 from flask import Flask
 
-from . import audit, demo, jobs, keys, leads, privacy, users
+from . import audit, demo, emergency, jobs, keys, leads, privacy, users
 
 
 def init_app(app: Flask) -> None:
@@ -17,3 +17,4 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(privacy.backup_group)
     app.cli.add_command(leads.leads)
     app.cli.add_command(jobs.jobs)
+    app.cli.add_command(emergency.break_glass)

@@ -1,10 +1,11 @@
 """Audit log commands: verify the chain and export a signed head.
 
 ``flask --app crm audit verify [--against HEAD.json]`` exits 0 with the number of events
-and the head, or 1 naming the first bad seq. ``flask --app crm audit head --out FILE``
-writes a signed head to keep off the box; verifying against it later proves the log was
-not cut short. Both runs are themselves audited, after the check, so the check never
-sees its own event.
+and the head, or 1 naming the first bad seq; it also checks the MAC of every account,
+session and emergency grant row and exits 1 naming any changed outside the application.
+``flask --app crm audit head --out FILE`` writes a signed head to keep off the box;
+verifying against it later proves the log was not cut short. Both runs are themselves
+audited, after the check, so the check never sees its own event.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flask.cli import with_appcontext
 from sqlalchemy.exc import DBAPIError
 
 from .. import audit as audit_log
+from .. import integrity
 from ..models import db, keyring
 
 
@@ -45,16 +47,23 @@ def verify(against: Path | None, workers: int | None) -> None:
                          details={"reason": "unreadable"})
         db.session.commit()
         raise click.ClickException(f"the audit log could not be read: {type(exc).__name__}") from None
-    _record_verdict(verdict, checkpoint)
+    tampered = integrity.tampered_rows()
+    _record_verdict(verdict, checkpoint, tampered)
     if not verdict.ok:
         raise click.ClickException(
             f"audit log broken at seq {verdict.bad_seq}: {verdict.reason} "
             f"({audit_log.REASONS[verdict.reason or '']}); {verdict.count} events before it verified"
         )
+    if tampered:
+        names = ", ".join(f"{row.table} {row.row_id[:16]}" for row in tampered)
+        raise click.ClickException(
+            f"audit log intact ({verdict.count} events), but {len(tampered)} account or session row(s) "
+            f"fail their MAC (changed outside the application): {names}"
+        )
     against_note = f", reaches signed head seq {checkpoint[0]}" if checkpoint else ""
     click.echo(
         f"audit log intact: {verdict.count} events, head seq {verdict.head_seq} "
-        f"mac {verdict.head_mac.hex()}{against_note}"
+        f"mac {verdict.head_mac.hex()}{against_note}; accounts and sessions intact"
     )
 
 
@@ -69,14 +78,18 @@ def _load_head(path: Path) -> tuple[int, bytes]:
         raise click.ClickException(f"cannot use {path.name}: {exc}") from None
 
 
-def _record_verdict(verdict: audit_log.Verdict, checkpoint: tuple[int, bytes] | None) -> None:
+def _record_verdict(verdict: audit_log.Verdict, checkpoint: tuple[int, bytes] | None,
+                    tampered: list[integrity.Tampered]) -> None:
     """Audit the verification run (its event lands after the events it checked)."""
     details: dict[str, Any] = {"events": verdict.count, "head_seq": verdict.head_seq}
     if checkpoint:
         details["against_seq"] = checkpoint[0]
     if not verdict.ok:
         details.update(bad_seq=verdict.bad_seq, reason=verdict.reason)
-    audit_log.record("audit_verified", object_type="audit", outcome="success" if verdict.ok else "failure",
+    if tampered:
+        details["tampered_rows"] = len(tampered)
+    ok = verdict.ok and not tampered
+    audit_log.record("audit_verified", object_type="audit", outcome="success" if ok else "failure",
                      details=details)
     db.session.commit()
 

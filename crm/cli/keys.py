@@ -207,6 +207,12 @@ def _reseal(ring: crypto.Keyring, purpose: str, row_id: str, blob: bytes) -> byt
         return None
 
 
+def _store_sealed(table: Any, column: Any, row_id: str, fresh: bytes) -> None:
+    """Write a re-sealed secret through its model, so a row MAC covering it is renewed too."""
+    model = next(m.class_ for m in db.Model.registry.mappers if m.local_table is table)
+    setattr(db.session.get(model, row_id), column.key, fresh)
+
+
 def _reseal_secrets(ring: crypto.Keyring) -> int:
     """Re-seal every sealed secret (TOTP seeds) not under the primary, in one audited batch."""
     primary, resealed = ring.primary.kid, 0
@@ -215,7 +221,7 @@ def _reseal_secrets(ring: crypto.Keyring) -> int:
         for row_id, blob in rows:
             fresh = None if crypto.sealed_kid(blob) == primary else _reseal(ring, purpose, row_id, blob)
             if fresh is not None:
-                db.session.execute(update(table).where(table.c.id == row_id).values({column: fresh}))
+                _store_sealed(table, column, row_id, fresh)
                 resealed += 1
     if resealed:
         audit.record("keys_rotated", object_type="key", object_id=str(primary), details={"resealed": resealed})

@@ -8,7 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import current_app
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, crypto, throttle, totp
 from ..models import Invitation, RecoveryCode, Role, User, UserSession, db, keyring, utcnow
@@ -17,6 +18,7 @@ from ..passwords import (
     MIN_LENGTH_WITH_TOTP,
     context_words,
     hash_password,
+    password_length,
     password_problem,
     verify_password,
 )
@@ -63,15 +65,19 @@ def invite_user(email: str, role: Role, display_name: str, actor: User) -> tuple
 
 
 def deactivate_user(user: User, actor: User) -> int:
-    """Disable an account and revoke all its sessions; returns how many were revoked."""
+    """Disable an account, revoke all its sessions and end its set-password links; returns sessions revoked.
+
+    Links end for good: reactivating the account does not bring them back.
+    """
     if user.id == actor.id:
         raise AccountError("You can't deactivate your own account.")
     if user.role == Role.ADMIN and _active_admins() <= 1:
         raise AccountError("Keep at least one active admin.")
     user.is_active_flag = False
     count = revoke_sessions(user, "deactivated")
+    links = _end_invitations(user)
     audit.record("user_deactivated", actor=actor, object_type="user", object_id=user.id,
-                 details={"sessions_revoked": count})
+                 details={"sessions_revoked": count, "links_ended": links})
     return count
 
 
@@ -102,18 +108,34 @@ def _active_admins() -> int:
     ) or 0
 
 
+#: Roles that can open leads and so read PHI (a reports-only role would stay out of this set).
+PHI_ROLES = frozenset({Role.COORDINATOR, Role.CLINICIAN, Role.ADMIN})
+
+
 def second_factor_required(user: User) -> bool:
-    """True for admins, and for everyone when ``REQUIRE_TOTP_FOR_ALL`` is set."""
-    return user.role == Role.ADMIN or bool(current_app.config["REQUIRE_TOTP_FOR_ALL"])
+    """True for admins; for every role that reads PHI under ``SECOND_FACTOR_FOR_PHI`` (production
+    default); for everyone under ``REQUIRE_TOTP_FOR_ALL``."""
+    config = current_app.config
+    if user.role == Role.ADMIN or config["REQUIRE_TOTP_FOR_ALL"]:
+        return True
+    return bool(config["SECOND_FACTOR_FOR_PHI"]) and user.role in PHI_ROLES
 
 
 # --- passwords and invitations -------------------------------------------------------
 
 
 def minimum_password_length(user: User) -> int:
-    """8 characters when the account signs in with a second factor (enrolled or enforced), else 15."""
-    with_totp = user.has_totp or second_factor_required(user)
-    return MIN_LENGTH_WITH_TOTP if with_totp else MIN_LENGTH_SINGLE_FACTOR
+    """8 characters when a second factor is enforced for the account, else 15.
+
+    Enrolment alone does not count: a user can remove a factor they chose, and then the
+    password would stand alone.
+    """
+    return MIN_LENGTH_WITH_TOTP if second_factor_required(user) else MIN_LENGTH_SINGLE_FACTOR
+
+
+def password_renewal_due(user: User) -> bool:
+    """True when a password set under the 8-character rule now stands alone (no factor, none enforced)."""
+    return bool(user.short_password) and not user.has_totp and not second_factor_required(user)
 
 
 def _set_password(user: User, password: str) -> None:
@@ -125,6 +147,7 @@ def _set_password(user: User, password: str) -> None:
         raise AccountError(problem)
     user.password_hash = hash_password(password)
     user.password_changed_at = utcnow()
+    user.short_password = password_length(password) < MIN_LENGTH_SINGLE_FACTOR
 
 
 def change_password(user: User, current: str, new: str, keep: UserSession | None) -> int:
@@ -143,14 +166,20 @@ def rehash_password(user: User, password: str) -> None:
     user.password_hash = hash_password(password)
 
 
-def issue_invitation(user: User, actor: User) -> str:
-    """Create a single-use, expiring set-password token; earlier unused ones stop working."""
+def _end_invitations(user: User) -> int:
+    """Expire every unused set-password link of ``user`` now; returns how many were live."""
     now = utcnow()
-    db.session.execute(
+    return db.session.execute(
         update(Invitation)
         .where(Invitation.user_id == user.id, Invitation.used_at.is_(None), Invitation.expires_at > now)
         .values(expires_at=now)
-    )
+    ).rowcount
+
+
+def issue_invitation(user: User, actor: User) -> str:
+    """Create a single-use, expiring set-password token; earlier unused ones stop working."""
+    _end_invitations(user)
+    now = utcnow()
     token = crypto.random_token()
     hours = int(current_app.config["INVITATION_HOURS"])
     db.session.add(Invitation(id=crypto.token_digest(token), user_id=user.id, created_by=actor.id,
@@ -212,14 +241,41 @@ def enrol_second_factor(user: User, secret: str, code: str) -> list[str] | None:
 
 
 def check_second_factor(user: User, code: str) -> bool:
-    """Accept a TOTP code once: its step must be newer than the last one used. Audited."""
+    """Accept a TOTP code once: its step must be newer than the last one used. Audited.
+
+    The step is claimed with a conditional UPDATE, so of several requests racing with the
+    same code exactly one wins, whatever each had read before.
+    """
     step = totp.matching_step(totp_secret(user), code, user.totp_last_step) if user.has_totp else None
-    if step is not None:
-        user.totp_last_step = step
+    if step is not None and not _claim_step(user, step):
+        step = None
     event = "verified" if step is not None else "failed"
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if step is not None else "failure", details={"event": event})
     return step is not None
+
+
+def _claim_step(user: User, step: int) -> bool:
+    """Record ``step`` as the last one used unless a newer or equal one already is; True if won."""
+    claimed = db.session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    if claimed:
+        set_committed_value(user, "totp_last_step", step)
+    return claimed
+
+
+def _spend(code_row: RecoveryCode) -> bool:
+    """Mark a recovery code used unless a parallel request already did; True if this one won."""
+    return db.session.execute(
+        update(RecoveryCode)
+        .where(RecoveryCode.id == code_row.id, RecoveryCode.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
 
 
 def use_recovery_code(user: User, code: str) -> int | None:
@@ -228,8 +284,8 @@ def use_recovery_code(user: User, code: str) -> int | None:
         select(RecoveryCode).where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
     ))
     match = next((row for row in unused if totp.recovery_code_matches(row.code_hash, code)), None)
-    if match is not None:
-        match.used_at = utcnow()
+    if match is not None and not _spend(match):
+        match = None
     audit.record("second_factor", actor=user, object_type="user", object_id=user.id,
                  outcome="success" if match else "failure",
                  details={"event": "recovery_used" if match else "failed"})
@@ -258,7 +314,8 @@ def reset_second_factor(user: User, actor: User) -> int:
     db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     count = revoke_sessions(user, "second_factor_reset") if actor.id != user.id else 0
     audit.record("second_factor", actor=actor, object_type="user", object_id=user.id,
-                 details={"event": "reset", "sessions_revoked": count})
+                 details={"event": "reset", "sessions_revoked": count,
+                          "password_renewal": password_renewal_due(user)})
     return count
 
 
