@@ -49,6 +49,7 @@ from ..models import (
     phone_index,
     utcnow,
 )
+from .privacy import do_not_contact_match
 
 #: Canonical field → the header names accepted for it (compared without case, spaces, dashes, underscores).
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -209,6 +210,17 @@ def parse_row(line: int, cells: list[str] | None, mapping: dict[int, str], sourc
     details = {k: named[k].strip() for k in ("referrer_name", "referrer_npi") if named.get(k, "").strip()}
     return ParsedRow(line, values, details or None, _fingerprint(source, values, details))
 
+
+
+def do_not_contact_warning(row: ParsedRow) -> str | None:
+    """Flag a row whose phone or e-mail asked not to be contacted (imported, but nobody should call)."""
+    values = row.values
+    if do_not_contact_match(phone=values.get("phone"), email=values.get("email")):
+        return "this phone or e-mail is on the do-not-contact list"
+    return None
+
+
+ROW_CHECKS.append(do_not_contact_warning)
 
 def _fingerprint(source: str, values: dict[str, Any], details: dict[str, Any]) -> str:
     """A keyed digest of the row's normalised content: the same row imported twice has the same one."""

@@ -181,8 +181,8 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
 
 
 def may_contact(lead: Lead) -> bool:
-    """Whether the clinic may still reach out to this lead: the hook a do-not-contact list plugs into."""
-    return lead.is_open
+    """Whether the clinic may still reach out to this lead: open, not erased, and not on do-not-contact."""
+    return lead.is_open and not lead.is_erased and not lead.is_do_not_contact
 
 
 def _book_next_call(lead: Lead, actor: User, now: dt.datetime) -> Callback | None:

@@ -31,6 +31,7 @@ from ..models import (
     encrypted_names,
     utcnow,
 )
+from .guards import refuse_if_erased
 from .leads import add_event, record
 
 #: Every table whose rows belong to one lead, in the order they move.
@@ -53,6 +54,8 @@ def check_merge(survivor: Lead | None, absorbed: Lead | None) -> None:
         raise LookupError("lead")
     if survivor.id == absorbed.id:
         raise ValueError("A lead cannot be merged with itself.")
+    refuse_if_erased(survivor)
+    refuse_if_erased(absorbed)
     if survivor.key is None or absorbed.key is None:
         raise ValueError("A shredded lead cannot take part in a merge.")
     if survivor.merged_into_id or absorbed.merged_into_id:

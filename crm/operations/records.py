@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from .. import crypto
 from ..models import Insurance, Lead, LeadChange, LeadProposal, User, db, utcnow
+from .guards import refuse_if_erased
 from .leads import add_event, record
 
 #: Lead attributes a coordinator may correct.
@@ -61,8 +62,9 @@ def correct_lead(lead: Lead, actor: User, values: dict[str, Any], cause: str = "
                  now: dt.datetime | None = None) -> list[str]:
     """Apply corrected details to the lead and its current insurance; return the names of the changed fields.
 
-    :raises ValueError: when nothing would change, so the view can say so.
+    :raises ValueError: when nothing would change, or the lead was erased, so the view can say so.
     """
+    refuse_if_erased(lead)
     unknown = set(values) - set(LEAD_FIELDS) - {f"insurance.{n}" for n in INSURANCE_FIELDS}
     assert not unknown, unknown  # noqa: S101 - a programming error, never user input
     now = now or utcnow()
