@@ -9,7 +9,9 @@ Caddy) should still read whole requests before passing them on. Override with ``
 
 import os
 
-wsgi_app = "crm:create_app()"
+wsgi_app = "wsgi:app"
+# Load the app once in the master: a refusal to start is one line and exit status 4, not failing workers.
+preload_app = True
 bind = os.environ.get("CRM_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("CRM_WORKERS", "2"))
 worker_class = "gthread"

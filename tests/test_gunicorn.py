@@ -35,7 +35,7 @@ def test_the_configuration_uses_threaded_workers_timeouts_and_only_loopback_prox
     assert conf["worker_class"] == "gthread" and conf["threads"] >= 2
     assert conf["workers"] == 2 and conf["timeout"] == 30 and conf["graceful_timeout"] == 30
     assert conf["forwarded_allow_ips"] == "127.0.0.1,::1"
-    assert conf["wsgi_app"] == "crm:create_app()" and conf["bind"] == "127.0.0.1:8000"
+    assert conf["wsgi_app"] == "wsgi:app" and conf["preload_app"] is True and conf["bind"] == "127.0.0.1:8000"
     assert conf["accesslog"] is None  # patients' addresses are PHI
     assert os.environ["CRM_WORKERS"] == "2"  # the application learns how many workers share the limits
 
