@@ -3,7 +3,8 @@
 Run (as root, from the repository root): ``.venv/bin/python benchmarks/fault_harness.py
 [--database postgresql|sqlite|both] [--scenarios burst,kill,db-stop,...] [--clients 200] [--seconds 60] [--short]``.
 
-The stack is real and on loopback: gunicorn (``gunicorn.conf.py`` when present, 4 workers) serving
+The stack is real and on loopback: the background worker (``flask jobs run``) and gunicorn
+(``gunicorn.conf.py`` when present, 4 workers) serving
 the CRM, a private PostgreSQL cluster (created with ``pg_createcluster`` on a free port, dropped at
 the end) or an SQLite file on a small loop-mounted ext4 image, and a private Redis for the rate
 limits (``CRM_PROXY_FIX=1``; each patient sends from its own loopback address in
@@ -169,6 +170,28 @@ class Redis:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+class Worker:
+    """The background worker (``flask jobs run``): it shares the database and the faults with the web tier."""
+
+    def __init__(self, env: dict[str, str], log: Path):
+        self.log_file = log.open("a")
+        self.process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "crm", "jobs", "run"],
+                                        env={**os.environ, **env}, cwd=ROOT, stdout=self.log_file,
+                                        stderr=subprocess.STDOUT)
+
+    def stop(self) -> int | None:
+        """SIGTERM, as systemd sends it; the exit status (None when it had to be killed)."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return None
+        finally:
+            self.log_file.close()
 
 
 class Server:
@@ -573,15 +596,19 @@ def run_database(kind: str, scenarios: list[str], clients: int, seconds: float, 
                 if NEEDS.get(name, kind) != kind:
                     continue
                 server = Server(env, workdir, workers)
+                worker = Worker(env, server.log)
                 stack = Stack(server, redis, env, postgres, volume)
                 try:
                     outcomes, timings = burst(stack, name, clients, seconds, 1.2, FAULTS[name])
                 finally:
                     server.stop()
+                    worker_exit = worker.stop()
                 stored = stored_enquiries(env)
                 result = judge(name, outcomes, timings, stored, audit_verifies(env),
                                sentinels_in_log(server.log, outcomes))
                 result["database"] = kind
+                if worker_exit != 0:
+                    result["broken"].append(f"the background worker exited with {worker_exit} (not a clean stop)")
                 result["logged"] = logged_failures(server.log)
                 server.log.write_text("")  # each scenario reads only its own log
                 results.append(result)
