@@ -27,6 +27,7 @@ from . import (
 )
 from .forms import csrf
 from .limits import limiter
+from .models import db
 
 
 def create_app(test_config: dict[str, Any] | None = None, instance_path: str | None = None) -> Flask:
@@ -52,7 +53,16 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     templating.init_app(app)
     errors.init_app(app)
     cli.init_app(app)
+    _release_connections(app)
     return app
+
+
+def _release_connections(app: Flask) -> None:
+    """Close every connection start-up opened: ``gunicorn --preload`` forks workers after this, and two
+    workers sharing one inherited connection would corrupt each other's transactions."""
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
 
 
 def register_keys(app: Flask) -> None:

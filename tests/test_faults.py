@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from crm import database
+from crm import create_app, database
+from crm.models import db
 from tests.test_public_form import row_counts, submit
 
 
@@ -54,3 +55,14 @@ def test_a_commit_the_disk_refuses_shows_the_503_page_and_keeps_nothing(client, 
     assert app.config["CLINIC_PHONE"] in page and "Traceback" not in page
     assert row_counts(app)["enquiries"] == 0
     assert submit(client, app).status_code == 303
+
+
+def test_start_up_leaves_no_connection_for_forked_workers_to_share(app, config, tmp_path):
+    """``gunicorn --preload`` forks after create_app: an inherited pooled connection, used by two workers at
+    once, left transactions open and gave a 500 under load (found by the harness on PostgreSQL)."""
+    with app.app_context():
+        db.create_all()  # a schema, so every start-up check really queries
+    second = create_app(config, instance_path=str(tmp_path / "instance"))
+    with second.app_context():
+        pool = db.engine.pool
+        assert pool.checkedin() == 0 and pool.checkedout() == 0
