@@ -56,6 +56,8 @@ ACTIONS = frozenset(
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
         "settings_changed", "lead_erased", "do_not_contact_set", "do_not_contact_lifted", "legal_hold_set",
         "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",
+        "appointment_booked", "appointment_rescheduled", "appointment_cancelled", "appointment_attended",
+        "appointment_no_show", "appointment_exported", "lead_converted",
     }
 )
 OBJECT_TYPES = frozenset({"user", "lead", "session", "endpoint", "key", "audit", "settings", "backup"})

@@ -28,6 +28,9 @@ OBJECTS = {
     "lead_erased": "lead", "do_not_contact_set": "lead", "do_not_contact_lifted": "lead", "legal_hold_set": "lead",
     "legal_hold_released": "lead", "access_requested": "lead", "retention_applied": "lead", "backup_made": "backup",
     "restore_checked": "lead",
+    "appointment_booked": "lead", "appointment_rescheduled": "lead", "appointment_cancelled": "lead",
+    "appointment_attended": "lead", "appointment_no_show": "lead", "appointment_exported": "lead",
+    "lead_converted": "lead",
 }
 
 

@@ -41,4 +41,4 @@ def is_unreadable(value: object) -> bool:
     return value is UNREADABLE
 
 
-from . import actions, detail, privacy, queues  # noqa: E402,F401  (views register on bp)
+from . import actions, appointments, detail, privacy, queues  # noqa: E402,F401  (views register on bp)

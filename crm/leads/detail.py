@@ -29,6 +29,7 @@ from ..forms.leads import (
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
 from . import bp, get_lead_or_404, present
+from .appointment_panel import appointment_forms, appointments_view
 from .privacy_panel import privacy_forms, privacy_view, render_tombstone
 
 REVEALED = "revealed"
@@ -100,7 +101,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
-        "vob": vob_form, "screening": screening, **privacy_forms(lead),
+        "vob": vob_form, "screening": screening, **privacy_forms(lead), **appointment_forms(lead),
     }
 
 
@@ -122,6 +123,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],
         "privacy": privacy_view(lead),
+        "appointments": appointments_view(lead, reader, users),
     }
 
 

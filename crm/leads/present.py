@@ -281,6 +281,7 @@ _EVENT_SUMMARY = {
     "note": lambda e: "Note",
     "acknowledged": lambda e: "Urgent flag acknowledged",
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
+    "appointment": lambda e: f"Appointment {(e.reason or '').replace('_', ' ')}",
     "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
 }
 

@@ -10,7 +10,18 @@ from sqlalchemy import Select, func, select, true
 from sqlalchemy.orm import joinedload, selectinload
 
 from .. import cadence, crypto
-from ..models import Callback, Lead, Stage, User, db, email_index, name_dob_index, phone_index
+from ..models import (
+    Appointment,
+    AppointmentStatus,
+    Callback,
+    Lead,
+    Stage,
+    User,
+    db,
+    email_index,
+    name_dob_index,
+    phone_index,
+)
 from .present import Reader
 
 HOME_LIMIT = 25
@@ -156,3 +167,18 @@ def _norm_text(value: Any) -> str | None:
 
 def _norm_phone(value: Any, region: str) -> str | None:
     return crypto.normalize_phone(value, region) if isinstance(value, str) else None
+
+
+APPOINTMENT_DAYS = 7
+
+
+def upcoming_appointments(now: dt.datetime, zone: ZoneInfo, days: int = APPOINTMENT_DAYS) -> list:
+    """Booked appointments from the start of today (clinic time) through the next ``days`` days, soonest first."""
+    today = cadence.to_local(now, zone).date()
+    start = cadence.midnight_utc(today, zone)
+    end = cadence.midnight_utc(today + dt.timedelta(days=days + 1), zone)
+    query = (select(Appointment).join(Lead, Lead.id == Appointment.lead_id)
+             .where(Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at >= start,
+                    Appointment.starts_at < end, Lead.erased_at.is_(None))
+             .options(joinedload(Appointment.lead)).order_by(Appointment.starts_at).limit(HOME_LIMIT * 2))
+    return list(db.session.scalars(query))

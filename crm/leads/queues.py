@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from ..clinic import clinic_zone
+from ..forms.appointments import KIND_LABELS, PLACE_LABELS
 from ..forms.leads import LeadFilterForm, SearchForm, options
 from ..models import Lead, db, utcnow
 from ..operations import leads as ops
@@ -38,8 +41,18 @@ def home():
         "new": [lead_row(lead, reader, users, now) for lead in q.new_unassigned()],
     }
     counts = q.stage_counts()
-    audit_listing("home", [row for rows in queues.values() for row in rows], reader)
-    return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None))
+    appointments = appointment_rows(q.upcoming_appointments(now, zone), users)
+    audit_listing("home", [row for rows in queues.values() for row in rows] + appointments, reader)
+    return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None),
+                           appointments=appointments, appointment_days=q.APPOINTMENT_DAYS)
+
+
+def appointment_rows(appointments: list, users: dict) -> list[SimpleNamespace]:
+    """Home's appointment rows: reference code, kind, place and clinician only (no PHI is decrypted)."""
+    return [SimpleNamespace(id=a.lead_id, lead_id=a.lead_id, reference=a.lead.reference, starts_at=a.starts_at,
+                            kind=KIND_LABELS.get(a.kind, a.kind), place=PLACE_LABELS.get(a.place, a.place),
+                            clinician=staff_name(users.get(a.clinician_id)), appointment_id=a.id)
+            for a in appointments]
 
 
 @bp.get("/")

@@ -17,6 +17,8 @@ from ..models import (
     EXIT_STAGES,
     REOPEN_REASONS,
     REOPENABLE_STAGES,
+    Appointment,
+    AppointmentStatus,
     Callback,
     ContactAttempt,
     CoverageType,
@@ -244,15 +246,30 @@ def check_move(lead: Lead, target: str, reason: str | None, expected: str | None
         problem = readiness_problem(lead)
         if problem:
             raise ValueError(problem)
+    if target == Stage.SCHEDULED and not has_booked_appointment(lead):
+        raise ValueError("Book the appointment (kind, time, place, clinician) to move the lead to scheduled.")
+    if target == Stage.CONVERTED and lead.first_treatment_on is None:
+        raise ValueError("Converting needs the first treatment's date: record it under Appointments.")
+
+
+def has_booked_appointment(lead: Lead) -> bool:
+    """True while the lead has an appointment booked and not yet attended, missed or cancelled."""
+    return bool(db.session.scalar(select(func.count()).select_from(Appointment).where(
+        Appointment.lead_id == lead.id, Appointment.status == AppointmentStatus.BOOKED)))
 
 
 def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
                now: dt.datetime | None = None, expected: str | None = None) -> None:
     """Move the lead to ``target`` as the pipeline allows, recording who, when and why."""
     check_move(lead, target, reason, expected)
-    now = now or utcnow()
     source = lead.stage
     reason = reason if move_needs_reason(Stage(source), Stage(target)) else None
+    apply_move(lead, target, reason, actor, now or utcnow())
+
+
+def apply_move(lead: Lead, target: str, reason: str | None, actor: User | None, now: dt.datetime) -> None:
+    """Put the lead in ``target`` and record it; callers have checked the move (a no-show steps back)."""
+    source = lead.stage
     if target in EXIT_STAGES:
         _close_callbacks(lead, now)
     lead.set_stage(target, reason, now)
