@@ -677,11 +677,15 @@ class Screening(LeadOwned, db.Model):
     outcome: Mapped[str] = mapped_column(String(24))
     signed_off_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sign_off_decision: Mapped[str | None] = mapped_column(String(24))  # eligible, not_eligible, needs_more_information
+    sign_off_reason: Mapped[str | None] = mapped_column(String(40))  # an ineligible exit reason, for not_eligible
 
     answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     result_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sign_off_note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     answers = Encrypted("json")
     result = Encrypted("json")
+    sign_off_note = Encrypted()
 
     lead: Mapped[Lead] = relationship()
 

@@ -565,7 +565,8 @@ def test_clinician_sign_off_records_who_and_when(app, client, staff, coordinator
     clinician = make_user(role=Role.CLINICIAN, display_name="Dr Rivera")
     doctor = app.test_client()
     login_as(doctor, clinician)
-    assert doctor.post(f"/leads/{lead_id}/screenings/{screening_id}/sign-off").status_code == 302
+    assert doctor.post(f"/leads/{lead_id}/screenings/{screening_id}/sign-off",
+                       data={"decision": "eligible", "note": "Blood pressure fine"}).status_code == 302
     with app.app_context():
         screening = db.session.get(Screening, screening_id)
         assert screening.signed_off_by == clinician.id and screening.signed_off_at is not None

@@ -11,6 +11,7 @@ from ..models import Role
 EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z"
 ROLE_CHOICES = [
     SelectChoice(Role.COORDINATOR.value, "Coordinator: works leads"),
+    SelectChoice(Role.CLINICIAN.value, "Clinician: signs off pre-screens, sees crisis escalations and appointments"),
     SelectChoice(Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),
 ]
 

@@ -13,6 +13,7 @@ from flask_wtf import FlaskForm
 from .. import cadence, eligibility
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.clinician import SignOffForm
 from ..forms.leads import AttemptForm, ConfirmForm, NoteForm, ScreeningForm, VobForm
 from ..models import Lead, Role, Screening, User, db
 from ..operations import insurance as ops_insurance
@@ -150,12 +151,14 @@ def record_screening(lead_id: uuid.UUID):
 
 @bp.post("/<uuid:lead_id>/screenings/<uuid:screening_id>/sign-off")
 def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
-    """Sign off a pre-screen as the reviewing clinician."""
+    """Sign off a pre-screen as the reviewing clinician: a decision and a note, audited."""
     lead = get_lead_or_404(lead_id, for_update=True)
     screening = db.session.get(Screening, str(screening_id))
     if screening is None or screening.lead_id != lead.id:
         abort(404)
     if current_user.role != Role.CLINICIAN:
         deny("clinician_only")
-    return perform(lead, ConfirmForm(), "screening", lambda: ops_screening.sign_off(screening, current_user),
-                   "Screening signed off.", form_key="confirm")
+    form = SignOffForm()
+    return perform(lead, form, "screening", lambda: ops_screening.sign_off(
+        screening, current_user, form.decision.data, form.note.data, form.reason.data or None),
+        "Screening signed off.", form_key="sign_off")

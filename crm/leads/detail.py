@@ -14,6 +14,7 @@ from wtforms.fields.choices import SelectChoice
 from .. import cadence, crypto, eligibility, vob
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.clinician import SignOffForm
 from ..forms.leads import (
     AssignForm,
     AttemptForm,
@@ -102,6 +103,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
         "vob": vob_form, "screening": screening, **privacy_forms(lead), **appointment_forms(lead),
+        "sign_off": SignOffForm(formdata=None),
     }
 
 

@@ -215,6 +215,7 @@ def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[
         result = result if isinstance(result, dict) else {}
         out.append({"record": row, "result": result, "by": staff_name(users.get(row.performed_by)),
                     "signed_by": staff_name(users.get(row.signed_off_by)),
+                    "sign_off_note": reader.get(row, "sign_off_note", lead.id) if row.signed_off_at else None,
                     "reasons": [eligibility.reason_text(code) for code in result.get("reasons", [])],
                     "steps": eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])})
     return out

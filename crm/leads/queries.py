@@ -6,15 +6,18 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, select, true
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, exists, func, select, true
+from sqlalchemy.orm import aliased, joinedload, selectinload
 
-from .. import cadence, crypto
+from .. import cadence, crypto, eligibility
 from ..models import (
+    OPEN_STAGES,
     Appointment,
     AppointmentStatus,
     Callback,
     Lead,
+    LeadEvent,
+    Screening,
     Stage,
     User,
     db,
@@ -181,4 +184,26 @@ def upcoming_appointments(now: dt.datetime, zone: ZoneInfo, days: int = APPOINTM
              .where(Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at >= start,
                     Appointment.starts_at < end, Lead.erased_at.is_(None))
              .options(joinedload(Appointment.lead)).order_by(Appointment.starts_at).limit(HOME_LIMIT * 2))
+    return list(db.session.scalars(query))
+
+
+def screenings_awaiting_sign_off(limit: int = HOME_LIMIT) -> list[Screening]:
+    """Each open lead's newest pre-screen that needs a clinician's review and has none yet, oldest first.
+
+    Used by the clinician's home and by alerting; returns rows with their leads loaded, no PHI decrypted.
+    """
+    newer = aliased(Screening)
+    query = (select(Screening).join(Lead, Lead.id == Screening.lead_id)
+             .where(Screening.outcome == eligibility.REVIEW, Screening.signed_off_at.is_(None),
+                    Lead.erased_at.is_(None), Lead.stage.in_(OPEN_STAGES),
+                    ~exists().where(newer.lead_id == Screening.lead_id, newer.performed_at > Screening.performed_at))
+             .options(joinedload(Screening.lead)).order_by(Screening.performed_at).limit(limit))
+    return list(db.session.scalars(query))
+
+
+def crisis_escalations(limit: int = HOME_LIMIT) -> list[LeadEvent]:
+    """The newest crisis escalations (C-SSRS high risk) on leads not erased, newest first."""
+    query = (select(LeadEvent).join(Lead, Lead.id == LeadEvent.lead_id)
+             .where(LeadEvent.kind == "crisis_escalated", Lead.erased_at.is_(None))
+             .options(joinedload(LeadEvent.lead)).order_by(LeadEvent.at.desc()).limit(limit))
     return list(db.session.scalars(query))

@@ -10,7 +10,7 @@ from flask_login import current_user
 from ..clinic import clinic_zone
 from ..forms.appointments import KIND_LABELS, PLACE_LABELS
 from ..forms.leads import LeadFilterForm, SearchForm, options
-from ..models import Lead, db, utcnow
+from ..models import Lead, Role, db, utcnow
 from ..operations import leads as ops
 from . import bp
 from . import queries as q
@@ -42,9 +42,19 @@ def home():
     }
     counts = q.stage_counts()
     appointments = appointment_rows(q.upcoming_appointments(now, zone), users)
-    audit_listing("home", [row for rows in queues.values() for row in rows] + appointments, reader)
+    clinical = clinician_queues(reader, users, now) if current_user.role == Role.CLINICIAN else {}
+    shown = [row for rows in (*queues.values(), *clinical.values()) for row in rows] + appointments
+    audit_listing("home", shown, reader)
     return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None),
-                           appointments=appointments, appointment_days=q.APPOINTMENT_DAYS)
+                           appointments=appointments, appointment_days=q.APPOINTMENT_DAYS, clinical=clinical)
+
+
+def clinician_queues(reader: Reader, users: dict, now) -> dict[str, list]:
+    """A clinician's queues: pre-screens awaiting sign-off, and crisis escalations."""
+    return {
+        "sign_off": [lead_row(s.lead, reader, users, now) for s in q.screenings_awaiting_sign_off()],
+        "crisis": [lead_row(e.lead, reader, users, now) for e in q.crisis_escalations()],
+    }
 
 
 def appointment_rows(appointments: list, users: dict) -> list[SimpleNamespace]:

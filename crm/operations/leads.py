@@ -222,9 +222,10 @@ def readiness_problem(lead: Lead) -> str | None:
     screening = db.session.scalars(select(Screening).where(Screening.lead_id == lead.id)
                                    .order_by(Screening.performed_at.desc()).limit(1)).first()
     outcome = screening.outcome if screening else None
-    passed = outcome == eligibility.ELIGIBLE or outcome == eligibility.REVIEW and screening.signed_off_at
+    cleared = screening is not None and screening.sign_off_decision == eligibility.ELIGIBLE
+    passed = outcome == eligibility.ELIGIBLE or outcome == eligibility.REVIEW and cleared
     if not passed:
-        return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review)."
+        return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review as eligible)."
     finished = db.session.scalar(select(func.count()).select_from(Insurance).where(
         Insurance.lead_id == lead.id,
         (Insurance.vob_status == vob.RULES["finished_status"]) | (Insurance.coverage_type == CoverageType.SELF_PAY)))

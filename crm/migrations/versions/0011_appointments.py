@@ -1,7 +1,8 @@
-"""appointments: booked visits per lead, and the first treatment's date on converting
+"""appointments and clinician sign-off decisions
 
 Additive only: the ``appointments`` table (notes encrypted with the lead's key, so erasure
-shreds them through ``lead_id``) and a nullable encrypted column on ``leads``.
+shreds them through ``lead_id``), the first treatment's date (encrypted) on ``leads``, and a
+clinician's sign-off decision, reason and encrypted note on ``screenings``.
 
 Revision ID: 0011
 Revises: 0008
@@ -17,8 +18,17 @@ branch_labels = None
 depends_on = None
 
 
+SCREENING_COLUMNS = (
+    ('sign_off_decision', sa.String(length=24)),
+    ('sign_off_reason', sa.String(length=40)),
+    ('sign_off_note_enc', sa.LargeBinary()),
+)
+
+
 def upgrade():
     op.add_column('leads', sa.Column('first_treatment_on_enc', sa.LargeBinary(), nullable=True))
+    for name, type_ in SCREENING_COLUMNS:
+        op.add_column('screenings', sa.Column(name, type_, nullable=True))
     op.create_table(
         'appointments',
         sa.Column('id', sa.String(length=36), nullable=False),
@@ -44,4 +54,6 @@ def upgrade():
 
 def downgrade():
     op.drop_table('appointments')
+    for name, _ in SCREENING_COLUMNS:
+        op.drop_column('screenings', name)
     op.drop_column('leads', 'first_treatment_on_enc')
