@@ -8,6 +8,7 @@ from typing import Any
 
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     DateTimeLocalField,
     DecimalField,
@@ -114,6 +115,7 @@ class AttemptForm(FlaskForm):
     channel = SelectField("Channel", choices=_choices(list(Channel)), default=Channel.CALL)
     outcome = SelectField("Outcome", choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
     note = TextAreaField("Note (optional)", id="attempt_note", validators=[Optional(), Length(max=2000)])
+    confirm_repeat = BooleanField("Yes, log another attempt (one was logged less than two minutes ago)")
 
 
 class CallbackForm(FlaskForm):

@@ -11,7 +11,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
-from .. import cadence, crypto, eligibility, vob
+from .. import cadence, calling_hours, crypto, eligibility, vob
 from ..auth import deny
 from ..clinic import clinic_zone
 from ..forms.clinician import SignOffForm
@@ -126,6 +126,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "vob_disclaimer": vob.RULES["disclaimer"],
         "privacy": privacy_view(lead),
         "appointments": appointments_view(lead, reader, users),
+        "calling_hours_warning": calling_hours.warning(now, calling_hours.patient_zone(clinic_zone())),
     }
 
 

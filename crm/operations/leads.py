@@ -145,6 +145,15 @@ def _stage_after_attempt(lead: Lead, outcome: str) -> Stage | None:
     return Stage.CONTACTING if lead.stage == Stage.NEW else None
 
 
+REPEAT_WINDOW = dt.timedelta(minutes=2)
+
+
+def recent_attempt(lead: Lead, now: dt.datetime) -> bool:
+    """True when an attempt was logged on the lead in the last two minutes (a double submit, usually)."""
+    return bool(db.session.scalar(select(func.count()).select_from(ContactAttempt).where(
+        ContactAttempt.lead_id == lead.id, ContactAttempt.at > now - REPEAT_WINDOW)))
+
+
 def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str | None = None,
                 now: dt.datetime | None = None) -> AttemptResult:
     """Record a call, text or e-mail; advance the stage and close due callbacks."""
