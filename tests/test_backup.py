@@ -71,7 +71,7 @@ def test_backup_manifest_names_the_schema_revision(config, tmp_path):
     result = migrated.test_cli_runner().invoke(args=["backup", str(tmp_path / "m-backup.sqlite3")])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "m-backup.sqlite3.manifest.json").read_text())
-    assert manifest["schema_revision"] == "0008"
+    assert manifest["schema_revision"] == "0011"
 
 
 def test_backup_refuses_to_overwrite(runner, tmp_path):
