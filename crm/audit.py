@@ -62,6 +62,8 @@ ACTIONS = frozenset(
         "proposal_accepted", "proposal_dismissed", "lead_merged", "leads_imported", "import_previewed", "alert_resent",
         "integrity_failed", "accounts_sealed", "emergency_access_granted",
         "emergency_access_used", "emergency_access_ended",
+        "appointment_booked", "appointment_rescheduled", "appointment_cancelled", "appointment_attended",
+        "appointment_no_show", "appointment_exported", "lead_converted",
     }
 )
 OBJECT_TYPES = frozenset(

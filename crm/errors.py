@@ -19,7 +19,22 @@ def render_http_error(error: HTTPException):
 
     db.session.rollback()
     code = error.code or 500
-    return render_template("errors/error.html", code=code), code
+    template = "errors/staff_error.html" if code in STAFF_CODES and staff_signed_in() else "errors/error.html"
+    return render_template(template, code=code), code
+
+
+#: Errors a signed-in staff member sees in the staff layout, with a way back to the workspace.
+STAFF_CODES = (403, 404, 500)
+
+
+def staff_signed_in() -> bool:
+    """True when a staff member is signed in; never raises (a failing user load means the public page)."""
+    from flask_login import current_user
+
+    try:
+        return bool(current_user.is_authenticated)
+    except Exception:  # noqa: BLE001 - the error page must render whatever broke the request
+        return False
 
 
 def render_rate_limited(error: RateLimitExceeded):

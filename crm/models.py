@@ -612,6 +612,7 @@ class Lead(Identified, db.Model):
     zip_code_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     preferences_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     source_details_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    first_treatment_on_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # recorded on converting
 
     phone_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
     email_bidx: Mapped[int | None] = mapped_column(Integer, index=True)
@@ -625,6 +626,7 @@ class Lead(Identified, db.Model):
     zip_code = Encrypted()
     preferences = Encrypted("json")
     source_details = Encrypted("json")  # referring provider or VA authorisation
+    first_treatment_on = Encrypted("date")
 
     key: Mapped[LeadKey | None] = relationship(cascade="all, delete-orphan", passive_deletes=True)
     enquiries: Mapped[list[Enquiry]] = relationship(back_populates="lead", order_by="Enquiry.received_at")
@@ -870,11 +872,15 @@ class Screening(LeadOwned, db.Model):
     outcome: Mapped[str] = mapped_column(String(24))
     signed_off_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
     signed_off_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    sign_off_decision: Mapped[str | None] = mapped_column(String(24))  # eligible, not_eligible, needs_more_information
+    sign_off_reason: Mapped[str | None] = mapped_column(String(40))  # an ineligible exit reason, for not_eligible
 
     answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     result_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    sign_off_note_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     answers = Encrypted("json")
     result = Encrypted("json")
+    sign_off_note = Encrypted()
 
     lead: Mapped[Lead] = relationship()
 
@@ -915,6 +921,47 @@ class Callback(Identified, db.Model):
     done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     lead: Mapped[Lead] = relationship()
+
+
+class AppointmentKind(StrEnum):
+    CONSULTATION = "consultation"
+    REMS_FIRST_TREATMENT = "rems_first_treatment"
+    OTHER = "other"
+
+
+class AppointmentPlace(StrEnum):
+    CLINIC = "clinic"
+    TELEHEALTH = "telehealth"
+
+
+class AppointmentStatus(StrEnum):
+    BOOKED = "booked"
+    ATTENDED = "attended"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class Appointment(LeadOwned, db.Model):
+    """A booked visit (consultation, REMS enrolment / first treatment…); notes encrypted with the lead's key."""
+
+    __tablename__ = "appointments"
+    __table_args__ = (Index("ix_appointments_status_starts", "status", "starts_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    starts_at: Mapped[dt.datetime] = mapped_column(DateTime)  # naive UTC; shown in the clinic's zone
+    place: Mapped[str] = mapped_column(String(16))
+    clinician_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=AppointmentStatus.BOOKED)
+    created_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    notes_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    notes = Encrypted()
+
+    lead: Mapped[Lead] = relationship()
+    clinician: Mapped[User] = relationship(foreign_keys=[clinician_id])
 
 
 class LeadEvent(LeadOwned, db.Model):

@@ -38,6 +38,9 @@ OBJECTS = {
 
     "integrity_failed": "user", "accounts_sealed": "user", "emergency_access_granted": "user",
     "emergency_access_used": "endpoint", "emergency_access_ended": "user",
+    "appointment_booked": "lead", "appointment_rescheduled": "lead", "appointment_cancelled": "lead",
+    "appointment_attended": "lead", "appointment_no_show": "lead", "appointment_exported": "lead",
+    "lead_converted": "lead",
 }
 
 

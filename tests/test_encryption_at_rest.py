@@ -12,6 +12,7 @@ from sqlalchemy import select, text
 
 from crm import crypto
 from crm.models import (
+    Appointment,
     ContactAttempt,
     Encrypted,
     Enquiry,
@@ -22,6 +23,7 @@ from crm.models import (
     LeadEvent,
     LeadProposal,
     Screening,
+    User,
     db,
     email_index,
     encrypted_names,
@@ -41,6 +43,8 @@ REQUIRED: dict[type, dict[str, Any]] = {
     LeadEvent: {"kind": "note"},
     LeadProposal: {"status": "pending"},
     LeadChange: {"field": "phone", "cause": "correction"},
+    Appointment: {"kind": "consultation", "starts_at": dt.datetime(2026, 6, 3, 21, 30), "place": "clinic",
+                  "clinician": lambda: User(email="clinician@clinic.test", role="clinician")},
 }
 KNOWN = {
     ("leads", "first_name"): sentinels.FIRST_NAME,
@@ -82,7 +86,7 @@ def build_rows(lead: Lead) -> list[Any]:
         if model is Lead:
             continue
         owner = {"insurance": insurance} if "insurance_id" in model.__table__.c else {"lead": lead}
-        row = model(**owner, **REQUIRED[model])
+        row = model(**owner, **{k: v() if callable(v) else v for k, v in REQUIRED[model].items()})
         insurance = row if model is Insurance else insurance
         rows.append(row)
     for row in rows:

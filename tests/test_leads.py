@@ -294,7 +294,7 @@ def test_log_attempts_moves_stage_and_is_audited(app, staff, make_lead):
     staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer", "note": sentinels.NOTE})
     facts = load(app, lead_id)
     assert facts["stage"] == "contacting" and facts["attempt_count"] == 1 and facts["first_attempt_at"]
-    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "reached"})
+    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "reached", "confirm_repeat": "y"})
     facts = load(app, lead_id)
     assert facts["stage"] == "contacted" and facts["first_contact_at"] and facts["attempt_count"] == 2
     assert [json.loads(e.details)["outcome"] for e in audit_events(app, "attempt_logged", object_id=lead_id)] == [
@@ -316,8 +316,8 @@ def test_invalid_attempt_rerenders_with_error(staff, make_lead):
 def test_cadence_exhausted_prompts(app, staff, make_lead):
     lead_id = make_lead()
     for _ in range(6):
-        response = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "voicemail_left"},
-                              follow_redirects=True)
+        response = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "voicemail_left",
+                                                                   "confirm_repeat": "y"}, follow_redirects=True)
     html = response.get_data(as_text=True)
     assert "Contact cadence exhausted" in html and "Move to unreachable" in html
     assert load(app, lead_id)["stage"] == "contacting"
@@ -332,7 +332,8 @@ def test_cadence_exhausted_can_move_automatically(app, staff, make_lead, monkeyp
     monkeypatch.setitem(cadence.RULES, "on_exhausted", "unreachable")
     lead_id = make_lead()
     for _ in range(6):
-        staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"})
+        staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer",
+                                                       "confirm_repeat": "y"})
     assert load(app, lead_id)["stage"] == "unreachable"
     assert load(app, lead_id)["stage_reason"] == "cadence_exhausted"
 
@@ -565,7 +566,8 @@ def test_clinician_sign_off_records_who_and_when(app, client, staff, coordinator
     clinician = make_user(role=Role.CLINICIAN, display_name="Dr Rivera")
     doctor = app.test_client()
     login_as(doctor, clinician)
-    assert doctor.post(f"/leads/{lead_id}/screenings/{screening_id}/sign-off").status_code == 302
+    assert doctor.post(f"/leads/{lead_id}/screenings/{screening_id}/sign-off",
+                       data={"decision": "eligible", "note": "Blood pressure fine"}).status_code == 302
     with app.app_context():
         screening = db.session.get(Screening, screening_id)
         assert screening.signed_off_by == clinician.id and screening.signed_off_at is not None
@@ -618,3 +620,37 @@ def test_list_and_home_pages_audit_which_leads_they_showed(app, client, make_use
                                     .order_by(AuditEvent.seq)).all()
         assert [(e.actor_id, json.loads(e.details)["view"]) for e in events] == [(user.id, "list"), (user.id, "home")]
         assert all(json.loads(e.details)["leads"] == [lead_id] for e in events)
+
+
+def test_a_second_attempt_within_two_minutes_asks_for_confirmation(app, staff, coordinator, login_as, make_lead,
+                                                                   time_machine):
+    time_machine.move_to(dt.datetime(2026, 6, 1, 18, 0, tzinfo=dt.UTC), tick=False)  # 11 am in the clinic
+    login_as(staff, coordinator)
+    lead_id = make_lead()
+    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"})
+    time_machine.shift(dt.timedelta(seconds=90))
+    asked = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "text", "outcome": "no_answer",
+                                                           "note": "second try"})
+    page = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "less than two minutes ago" in page and 'id="confirm_repeat"' in page
+    assert "\nsecond try</textarea>" in page and load(app, lead_id)["attempt_count"] == 1
+    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "text", "outcome": "no_answer", "confirm_repeat": "y"})
+    assert load(app, lead_id)["attempt_count"] == 2
+    time_machine.shift(dt.timedelta(minutes=3))
+    assert staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"}).status_code == 302
+    assert load(app, lead_id)["attempt_count"] == 3
+
+
+@pytest.mark.parametrize("utc_hour,warned", [(14, True), (15, False), (3, False), (4, True), (12, True)])
+def test_attempts_outside_calling_hours_warn(app, staff, coordinator, login_as, make_lead, time_machine, utc_hour,
+                                             warned):
+    # June, Los Angeles is UTC-7: 14 → 7 am, 15 → 8 am, 3 → 8 pm, 4 → 9 pm, 12 → 5 am
+    time_machine.move_to(dt.datetime(2026, 6, 2, utc_hour, 0, tzinfo=dt.UTC), tick=False)
+    login_as(staff, coordinator)
+    lead_id = make_lead()
+    page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
+    logged = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"},
+                        follow_redirects=True).get_data(as_text=True)
+    assert ("outside TCPA calling hours" in page) is warned
+    assert ("outside TCPA calling hours" in logged) is warned
+    assert load(app, lead_id)["attempt_count"] == 1

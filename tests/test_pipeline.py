@@ -134,7 +134,8 @@ class Pipeline(RuleBasedStateMachine):
         latest = db.session.scalars(select(Screening).where(Screening.lead_id == self.lead.id)
                                     .order_by(Screening.performed_at.desc())).first()
         if latest is not None:
-            if self._run(lambda: ops_screening.sign_off(latest, self.clinician), not self.signed):
+            action = lambda: ops_screening.sign_off(latest, self.clinician, "eligible", "Reviewed")  # noqa: E731
+            if self._run(action, not self.signed):
                 self.signed = True
 
     @rule(status=st.sampled_from(["in_progress", "verified"]), coverage=st.sampled_from(["ppo", "self_pay"]))

@@ -410,8 +410,8 @@ def test_new_lead_with_a_listed_phone_warns_but_the_patients_web_enquiry_is_acce
         db.session.commit()
     page = coordinator_client.get(f"/leads/{again.id}").get_data(as_text=True)
     assert "Check with the patient before any call" in page
-    logged = coordinator_client.post(f"/leads/{again.id}/attempts", data={"channel": "call", "outcome": "reached"},
-                                     follow_redirects=True)
+    logged = coordinator_client.post(f"/leads/{again.id}/attempts", data={  # its stored attempt is seconds old
+        "channel": "call", "outcome": "reached", "confirm_repeat": "y"}, follow_redirects=True)
     assert "Attempt logged." in logged.get_data(as_text=True)  # a warning, not a block: they asked again
 
 

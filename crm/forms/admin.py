@@ -14,6 +14,7 @@ EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z"
 ROLE_CHOICES = [
     SelectChoice(Role.COORDINATOR.value, "Coordinator: works leads"),
     SelectChoice(Role.MANAGER.value, "Manager: reads reports only, never a patient's details"),
+    SelectChoice(Role.CLINICIAN.value, "Clinician: signs off pre-screens, sees crisis escalations and appointments"),
     SelectChoice(Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),
 ]
 

@@ -9,6 +9,7 @@ from typing import Any
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     DateTimeLocalField,
     DecimalField,
@@ -138,6 +139,7 @@ class AttemptForm(FlaskForm):
     channel = SelectField(_l("Channel"), choices=_choices(list(Channel)), default=Channel.CALL)
     outcome = SelectField(_l("Outcome"), choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
     note = TextAreaField(_l("Note (optional)"), id="attempt_note", validators=[Optional(), Length(max=2000)])
+    confirm_repeat = BooleanField(_l("Yes, log another attempt (one was logged less than two minutes ago)"))
 
 
 class CallbackForm(FlaskForm):

@@ -72,4 +72,4 @@ def is_unreadable(value: object) -> bool:
     return value is UNREADABLE
 
 
-from . import actions, detail, intake, privacy, queues, records  # noqa: E402,F401  (views register on bp)
+from . import actions, appointments, detail, intake, privacy, queues, records  # noqa: E402,F401  (views register on bp)

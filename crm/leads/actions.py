@@ -11,11 +11,12 @@ from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 
-from .. import cadence, eligibility
+from .. import cadence, calling_hours, eligibility
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.clinician import SignOffForm
 from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
-from ..models import Lead, Role, Screening, User, db
+from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
 from ..operations import screening as ops_screening
@@ -73,6 +74,9 @@ def set_language(lead_id: uuid.UUID):
 
 def _attempt_message(result: ops.AttemptResult) -> str:
     parts = ["Attempt logged."]
+    late = calling_hours.warning(utcnow(), calling_hours.patient_zone(clinic_zone()))
+    if late:
+        parts.append(late)
     if result.moved_to:
         parts.append(f"Stage is now {result.moved_to.replace('_', ' ')}.")
     if result.exhausted and not result.moved_to == "unreachable":
@@ -85,6 +89,11 @@ def log_attempt(lead_id: uuid.UUID):
     """Log a call, text or e-mail and how it went."""
     lead = get_lead_or_404(lead_id, for_update=True)
     form = AttemptForm()
+    if (form.validate_on_submit() and not form.confirm_repeat.data and lead.is_open and not lead.is_do_not_contact
+            and ops.recent_attempt(lead, utcnow())):
+        form.confirm_repeat.errors = ["An attempt was logged on this lead less than two minutes ago: "
+                                      "tick to confirm this is another one."]
+        return render_detail(lead, attempt=form)
     return perform(lead, form, "attempt", lambda: ops.log_attempt(
         lead, current_user, form.channel.data, form.outcome.data, form.note.data), _attempt_message)
 
@@ -161,12 +170,14 @@ def record_screening(lead_id: uuid.UUID):
 
 @bp.post("/<uuid:lead_id>/screenings/<uuid:screening_id>/sign-off")
 def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
-    """Sign off a pre-screen as the reviewing clinician."""
+    """Sign off a pre-screen as the reviewing clinician: a decision and a note, audited."""
     lead = get_lead_or_404(lead_id, for_update=True)
     screening = db.session.get(Screening, str(screening_id))
     if screening is None or screening.lead_id != lead.id:
         abort(404)
     if current_user.role != Role.CLINICIAN:
         deny("clinician_only")
-    return perform(lead, ConfirmForm(), "screening", lambda: ops_screening.sign_off(screening, current_user),
-                   _("Screening signed off."), form_key="confirm")
+    form = SignOffForm()
+    return perform(lead, form, "screening", lambda: ops_screening.sign_off(
+        screening, current_user, form.decision.data, form.note.data, form.reason.data or None),
+        _("Screening signed off."), form_key="sign_off")

@@ -11,9 +11,10 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
-from .. import cadence, crypto, eligibility, vob
+from .. import cadence, calling_hours, crypto, eligibility, vob
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms.clinician import SignOffForm
 from ..forms.intake import MergeForm
 from ..forms.leads import (
     AssignForm,
@@ -31,6 +32,7 @@ from ..forms.leads import (
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
 from . import bp, get_lead_or_404, present
+from .appointment_panel import appointment_forms, appointments_view
 from .privacy_panel import privacy_forms, privacy_view, render_tombstone
 
 REVEALED = "revealed"
@@ -103,6 +105,7 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
         "vob": vob_form, "screening": screening, "merge": MergeForm(formdata=None), **privacy_forms(lead),
+        **appointment_forms(lead), "sign_off": SignOffForm(formdata=None),
         "language": LanguageForm(formdata=None, language=lead.preferred_language or ""),
     }
 
@@ -129,6 +132,8 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],
         "privacy": privacy_view(lead),
+        "appointments": appointments_view(lead, reader, users),
+        "calling_hours_warning": calling_hours.warning(now, calling_hours.patient_zone(clinic_zone())),
     }
 
 

@@ -265,6 +265,7 @@ def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[
         result = result if isinstance(result, dict) else {}
         out.append({"record": row, "result": result, "by": staff_name(users.get(row.performed_by)),
                     "signed_by": staff_name(users.get(row.signed_off_by)),
+                    "sign_off_note": reader.get(row, "sign_off_note", lead.id) if row.signed_off_at else None,
                     "reasons": [eligibility.reason_text(code) for code in result.get("reasons", [])],
                     "steps": eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])})
     return out
@@ -332,6 +333,7 @@ _EVENT_SUMMARY = {
     "note": lambda e: "Note",
     "acknowledged": lambda e: "Urgent flag acknowledged",
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
+    "appointment": lambda e: f"Appointment {(e.reason or '').replace('_', ' ')}",
     "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
     "language_changed": lambda e: f"Preferred language: {language_name(e.reason)}",
     "proposal_accepted": lambda e: "New details from an unverified enquiry accepted",

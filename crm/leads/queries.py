@@ -6,11 +6,26 @@ import datetime as dt
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, func, or_, select, true
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy import Select, exists, func, or_, select, true
+from sqlalchemy.orm import aliased, joinedload, selectinload
 
-from .. import cadence, crypto, models
-from ..models import Callback, Enquiry, Lead, Stage, User, db, email_index, name_dob_index, phone_index
+from .. import cadence, crypto, eligibility, models
+from ..models import (
+    OPEN_STAGES,
+    Appointment,
+    AppointmentStatus,
+    Callback,
+    Enquiry,
+    Lead,
+    LeadEvent,
+    Screening,
+    Stage,
+    User,
+    db,
+    email_index,
+    name_dob_index,
+    phone_index,
+)
 from .present import Reader
 
 HOME_LIMIT = 25
@@ -192,3 +207,40 @@ def _norm_text(value: Any) -> str | None:
 
 def _norm_phone(value: Any, region: str) -> str | None:
     return crypto.normalize_phone(value, region) if isinstance(value, str) else None
+
+
+APPOINTMENT_DAYS = 7
+
+
+def upcoming_appointments(now: dt.datetime, zone: ZoneInfo, days: int = APPOINTMENT_DAYS) -> list:
+    """Booked appointments from the start of today (clinic time) through the next ``days`` days, soonest first."""
+    today = cadence.to_local(now, zone).date()
+    start = cadence.midnight_utc(today, zone)
+    end = cadence.midnight_utc(today + dt.timedelta(days=days + 1), zone)
+    query = (select(Appointment).join(Lead, Lead.id == Appointment.lead_id)
+             .where(Appointment.status == AppointmentStatus.BOOKED, Appointment.starts_at >= start,
+                    Appointment.starts_at < end, Lead.erased_at.is_(None))
+             .options(joinedload(Appointment.lead)).order_by(Appointment.starts_at).limit(HOME_LIMIT * 2))
+    return list(db.session.scalars(query))
+
+
+def screenings_awaiting_sign_off(limit: int = HOME_LIMIT) -> list[Screening]:
+    """Each open lead's newest pre-screen that needs a clinician's review and has none yet, oldest first.
+
+    Used by the clinician's home and by alerting; returns rows with their leads loaded, no PHI decrypted.
+    """
+    newer = aliased(Screening)
+    query = (select(Screening).join(Lead, Lead.id == Screening.lead_id)
+             .where(Screening.outcome == eligibility.REVIEW, Screening.signed_off_at.is_(None),
+                    Lead.erased_at.is_(None), Lead.stage.in_(OPEN_STAGES),
+                    ~exists().where(newer.lead_id == Screening.lead_id, newer.performed_at > Screening.performed_at))
+             .options(joinedload(Screening.lead)).order_by(Screening.performed_at).limit(limit))
+    return list(db.session.scalars(query))
+
+
+def crisis_escalations(limit: int = HOME_LIMIT) -> list[LeadEvent]:
+    """The newest crisis escalations (C-SSRS high risk) on leads not erased, newest first."""
+    query = (select(LeadEvent).join(Lead, Lead.id == LeadEvent.lead_id)
+             .where(LeadEvent.kind == "crisis_escalated", Lead.erased_at.is_(None))
+             .options(joinedload(LeadEvent.lead)).order_by(LeadEvent.at.desc()).limit(limit))
+    return list(db.session.scalars(query))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from flask import current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..clinic import clinic_zone
+from ..forms.appointments import KIND_LABELS, PLACE_LABELS
 from ..forms.leads import LeadFilterForm, SearchForm, options
-from ..models import Lead, db, utcnow
+from ..models import Lead, Role, db, utcnow
 from ..operations import leads as ops
 from . import bp
 from . import queries as q
@@ -39,8 +42,28 @@ def home():
         "new": [lead_row(lead, reader, users, now) for lead in q.new_unassigned()],
     }
     counts = q.stage_counts()
-    audit_listing("home", [row for rows in queues.values() for row in rows], reader)
-    return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None))
+    appointments = appointment_rows(q.upcoming_appointments(now, zone), users)
+    clinical = clinician_queues(reader, users, now) if current_user.role == Role.CLINICIAN else {}
+    shown = [row for rows in (*queues.values(), *clinical.values()) for row in rows] + appointments
+    audit_listing("home", shown, reader)
+    return render_template("leads/home.html", queues=queues, counts=counts, search=SearchForm(formdata=None),
+                           appointments=appointments, appointment_days=q.APPOINTMENT_DAYS, clinical=clinical)
+
+
+def clinician_queues(reader: Reader, users: dict, now) -> dict[str, list]:
+    """A clinician's queues: pre-screens awaiting sign-off, and crisis escalations."""
+    return {
+        "sign_off": [lead_row(s.lead, reader, users, now) for s in q.screenings_awaiting_sign_off()],
+        "crisis": [lead_row(e.lead, reader, users, now) for e in q.crisis_escalations()],
+    }
+
+
+def appointment_rows(appointments: list, users: dict) -> list[SimpleNamespace]:
+    """Home's appointment rows: reference code, kind, place and clinician only (no PHI is decrypted)."""
+    return [SimpleNamespace(id=a.lead_id, lead_id=a.lead_id, reference=a.lead.reference, starts_at=a.starts_at,
+                            kind=KIND_LABELS.get(a.kind, a.kind), place=PLACE_LABELS.get(a.place, a.place),
+                            clinician=staff_name(users.get(a.clinician_id)), appointment_id=a.id)
+            for a in appointments]
 
 
 @bp.get("/")

@@ -19,6 +19,8 @@ from ..models import (
     PREFERRED_LANGUAGES,
     REOPEN_REASONS,
     REOPENABLE_STAGES,
+    Appointment,
+    AppointmentStatus,
     Callback,
     ContactAttempt,
     CoverageType,
@@ -156,6 +158,15 @@ def _stage_after_attempt(lead: Lead, outcome: str) -> Stage | None:
     return Stage.CONTACTING if lead.stage == Stage.NEW else None
 
 
+REPEAT_WINDOW = dt.timedelta(minutes=2)
+
+
+def recent_attempt(lead: Lead, now: dt.datetime) -> bool:
+    """True when an attempt was logged on the lead in the last two minutes (a double submit, usually)."""
+    return bool(db.session.scalar(select(func.count()).select_from(ContactAttempt).where(
+        ContactAttempt.lead_id == lead.id, ContactAttempt.at > now - REPEAT_WINDOW)))
+
+
 def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str | None = None,
                 now: dt.datetime | None = None) -> AttemptResult:
     """Record a call, text or e-mail; advance the stage and close due callbacks."""
@@ -251,9 +262,10 @@ def readiness_problem(lead: Lead) -> str | None:
     screening = db.session.scalars(select(Screening).where(Screening.lead_id == lead.id)
                                    .order_by(Screening.performed_at.desc()).limit(1)).first()
     outcome = screening.outcome if screening else None
-    passed = outcome == eligibility.ELIGIBLE or outcome == eligibility.REVIEW and screening.signed_off_at
+    cleared = screening is not None and screening.sign_off_decision == eligibility.ELIGIBLE
+    passed = outcome == eligibility.ELIGIBLE or outcome == eligibility.REVIEW and cleared
     if not passed:
-        return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review)."
+        return "Eligible needs a passing pre-screen (or a clinician's sign-off of one needing review as eligible)."
     finished = db.session.scalar(select(func.count()).select_from(Insurance).where(
         Insurance.lead_id == lead.id,
         (Insurance.vob_status == vob.RULES["finished_status"]) | (Insurance.coverage_type == CoverageType.SELF_PAY)))
@@ -275,15 +287,30 @@ def check_move(lead: Lead, target: str, reason: str | None, expected: str | None
         problem = readiness_problem(lead)
         if problem:
             raise ValueError(problem)
+    if target == Stage.SCHEDULED and not has_booked_appointment(lead):
+        raise ValueError("Book the appointment (kind, time, place, clinician) to move the lead to scheduled.")
+    if target == Stage.CONVERTED and lead.first_treatment_on is None:
+        raise ValueError("Converting needs the first treatment's date: record it under Appointments.")
+
+
+def has_booked_appointment(lead: Lead) -> bool:
+    """True while the lead has an appointment booked and not yet attended, missed or cancelled."""
+    return bool(db.session.scalar(select(func.count()).select_from(Appointment).where(
+        Appointment.lead_id == lead.id, Appointment.status == AppointmentStatus.BOOKED)))
 
 
 def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
                now: dt.datetime | None = None, expected: str | None = None) -> None:
     """Move the lead to ``target`` as the pipeline allows, recording who, when and why."""
     check_move(lead, target, reason, expected)
-    now = now or utcnow()
     source = lead.stage
     reason = reason if move_needs_reason(Stage(source), Stage(target)) else None
+    apply_move(lead, target, reason, actor, now or utcnow())
+
+
+def apply_move(lead: Lead, target: str, reason: str | None, actor: User | None, now: dt.datetime) -> None:
+    """Put the lead in ``target`` and record it; callers have checked the move (a no-show steps back)."""
+    source = lead.stage
     if target in EXIT_STAGES:
         _close_callbacks(lead, now)
     lead.set_stage(target, reason, now)

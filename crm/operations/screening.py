@@ -6,8 +6,9 @@ import datetime as dt
 from typing import Any
 
 from .. import eligibility
-from ..models import Lead, Role, Screening, User, db, utcnow
+from ..models import EXIT_REASONS, Lead, Role, Screening, Stage, User, db, utcnow
 from . import alerts
+from .guards import refuse_if_erased
 from .leads import add_event, record
 
 
@@ -37,11 +38,27 @@ def escalate_crisis(lead: Lead, actor: User, screening: Screening) -> None:
     record("crisis_escalated", lead.id, actor, {"screening_id": screening.id})
 
 
-def sign_off(screening: Screening, actor: User, now: dt.datetime | None = None) -> None:
-    """Record the clinician who reviewed a pre-screen, and when."""
+ELIGIBLE, NOT_ELIGIBLE, MORE_INFORMATION = "eligible", "not_eligible", "needs_more_information"
+DECISIONS = (ELIGIBLE, NOT_ELIGIBLE, MORE_INFORMATION)
+
+
+def sign_off(screening: Screening, actor: User, decision: str, note: str, reason: str | None = None,
+             now: dt.datetime | None = None) -> None:
+    """Record a clinician's decision on a pre-screen (eligible, not eligible with a reason, needs more information)."""
     if actor.role != Role.CLINICIAN:
         raise PermissionError("Only a clinician can sign off a screening.")
+    refuse_if_erased(screening.lead)
     if screening.signed_off_at is not None:
         raise ValueError("This screening is already signed off.")
+    if decision not in DECISIONS:
+        raise ValueError("Choose a decision.")
+    if decision == NOT_ELIGIBLE and reason not in EXIT_REASONS[Stage.INELIGIBLE]:
+        raise ValueError("Choose why the patient is not eligible.")
+    if not (note or "").strip():
+        raise ValueError("Write a note for the coordinator.")
     screening.signed_off_by, screening.signed_off_at = actor.id, now or utcnow()
-    record("screening_signed_off", screening.lead_id, actor, {"screening_id": screening.id})
+    screening.sign_off_decision = decision
+    screening.sign_off_reason = reason if decision == NOT_ELIGIBLE else None
+    screening.sign_off_note = note.strip()
+    record("screening_signed_off", screening.lead_id, actor, {"screening_id": screening.id, "decision": decision,
+                                                               "reason": screening.sign_off_reason})
