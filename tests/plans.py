@@ -91,8 +91,9 @@ def plan(statement: Statement) -> list[str]:
 def full_scans(statement: Statement) -> list[str]:
     """Plan lines that read a growing table in full: a sequential scan, or a walk that never stops early.
 
-    A walk in the order asked (``SCAN leads USING INDEX ix_leads_created_at``, or SQLite's
-    rowid order) is fine when the statement stops after a page: a ``LIMIT`` and no sort step.
+    A walk in the order asked (``SCAN leads USING INDEX ix_leads_created_at``, SQLite's rowid
+    order, or a PostgreSQL sequential scan when no order is asked) is fine when the statement
+    stops after a page: a ``LIMIT`` and no sort step.
     """
     lines = plan(statement)
     bad = []
@@ -100,7 +101,7 @@ def full_scans(statement: Statement) -> list[str]:
     limited = bool(re.search(r"\bLIMIT\b", statement.sql, re.IGNORECASE)) and not any(
         _FULL_SORT.search(line) for line in lines)
     for line in lines:
-        if (match := _PG_SEQ_SCAN.search(line)) and match[1] in GROWING:
+        if (match := _PG_SEQ_SCAN.search(line)) and match[1] in GROWING and not limited:
             bad.append(line.strip())
         if (match := _SQLITE_SCAN.search(line)) and match[1] in GROWING and not limited:
             bad.append(line.strip())

@@ -45,7 +45,8 @@ def test_a_raising_route_reaches_the_last_resort_handler_without_a_trace(live_co
 
 
 def test_production_refuses_to_start_with_the_debugger_on(live_config, tmp_path):
-    live_config.update(MODE="production", DEBUG=True, KEYRING_FILE=None, BASE_URL="https://crm.clinic.example")
+    live_config.update(MODE="production", DEBUG=True, KEYRING_FILE=None, BASE_URL="https://crm.clinic.example",
+                       DATABASE_TLS_REASON="the test database runs on this host")
     with pytest.raises(ConfigError, match="DEBUG is on in production"):
         create_app(live_config, instance_path=str(tmp_path / "debug-instance"))
 
