@@ -36,6 +36,8 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workspace_bench import fresh_database  # noqa: E402  (this folder is on the path when run)
+
 from crm import create_app  # noqa: E402
 from crm.models import Lead, db  # noqa: E402
 from crm.operations.intake import Identity, possible_matches  # noqa: E402
@@ -60,18 +62,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", PG_DEFAULT))
     parser.add_argument("--lookups", type=int, default=300)
     return parser.parse_args()
-
-
-def fresh_database(backend: str, workdir: Path, pg_url: str) -> str:
-    """An empty database URL for one backend."""
-    if backend == "sqlite":
-        return f"sqlite:///{workdir / 'bench.sqlite3'}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{PG_DATABASE}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{PG_DATABASE}"'))
-    admin.dispose()
-    return pg_url.rsplit("/", 1)[0] + f"/{PG_DATABASE}"
 
 
 def drop_database(backend: str, pg_url: str) -> None:
@@ -142,7 +132,7 @@ def lookup_ms(env: dict[str, str], count: int) -> tuple[float, float, int]:
 def run_backend(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        url = fresh_database(backend, workdir, args.pg_url)
+        url = fresh_database(backend, workdir, args.pg_url, PG_DATABASE)
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("CRM_")}, "CRM_DATABASE_URL": url,
                "CRM_INSTANCE_PATH": str(workdir / "instance"), "CRM_MODE": "development"}
         try:

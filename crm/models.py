@@ -1124,11 +1124,17 @@ AUDIT_APPEND_ONLY_DDL = {
 }
 
 
-@event.listens_for(AuditEvent.__table__, "after_create")
-def _make_audit_append_only(target: Any, connection: Any, **kw: Any) -> None:
-    """Install the triggers that refuse UPDATE and DELETE on the audit log."""
-    for statement in AUDIT_APPEND_ONLY_DDL.get(connection.dialect.name, []):
-        connection.exec_driver_sql(statement)
+def install_triggers(table: Any, ddl: dict[str, list[str]]) -> None:
+    """Run ``ddl`` (statements per dialect) right after ``table`` is created by ``create_all``."""
+
+    def install(_target: Any, connection: Any, **_kw: Any) -> None:
+        for statement in ddl.get(connection.dialect.name, []):
+            connection.exec_driver_sql(statement)
+
+    event.listen(table, "after_create", install)
+
+
+install_triggers(AuditEvent.__table__, AUDIT_APPEND_ONLY_DDL)  # refuse UPDATE and DELETE on the audit log
 
 
 # --- stage counts ------------------------------------------------------------------
@@ -1186,11 +1192,7 @@ STAGE_COUNT_DDL = {
 }
 
 
-@event.listens_for(Lead.__table__, "after_create")
-def _count_stages(target: Any, connection: Any, **kw: Any) -> None:
-    """Install the triggers that keep :class:`LeadStageCount` exact."""
-    for statement in STAGE_COUNT_DDL.get(connection.dialect.name, []):
-        connection.exec_driver_sql(statement)
+install_triggers(Lead.__table__, STAGE_COUNT_DDL)  # keep LeadStageCount exact
 
 
 def stage_counts() -> dict[str, int]:
