@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from . import (
+    access,
     admin,
     alerts,
     auth,
@@ -22,6 +23,7 @@ from . import (
     public,
     reports,
     restore,
+    sessions,
     settings,
     templating,
 )
@@ -43,7 +45,9 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     headers.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
-    auth.init_app(app)
+    sessions.init_app(app)
+    access.init_app(app)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(leads.bp)
     app.register_blueprint(admin.bp)

@@ -20,7 +20,7 @@ from sqlalchemy import text
 from werkzeug.wrappers import Response
 
 from . import crypto
-from .auth import public
+from .access import public
 from .forms.public import CONTACT_CONSENT, EnquiryForm, consent_version
 from .i18n import language_args, page_language
 from .limits import counts_as_submission, enquiry_limit, limiter

@@ -27,7 +27,7 @@ from werkzeug.datastructures import MultiDict
 
 from .. import audit as audit_log
 from .. import cadence
-from ..auth import fresh_required
+from ..access import fresh_required
 from ..clinic import clinic_zone
 from ..csvexport import csv_lines
 from ..forms.audit import AuditFilterForm

@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
 from .. import cadence, calling_hours, crypto, eligibility, vob
-from ..auth import deny
+from ..access import deny
 from ..clinic import clinic_zone
 from ..forms.clinician import SignOffForm
 from ..forms.intake import MergeForm
