@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, func, select
 
-from .. import cadence, eligibility
+from .. import cadence, eligibility, locks
 from ..cadence import to_local
 from ..clinic import clinic_zone
 from ..models import OPEN_STAGES, Alert, Callback, Lead, Role, Screening, Stage, User, db
@@ -23,7 +23,6 @@ from ..operations import alerts
 from ..operations import leads as ops
 
 log = logging.getLogger("crm.jobs")
-PERIODIC_LOCK_ID = 727_274_016
 FIRST_RESPONSE_LOOKBACK = dt.timedelta(days=14)  # older uncalled leads are a queue problem, not an alert
 
 
@@ -39,9 +38,7 @@ def _minutes(name: str) -> dt.timedelta:
 
 def _won_lock() -> bool:
     """Take this transaction's job lock on PostgreSQL (SQLite's writer lock already serialises jobs)."""
-    if db.session.get_bind().dialect.name != "postgresql":
-        return True
-    return bool(db.session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": PERIODIC_LOCK_ID}))
+    return locks.try_hold(locks.PERIODIC_JOBS)
 
 
 def _recipients(*user_ids: str | None) -> list[User]:

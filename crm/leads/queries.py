@@ -12,6 +12,7 @@ from sqlalchemy.orm import aliased, joinedload, selectinload
 from .. import cadence, crypto, eligibility, models
 from ..models import (
     OPEN_STAGES,
+    REFERENCE_ALPHABET,
     Appointment,
     AppointmentStatus,
     Callback,
@@ -136,9 +137,6 @@ def page_of(query: Select, page: int, size: int) -> tuple[list[Lead], bool]:
 
 
 # --- blind-index search --------------------------------------------------------------
-
-
-REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 
 
 def as_reference(text: str) -> str | None:
