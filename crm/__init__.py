@@ -16,6 +16,7 @@ from . import (
     crypto,
     database,
     errors,
+    forms,
     headers,
     i18n,
     leads,
@@ -27,7 +28,6 @@ from . import (
     settings,
     templating,
 )
-from .forms import csrf
 from .limits import limiter
 from .models import db
 
@@ -43,7 +43,7 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     database.init_app(app)
     restore.init_app(app)
     headers.init_app(app)
-    csrf.init_app(app)
+    forms.init_app(app)
     limiter.init_app(app)
     sessions.init_app(app)
     access.init_app(app)

@@ -16,20 +16,14 @@ from sqlalchemy import exists, func, select
 
 from .. import cadence, eligibility, locks
 from ..cadence import to_local
-from ..clinic import clinic_zone
+from ..clinic import clinic_hours, clinic_zone
+from ..hours import first_response_deadline
 from ..models import OPEN_STAGES, Alert, Callback, Lead, Role, Screening, Stage, User, db
-from ..opening_hours import OpeningHours, first_response_deadline
 from ..operations import alerts
 from ..operations import leads as ops
 
 log = logging.getLogger("crm.jobs")
 FIRST_RESPONSE_LOOKBACK = dt.timedelta(days=14)  # older uncalled leads are a queue problem, not an alert
-
-
-def clinic_hours() -> OpeningHours:
-    """The configured opening hours and holidays in the clinic's zone."""
-    cfg = current_app.config
-    return OpeningHours.parse(cfg["OPENING_HOURS"], cfg["CLINIC_HOLIDAYS"], clinic_zone())
 
 
 def _minutes(name: str) -> dt.timedelta:
