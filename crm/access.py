@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response
 
 from . import audit
 from .models import EmergencyGrant, Role, db, utcnow
-from .operations import emergency
+from .operations import emergency, sign_in
 from .operations import users as accounts
 from .sessions import current_session, login_manager
 
@@ -135,9 +135,9 @@ def client_ip() -> str:
 def second_factor_pending() -> bool:
     """True while the session has the password but still owes a second factor (none under break-glass)."""
     row = current_session()
-    if row is None or row.second_factor_at is not None or emergency_grant() is not None:
+    if row is None or row.second_factor_at is not None:
         return False
-    return current_user.has_totp or accounts.second_factor_required(current_user)
+    return sign_in.second_factor_owed(current_user, emergency_grant())
 
 
 def emergency_grant() -> EmergencyGrant | None:

@@ -8,6 +8,7 @@ or :mod:`crm.operations.users`, commits and redirects. The session machinery is
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
@@ -84,6 +85,16 @@ def _refuse_throttled(form: LoginForm, verdict: throttle.Verdict) -> tuple[str, 
     return render_template("auth/login.html", form=form), 429, {"Retry-After": retry}
 
 
+def _conclude(outcome: sign_in.Outcome, mark: Callable[[], None]) -> Response | None:
+    """Sign a throttled user out (returning the answer), else ``mark`` a passed check on the session; commits."""
+    if outcome.throttled:
+        return _throttled_out()
+    if outcome.passed:
+        mark()
+    db.session.commit()
+    return None
+
+
 def _throttled_out() -> Response:
     """End a session whose second-factor or re-authentication attempts are throttled (already audited)."""
     end_session("throttled")
@@ -103,11 +114,8 @@ def second_factor():
     if not form.validate_on_submit():
         return render_template("auth/second_factor.html", form=form)
     outcome = sign_in.verify_second_factor(current_user, form.code.data, client_ip())
-    if outcome.throttled:
-        return _throttled_out()
-    if outcome.passed:
-        mark_second_factor()
-    db.session.commit()
+    if (ended := _conclude(outcome, mark_second_factor)) is not None:
+        return ended
     if outcome.passed:
         return redirect(safe_next(request.args.get("next")))
     form.code.errors.append("That code didn't work. Wait for a new one and try again.")
@@ -123,11 +131,8 @@ def recovery():
     if not form.validate_on_submit():
         return render_template("auth/recovery.html", form=form)
     outcome = sign_in.use_recovery_code(current_user, form.code.data, client_ip())
-    if outcome.throttled:
-        return _throttled_out()
-    if outcome.passed:
-        mark_second_factor()
-    db.session.commit()
+    if (ended := _conclude(outcome, mark_second_factor)) is not None:
+        return ended
     if not outcome.passed:
         form.code.errors.append("That recovery code didn't work.")
         return render_template("auth/recovery.html", form=form)
@@ -178,11 +183,8 @@ def reauth():
     if not form.validate_on_submit():
         return render_template("auth/reauth.html", form=form, next=request.args.get("next"))
     outcome = sign_in.reauthenticate(current_user, form.password.data, form.code.data, client_ip())
-    if outcome.throttled:
-        return _throttled_out()
-    if outcome.passed:
-        mark_reauthenticated()
-    db.session.commit()
+    if (ended := _conclude(outcome, mark_reauthenticated)) is not None:
+        return ended
     if outcome.passed:
         return redirect(safe_next(request.args.get("next")))
     form.password.errors.append("That didn't match. Check your password and code.")

@@ -14,7 +14,7 @@ import enum
 from dataclasses import dataclass
 
 from .. import audit, integrity, throttle
-from ..models import User, db
+from ..models import EmergencyGrant, User, db
 from ..passwords import needs_rehash, verify_password
 from . import emergency
 from .users import check_second_factor, find_user, rehash_password, second_factor_required
@@ -144,6 +144,11 @@ def settle(held: throttle.Reservation, user: User, *, password: bool | None = No
     throttle.settle(held, outcomes, user=user)
 
 
+def second_factor_owed(user: User, grant: EmergencyGrant | None) -> bool:
+    """True when a session of ``user`` must give a second factor: enrolled or required, unless under break-glass."""
+    return grant is None and (user.has_totp or second_factor_required(user))
+
+
 def _password_matches(user: User | None, password: str) -> bool:
     """Verify against the account's hash, or a dummy hash so unknown accounts take as long."""
     matched = verify_password(user.password_hash if user is not None else None, password)
@@ -153,8 +158,7 @@ def _password_matches(user: User | None, password: str) -> bool:
 def _second_factor_step(user: User) -> tuple[bool, str]:
     """Whether a fresh session of ``user`` owes a second factor, and how the audit event names it."""
     grant = emergency.active_grant(user)
-    pending = grant is None and (user.has_totp or second_factor_required(user))
-    if pending:
+    if second_factor_owed(user, grant):
         return True, "pending"
     return False, "waived_emergency" if grant is not None else "not_required"
 
