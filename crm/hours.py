@@ -28,13 +28,13 @@ def parse_weekly(spec: Mapping[str, str]) -> dict[int, tuple[dt.time, dt.time]]:
     """``{"mon": "08:00-18:00", …}`` → weekday number → (opens, closes); refuses malformed hours."""
     weekly = {}
     for day, span in spec.items():
-        if str(day).strip().lower()[:3] not in WEEKDAYS:
+        if day not in WEEKDAYS:
             raise ValueError(f"OPENING_HOURS: unknown weekday {day!r} (use {', '.join(WEEKDAYS)})")
         opens, _, closes = str(span).partition("-")
         start, end = dt.time.fromisoformat(opens.strip()), dt.time.fromisoformat(closes.strip())
         if end <= start:
             raise ValueError(f"OPENING_HOURS: {day} closes before it opens")
-        weekly[WEEKDAYS.index(str(day).strip().lower()[:3])] = (start, end)
+        weekly[WEEKDAYS.index(day)] = (start, end)
     return weekly
 
 
