@@ -237,8 +237,7 @@ def change_password():
             form.current_password.errors.append(str(exc))
         except accounts.AccountError as exc:
             db.session.rollback()
-            # the current password was right; only the new one was refused
-            sign_in.settle(held, current_user, password=True)
+            sign_in.settle(held, current_user, password=True)  # right current password, refused new one
             db.session.commit()
             form.new_password.errors.append(str(exc))
         else:
