@@ -8,6 +8,7 @@ from typing import Any
 from flask import Flask
 
 from . import (
+    access,
     admin,
     alerts,
     auth,
@@ -15,6 +16,7 @@ from . import (
     crypto,
     database,
     errors,
+    forms,
     headers,
     i18n,
     leads,
@@ -22,10 +24,10 @@ from . import (
     public,
     reports,
     restore,
+    sessions,
     settings,
     templating,
 )
-from .forms import csrf
 from .limits import limiter
 from .models import db
 
@@ -41,9 +43,11 @@ def create_app(test_config: dict[str, Any] | None = None, instance_path: str | N
     database.init_app(app)
     restore.init_app(app)
     headers.init_app(app)
-    csrf.init_app(app)
+    forms.init_app(app)
     limiter.init_app(app)
-    auth.init_app(app)
+    sessions.init_app(app)
+    access.init_app(app)
+    app.register_blueprint(auth.bp)
     app.register_blueprint(public.bp)
     app.register_blueprint(leads.bp)
     app.register_blueprint(admin.bp)

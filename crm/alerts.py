@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from sqlalchemy import select
 
-from .auth import role_required
+from .access import role_required
 from .forms.alerts import ButtonForm, OnCallForm, PreferencesForm
 from .models import Alert, OnCallMember, OutboxMessage, Role, User, db
 from .operations import alerts as ops

@@ -28,19 +28,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.hmac import HMAC
 from flask import Flask, current_app, g, has_request_context, request
-from sqlalchemy import ColumnElement, Row, bindparam, func, select, text
+from sqlalchemy import ColumnElement, Row, bindparam, func, select
 
-from . import crypto, statements
-from .models import AuditEvent, User, db, keyring, utcnow
-from .statements import snapshot_rows as _driver_rows
+from . import crypto, locks, statements
+from .models import UUID_TEXT, AuditEvent, User, db, keyring, utcnow
 
 GENESIS_MAC = bytes(32)
-ADVISORY_LOCK_ID = 727_274_001
 HEAD_FORMAT = "crm-audit-head-v1"
 VERIFY_BATCH = 20_000
 BEFORE_ANY_SEQ = -(2**62)  # a keyset start that also reads stray rows with seq <= 0
 _CODE = re.compile(r"^[a-z0-9_.:/-]{0,80}$")
-_UUID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?$")
 _DIGIT_RUN = re.compile(r"\d{7}")  # phone, member or record numbers; counts are ints, not text
 
@@ -186,7 +183,7 @@ def _is_code(value: str) -> bool:
     """True for ids, ISO times and short lower-case codes: never names, free text or long numbers."""
     if _CODE.match(value) and not _DIGIT_RUN.search(value):
         return True
-    return bool(_UUID.match(value) or _ISO_TIME.match(value))
+    return bool(UUID_TEXT.match(value) or _ISO_TIME.match(value))
 
 
 #: Detail keys are written in code, so each distinct key is checked once per process.
@@ -217,8 +214,7 @@ def check_details(details: dict[str, Any]) -> str:
 
 def _lock_chain() -> None:
     """Serialise audit writers; SQLite already holds the write lock from BEGIN IMMEDIATE."""
-    if db.session.get_bind().dialect.name == "postgresql":
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": ADVISORY_LOCK_ID})
+    locks.hold(locks.AUDIT_CHAIN)
 
 
 #: The newest event; read while holding the chain lock, so compiled once (see ``crm.statements``).
@@ -408,7 +404,7 @@ def scan(
 
     The first column must be :attr:`AuditEvent.seq`; ``join`` is an optional outer join
     ``(entity, on)``. Memory stays constant, and each batch is read like the verifier's
-    (:func:`_driver_rows`), without taking SQLite's write lock: an export never holds up
+    (:func:`crm.statements.snapshot_rows`), without taking SQLite's write lock: an export never holds up
     the clinic's writes.
     """
     stmt = select(*columns).where(*criteria, AuditEvent.seq > bindparam("after"))
@@ -417,7 +413,7 @@ def scan(
     stmt = stmt.order_by(AuditEvent.seq).limit(batch)
     after = BEFORE_ANY_SEQ
     while True:
-        rows = _driver_rows(stmt, {"after": after})
+        rows = statements.snapshot_rows(stmt, {"after": after})
         yield from rows
         if len(rows) < batch:
             return
@@ -463,7 +459,7 @@ def _chain_rows(after: int, end: int, batch: int) -> Iterator[tuple]:
         .limit(batch)
     )
     while True:
-        rows = _driver_rows(stmt, {"after": after, "end": end})
+        rows = statements.snapshot_rows(stmt, {"after": after, "end": end})
         yield from rows
         if len(rows) < batch:
             return
@@ -561,7 +557,7 @@ def _stitch(stretches: list[Stretch], parts: list[Verdict]) -> Verdict:
 
 def _stored_mac(seq: int) -> bytes:
     """The MAC stored for ``seq`` (genesis when the row is gone: the stretch before reports it)."""
-    rows = _driver_rows(select(AuditEvent.mac).where(AuditEvent.seq == bindparam("seq")), {"seq": seq})
+    rows = statements.snapshot_rows(select(AuditEvent.mac).where(AuditEvent.seq == bindparam("seq")), {"seq": seq})
     return bytes(rows[0][0]) if rows else GENESIS_MAC
 
 
@@ -605,7 +601,7 @@ def _gap(seq: int, expected: int) -> tuple[int, str]:
 
 def head_seq_now() -> int:
     """The newest seq in a read of its own, outside any open transaction (0 for an empty log)."""
-    return _driver_rows(select(func.max(AuditEvent.seq)), {})[0][0] or 0
+    return statements.snapshot_rows(select(func.max(AuditEvent.seq)), {})[0][0] or 0
 
 
 # --- signed heads ------------------------------------------------------------------------

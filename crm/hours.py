@@ -1,8 +1,12 @@
-"""The clinic's opening hours: is a moment inside them, and when is "one business day" later.
+"""The clinic's opening hours: is a moment inside them, when do they next start, and deadlines.
 
-Hours come from configuration (``OPENING_HOURS``: weekday → ``"08:00-18:00"``;
-``CLINIC_HOLIDAYS``: ISO dates) and are read in the clinic's time zone, so a daylight-saving
-change moves the UTC instants, never the wall-clock hours. Pure functions over naive UTC.
+A new lead should be called within a few minutes while the clinic is open (contact odds
+fall sharply after five); one that arrives outside opening hours is due shortly after the
+next opening (:func:`first_response_deadline`). Reports count "one business day" from a
+submission (:meth:`ClinicHours.business_day_deadline`). Hours come from configuration
+(``OPENING_HOURS``: weekday → ``"08:00-18:00"``; ``CLINIC_HOLIDAYS``: ISO dates) and are read
+in the clinic's time zone, so a daylight-saving change moves the UTC instants, never the
+wall-clock hours. Pure functions over naive UTC.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from .cadence import to_local, to_utc
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_DAYS_AHEAD = 366  # a calendar with no business day in a year has no "next business day"
+OPENING_LOOKAHEAD_DAYS = 30  # a closure longer than this is a configuration mistake, not a schedule
 
 
 def parse_weekly(spec: Mapping[str, str]) -> dict[int, tuple[dt.time, dt.time]]:
@@ -65,6 +70,19 @@ class ClinicHours:
         span = _span_utc(self, to_local(moment, self.zone).date())
         return span is not None and span[0] <= moment < span[1]
 
+    def is_open_day(self, day: dt.date) -> bool:
+        """True when the clinic opens at all on ``day``."""
+        return self.hours_on(day) is not None
+
+    def next_opening(self, moment: dt.datetime) -> dt.datetime | None:
+        """The naive-UTC instant the clinic next opens after ``moment`` (None if closed for a month)."""
+        day = to_local(moment, self.zone).date()
+        for offset in range(OPENING_LOOKAHEAD_DAYS + 1):
+            span = _span_utc(self, day + dt.timedelta(days=offset))
+            if span is not None and span[0] > moment:
+                return span[0]
+        return None
+
     def business_day_deadline(self, submitted: dt.datetime) -> dt.datetime | None:
         """Naive UTC of "one business day" after a submission: the same clock time on the next business day.
 
@@ -89,6 +107,19 @@ class ClinicHours:
             return None
         opens, closes = (_since_midnight(t) for t in self.hours_on(due_day))  # type: ignore[union-attr]
         return _span_utc(self, due_day)[0] + (min(max(clock, opens), closes) - opens)  # type: ignore[index]
+
+
+def first_response_deadline(created_at: dt.datetime, hours: ClinicHours, within: dt.timedelta,
+                            grace: dt.timedelta) -> dt.datetime:
+    """When a lead created at ``created_at`` should have had its first call (naive UTC).
+
+    Inside opening hours: ``within`` after it arrived. Outside them: ``grace`` after the next
+    opening (or ``within`` after arrival when no opening is configured at all).
+    """
+    if hours.is_open(created_at):
+        return created_at + within
+    opening = hours.next_opening(created_at)
+    return opening + grace if opening is not None else created_at + within
 
 
 @lru_cache(maxsize=256)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import re
 import secrets
 import time
 import uuid
@@ -51,6 +52,10 @@ db = SQLAlchemy(model_class=Base)
 def utcnow() -> dt.datetime:
     """Return the current time as a naive UTC datetime, the storage convention."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+#: The text of a UUID as stored (lower case).
+UUID_TEXT = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
 
 
 def new_id() -> str:
@@ -722,6 +727,42 @@ def encrypted_columns(model: type, row_id: str, cipher: crypto.FieldCipher, **va
     return out
 
 
+def table_row(model: type, **values: Any) -> dict[str, Any]:
+    """One Core insert row of ``model``'s table: every column, from ``values`` or else its default.
+
+    A column without a default gets None (one with only a server default is left to the
+    database unless given), so rows built here share their keys and insert as one batch, and
+    a column added to the model is never forgotten by a hand-written list.
+    """
+    defaults = _row_defaults(model.__table__)
+    unknown = values.keys() - defaults.keys()
+    if unknown:
+        raise KeyError(f"{model.__tablename__} has no column {sorted(unknown)[0]!r}")
+    row = {key: values[key] if key in values else make() for key, make in defaults.items() if make is not None}
+    row.update((key, values[key]) for key, make in defaults.items() if make is None and key in values)
+    return row
+
+
+_ROW_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _row_defaults(table: Any) -> dict[str, Any]:
+    """Each column's producer of an insert value (None for a column the database fills), once per table."""
+    found = _ROW_DEFAULTS.get(table.name)
+    if found is None:
+        found = _ROW_DEFAULTS[table.name] = {column.key: _default_of(column) for column in table.columns}
+    return found
+
+
+def _default_of(column: Any) -> Any:
+    default = column.default
+    if default is None:
+        return None if column.server_default is not None else (lambda: None)
+    if default.is_callable:
+        return lambda: default.arg(None)
+    return lambda: default.arg
+
+
 def lead_blind_indexes(phone: str | None, email: str | None, last_name: str | None,
                        dob: dt.date | None) -> dict[str, int | None]:
     """The blind-index columns of a ``leads`` row written with a Core insert."""
@@ -729,10 +770,13 @@ def lead_blind_indexes(phone: str | None, email: str | None, last_name: str | No
             "name_dob_bidx": name_dob_index(last_name, dob)}
 
 
+#: The letters of a reference code: no 0/O, 1/I/L, so it is easy to read out.
+REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+
+
 def new_reference() -> str:
     """Return a short random reference code a patient can quote on the phone."""
-    alphabet = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: easy to read out
-    code = "".join(secrets.choice(alphabet) for _ in range(8))
+    code = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
     return f"{code[:4]}-{code[4:]}"
 
 

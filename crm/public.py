@@ -20,7 +20,8 @@ from sqlalchemy import text
 from werkzeug.wrappers import Response
 
 from . import crypto
-from .auth import public
+from .access import public
+from .forms import FORM_EXPIRED
 from .forms.public import CONTACT_CONSENT, EnquiryForm, consent_version
 from .i18n import language_args, page_language
 from .limits import counts_as_submission, enquiry_limit, limiter
@@ -42,7 +43,6 @@ ANSWER_FIELDS = ("interest", "concerns", "meds_tried", "has_psychiatrist", "hear
                  "need_help_now", "coverage_type", "message")
 RECEIPT_SECONDS = 30 * 60  # how long the thank-you page can be reloaded
 TOO_QUICK = _l("Please check your answers, then press “Send my enquiry” again.")
-FORM_EXPIRED = _l("The form expired. Please send it again.")
 FORM_RESTART = _l("The form expired. Please fill it in and send it again.")
 
 

@@ -130,9 +130,4 @@ def snapshot_rows(stmt: Any, params: dict[str, Any]) -> list[tuple]:
     """
     with db.engine.connect() as conn:
         compiled = Compiled.of(stmt, conn.dialect)
-        cursor = conn.connection.cursor()
-        try:
-            cursor.execute(compiled.sql, compiled.parameters(params))
-            return cursor.fetchall()
-        finally:
-            cursor.close()
+        return run(conn, compiled.sql, compiled.parameters(params))

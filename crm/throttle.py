@@ -25,13 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import delete, func, select, update
 
-from . import crypto
+from . import crypto, locks
 from .models import LoginAttempt, User, db, keyring, utcnow
 
 BACKOFF_BASE_SECONDS = 30
-ADVISORY_LOCK_CLASS = 727_274_002  # pg_advisory_xact_lock(class, key): one lock per account key and address
 
 
 @dataclass(frozen=True)
@@ -115,12 +114,10 @@ def _lock(keys: Sequence[str], ip: str) -> None:
     SQLite needs nothing: every transaction there starts with ``BEGIN IMMEDIATE``. Locks are
     taken in sorted order so two attempts can never wait on each other.
     """
-    if db.session.get_bind().dialect.name != "postgresql":
+    if not locks.on_postgresql():
         return
     for name in sorted({*keys, "ip|" + ip}):
-        number = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) - 2**31
-        db.session.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"),
-                           {"cls": ADVISORY_LOCK_CLASS, "key": number})
+        locks.hold(locks.SIGN_IN_ATTEMPTS, locks.key_of(name))
 
 
 @dataclass

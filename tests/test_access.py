@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
-from crm.auth import HALF_SIGNED_IN, is_public_endpoint
+from crm.access import HALF_SIGNED_IN, is_public_endpoint
 from crm.models import AuditEvent, Role, db
 from tests.auth_helpers import (
     PASSWORD,

@@ -12,9 +12,9 @@ import time_machine
 from sqlalchemy import select
 
 from crm import cadence
+from crm.hours import ClinicHours, first_response_deadline
 from crm.jobs import periodic
 from crm.models import Alert, AuditEvent, Callback, ContactAttempt, Lead, Role, Stage, User, db, utcnow
-from crm.opening_hours import OpeningHours, first_response_deadline
 from crm.operations import leads as ops
 from tests import sentinels
 from tests.test_public_form import submit
@@ -39,15 +39,15 @@ def utc(*parts: int) -> dt.datetime:
     (utc(2026, 12, 25, 18, 0), utc(2026, 12, 28, 16, 15), "Christmas Day 10:00: closed all day"),
 ])
 def test_first_response_deadline(created, deadline, why):
-    hours = OpeningHours.parse(WEEKDAYS, ["2026-12-25"], LA)
+    hours = ClinicHours.from_config(LA, WEEKDAYS, ["2026-12-25"])
     assert first_response_deadline(created, hours, FIVE, FIFTEEN) == deadline, why
 
 
 def test_opening_hours_refuse_nonsense():
     with pytest.raises(ValueError):
-        OpeningHours.parse({"mon": "18:00-08:00"}, [], LA)
+        ClinicHours.from_config(LA, {"mon": "18:00-08:00"}, [])
     with pytest.raises(ValueError):
-        OpeningHours.parse({"moonday": "08:00-18:00"}, [], LA)
+        ClinicHours.from_config(LA, {"moonday": "08:00-18:00"}, [])
 
 
 @pytest.fixture

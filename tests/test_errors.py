@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from crm import create_app
-from crm.auth import public
+from crm.access import public
 from crm.logs import JsonFormatter
 from crm.settings import ConfigError
 from tests import sentinels

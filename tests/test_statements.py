@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from crm import statements
-from crm.models import Lead, LeadEvent, Stage, db, new_id, new_reference
+from crm.models import Lead, LeadEvent, Stage, db, new_id, new_reference, table_row
 
 NEWEST_EVENT = statements.Lookup(
     lambda: select(LeadEvent.kind, LeadEvent.at).where(LeadEvent.lead_id == bindparam("lead_id")).order_by(
@@ -80,3 +80,16 @@ def test_a_driver_error_is_sqlalchemys_and_the_session_recovers(app):
         statements.insert_rows(Lead.__table__, [_lead_row()])
         db.session.commit()
         assert db.session.scalar(select(func.count()).select_from(Lead)) == 1
+
+
+def test_table_rows_carry_every_column_and_insert_as_the_orm_would(app):
+    with app.app_context():
+        first, second = (table_row(Lead, id=new_id(), reference=new_reference(), urgent=urgent)
+                         for urgent in (True, False))
+        assert first.keys() == second.keys() == {c.key for c in Lead.__table__.columns}
+        assert (first["stage"], first["attempt_count"], first["assignee_id"]) == (Stage.NEW, 0, None)
+        statements.insert_rows(Lead.__table__, [first, second])
+        db.session.commit()
+        assert db.session.get(Lead, first["id"]).urgent and not db.session.get(Lead, second["id"]).urgent
+        with pytest.raises(KeyError):
+            table_row(Lead, id=new_id(), no_such_column=1)

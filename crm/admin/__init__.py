@@ -7,9 +7,8 @@ any view runs, so a new admin page cannot forget it.
 from __future__ import annotations
 
 from flask import Blueprint
-from flask_login import current_user
 
-from ..auth import deny
+from ..access import require_role
 from ..models import Role
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -22,8 +21,7 @@ def require_admin() -> None:
     Anonymous visitors never get here (sign-in is required app-wide); refusing them too keeps
     an admin view safe even if it were ever marked public by mistake.
     """
-    if not current_user.is_authenticated or current_user.role != Role.ADMIN:
-        deny("admin_only")
+    require_role(Role.ADMIN, reason="admin_only")
 
 
 from . import audit, imports, users  # noqa: E402,F401  (views register on bp)

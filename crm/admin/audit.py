@@ -7,7 +7,6 @@ pages decrypts a lead: events carry ids and codes, and actors are shown by e-mai
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 
 from flask import (
@@ -27,14 +26,12 @@ from werkzeug.datastructures import MultiDict
 
 from .. import audit as audit_log
 from .. import cadence
-from ..auth import fresh_required
+from ..access import fresh_required
 from ..clinic import clinic_zone
 from ..csvexport import csv_lines
 from ..forms.audit import AuditFilterForm
-from ..models import Lead, User, db, utcnow
+from ..models import UUID_TEXT, Lead, User, db, utcnow
 from . import bp
-
-_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _filter_form(formdata: MultiDict) -> AuditFilterForm:
@@ -48,7 +45,7 @@ def _filter_form(formdata: MultiDict) -> AuditFilterForm:
 
 def _lead_id(key: str | None) -> str | None:
     """Resolve a lead reference or id to the lead id events are recorded under."""
-    if not key or _UUID.match(key.lower()):
+    if not key or UUID_TEXT.match(key.lower()):
         return key.lower() if key else None
     return db.session.scalar(select(Lead.id).where(func.upper(Lead.reference) == key.upper()))
 
@@ -94,7 +91,7 @@ def audit():
 @bp.get("/leads/<lead_id>/access")
 def lead_access(lead_id: str):
     """Show everyone who viewed or changed one lead's record, newest first."""
-    if not _UUID.match(lead_id):
+    if not UUID_TEXT.match(lead_id):
         abort(404)
     reference = db.session.scalar(select(Lead.reference).where(Lead.id == lead_id))
     filters = audit_log.AuditFilter(

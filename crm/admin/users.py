@@ -13,7 +13,7 @@ from flask_login import current_user
 from sqlalchemy import func, select
 
 from .. import throttle
-from ..auth import client_ip, fresh_required, is_fresh
+from ..access import client_ip, fresh_required, is_fresh
 from ..forms.admin import InviteForm, RoleForm
 from ..models import Role, User, UserSession, db
 from ..operations import alerts

@@ -27,6 +27,7 @@ from .. import crypto, payers
 from ..forms.public import BEST_TIMES, CONCERNS, CONTACT_METHODS, HEARD_ABOUT, INTERESTS, MEDS_TRIED
 from ..models import (
     EXIT_REASONS,
+    REFERENCE_ALPHABET,
     STEP_OF,
     AttemptOutcome,
     Callback,
@@ -46,6 +47,7 @@ from ..models import (
     encrypted_columns,
     lead_blind_indexes,
     new_lead_key,
+    table_row,
     utcnow,
 )
 from ..settings import is_production
@@ -120,7 +122,6 @@ MESSAGES = (
     "Please call me about starting treatment, mornings are best.",
     "",
 )
-REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 REFERENCE_SPACE = len(REFERENCE_ALPHABET) ** 8
 REFERENCE_STEP = 2_654_435_761  # coprime with 31, so number -> reference is one-to-one (and looks random)
 
@@ -219,18 +220,17 @@ class DemoLeads:
         utm = rng.choice(UTM_CAMPAIGNS) if source == LeadSource.WEB_FORM and rng.random() < 0.5 else (None,) * 3
         urgent = rng.random() < 0.03
         acknowledged = urgent and assignee is not None and rng.random() < 0.8
-        return {
-            "id": lead_id, "reference": self.reference(number), "stage": stage,
-            "stage_reason": rng.choice(EXIT_REASONS[stage]) if stage in EXIT_REASONS else None,
-            "source": source, "utm_source": utm[0], "utm_medium": utm[1], "utm_campaign": utm[2],
-            "urgent": urgent, "acknowledged_by": assignee if acknowledged else None,
-            "acknowledged_at": self.after(created, 0.5) if acknowledged else None,
-            "assignee_id": assignee, "created_at": created, "updated_at": created,
-            "first_attempt_at": None, "first_contact_at": None, "stage_changed_at": created,
-            "next_callback_at": None, "attempt_count": 0, "marketing_consent": rng.random() < 0.3,
+        return table_row(
+            Lead, id=lead_id, reference=self.reference(number), stage=stage,
+            stage_reason=rng.choice(EXIT_REASONS[stage]) if stage in EXIT_REASONS else None,
+            source=source, utm_source=utm[0], utm_medium=utm[1], utm_campaign=utm[2],
+            urgent=urgent, acknowledged_by=assignee if acknowledged else None,
+            acknowledged_at=self.after(created, 0.5) if acknowledged else None,
+            assignee_id=assignee, created_at=created, updated_at=created, stage_changed_at=created,
+            marketing_consent=rng.random() < 0.3,
             **lead_blind_indexes(person["phone"], person["email"], person["last_name"], person["dob"]),
             **encrypted_columns(Lead, lead_id, cipher, **person),
-        }
+        )
 
     def enquiry_row(self, lead: dict[str, Any], person: dict[str, Any], coverage: CoverageType,
                     cipher: crypto.FieldCipher) -> dict[str, Any]:
@@ -354,10 +354,10 @@ class DemoLeads:
               cipher: crypto.FieldCipher | None = None) -> dict[str, Any]:
         """One ``lead_events`` row."""
         event_id = self.uid()
-        blob = {"body_enc": None} if body is None else encrypted_columns(LeadEvent, event_id, cipher, body=body)
+        blob = {} if body is None else encrypted_columns(LeadEvent, event_id, cipher, body=body)
         actor = lead["assignee_id"] if kind != "created" else None
-        return {"id": event_id, "lead_id": lead["id"], "at": at, "actor_id": actor, "kind": kind,
-                "from_stage": source, "to_stage": target, "reason": None, **blob}
+        return table_row(LeadEvent, id=event_id, lead_id=lead["id"], at=at, actor_id=actor, kind=kind,
+                         from_stage=source, to_stage=target, **blob)
 
     def callback_rows(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """An open callback for leads still being worked (some already overdue)."""

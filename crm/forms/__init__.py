@@ -6,11 +6,22 @@ Every POST is CSRF-protected by :data:`csrf`, including those made without a for
 from typing import Any
 
 import wtforms
+from flask import Flask
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFProtect
 from wtforms import SelectMultipleField
 from wtforms.widgets import CheckboxInput, ListWidget
 
 csrf = CSRFProtect()
+#: Shown when a form's CSRF token expired (every form's error summary, and the public form's own page).
+FORM_EXPIRED = _l("The form expired. Please send it again.")
+
+
+def init_app(app: Flask) -> None:
+    """Protect every POST against CSRF and give templates the expired-form message."""
+    csrf.init_app(app)
+    app.add_template_global(FORM_EXPIRED, "FORM_EXPIRED")
+
 #: Digits an integer answer may have: every such number fits a 64-bit column and converts to a float.
 MAX_INTEGER_DIGITS = 18
 

@@ -12,25 +12,18 @@ import logging
 from collections.abc import Callable
 
 from flask import current_app
-from sqlalchemy import exists, func, select, text
+from sqlalchemy import exists, func, select
 
-from .. import cadence, eligibility
+from .. import cadence, eligibility, locks
 from ..cadence import to_local
-from ..clinic import clinic_zone
+from ..clinic import clinic_hours, clinic_zone
+from ..hours import first_response_deadline
 from ..models import OPEN_STAGES, Alert, Callback, Lead, Role, Screening, Stage, User, db
-from ..opening_hours import OpeningHours, first_response_deadline
 from ..operations import alerts
 from ..operations import leads as ops
 
 log = logging.getLogger("crm.jobs")
-PERIODIC_LOCK_ID = 727_274_016
 FIRST_RESPONSE_LOOKBACK = dt.timedelta(days=14)  # older uncalled leads are a queue problem, not an alert
-
-
-def clinic_hours() -> OpeningHours:
-    """The configured opening hours and holidays in the clinic's zone."""
-    cfg = current_app.config
-    return OpeningHours.parse(cfg["OPENING_HOURS"], cfg["CLINIC_HOLIDAYS"], clinic_zone())
 
 
 def _minutes(name: str) -> dt.timedelta:
@@ -39,9 +32,7 @@ def _minutes(name: str) -> dt.timedelta:
 
 def _won_lock() -> bool:
     """Take this transaction's job lock on PostgreSQL (SQLite's writer lock already serialises jobs)."""
-    if db.session.get_bind().dialect.name != "postgresql":
-        return True
-    return bool(db.session.scalar(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": PERIODIC_LOCK_ID}))
+    return locks.try_hold(locks.PERIODIC_JOBS)
 
 
 def _recipients(*user_ids: str | None) -> list[User]:

@@ -14,7 +14,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from .. import metrics
-from ..auth import deny
+from ..access import deny
 from ..forms.leads import code_label, language_name
 from ..models import Lead, Role, db
 from .present import UNREADABLE

@@ -12,7 +12,7 @@ from flask_login import current_user
 from flask_wtf import FlaskForm
 
 from .. import cadence, calling_hours, eligibility
-from ..auth import deny
+from ..access import require_role
 from ..clinic import clinic_zone
 from ..forms.clinician import SignOffForm
 from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
@@ -175,8 +175,7 @@ def sign_off(lead_id: uuid.UUID, screening_id: uuid.UUID):
     screening = db.session.get(Screening, str(screening_id))
     if screening is None or screening.lead_id != lead.id:
         abort(404)
-    if current_user.role != Role.CLINICIAN:
-        deny("clinician_only")
+    require_role(Role.CLINICIAN, reason="clinician_only")
     form = SignOffForm()
     return perform(lead, form, "screening", lambda: ops_screening.sign_off(
         screening, current_user, form.decision.data, form.note.data, form.reason.data or None),

@@ -9,12 +9,12 @@ from flask_wtf import FlaskForm
 from ..forms.appointments import KIND_LABELS, PLACE_LABELS, BookForm, ConvertForm, RescheduleForm, SettleForm
 from ..forms.leads import options
 from ..models import Appointment, Lead, Role, User, db
-from . import present
+from . import present, queries
 
 
 def clinician_choices() -> list:
     """Active clinicians as select choices."""
-    users = present.staff_directory().values()
+    users = queries.staff_directory().values()
     return options([("", "—")] + [(u.id, present.staff_name(u)) for u in users
                                   if u.role == Role.CLINICIAN and u.is_active_flag])
 

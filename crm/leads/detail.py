@@ -12,7 +12,7 @@ from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
 
 from .. import cadence, calling_hours, crypto, eligibility, vob
-from ..auth import deny
+from ..access import deny
 from ..clinic import clinic_zone
 from ..forms.clinician import SignOffForm
 from ..forms.intake import MergeForm
@@ -31,7 +31,7 @@ from ..forms.leads import (
 )
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
-from . import bp, get_lead_or_404, present
+from . import bp, get_lead_or_404, present, queries
 from .appointment_panel import appointment_forms, appointments_view
 from .privacy_panel import privacy_forms, privacy_view, render_tombstone
 
@@ -58,7 +58,7 @@ def is_revealed(lead_id: str) -> bool:
 
 def staff_choices() -> list[SelectChoice]:
     """Active staff as select choices."""
-    users = present.staff_directory().values()
+    users = queries.staff_directory().values()
     return options([(u.id, present.staff_name(u)) for u in users if u.is_active_flag])
 
 
@@ -112,13 +112,13 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
 
 def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
     """Everything the lead page shows, decrypted into plain values."""
-    users, now = present.staff_directory(), utcnow()
-    screens, callbacks = present.screenings(lead, reader, users), present.lead_callbacks(lead)
+    users, now = queries.staff_directory(), utcnow()
+    screens, callbacks = present.screenings(lead, reader, users), queries.lead_callbacks(lead)
     return {
         "contact": present.contact_block(lead, reader),
         "proposals": present.proposals(lead, reader),
         "source_details": present.source_details(lead, reader),
-        "has_changes": present.has_changes(lead),
+        "has_changes": queries.has_changes(lead),
         "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
         "revealed": is_revealed(lead.id),
         "screenings": screens,

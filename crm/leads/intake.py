@@ -15,7 +15,8 @@ from ..operations import intake as ops_intake
 from ..operations import leads as ops
 from . import bp, get_lead_or_404
 from .actions import perform
-from .present import Reader, lead_row, staff_directory
+from .present import Reader, lead_row
+from .queries import staff_directory
 
 
 @bp.route("/new", methods=["GET", "POST"])

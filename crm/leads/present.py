@@ -11,24 +11,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, g
+from flask import current_app
 
 from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
 from ..forms.leads import code_label, language_name
 from ..models import (
     Callback,
-    ContactAttempt,
     Insurance,
     Lead,
-    LeadChange,
-    LeadEvent,
-    Screening,
     User,
-    db,
 )
 from ..operations.leads import calls_made
 from ..operations.records import FIELD_LABELS, pending_proposals
+from . import queries
 
 
 class _Unreadable:
@@ -139,13 +135,6 @@ def staff_name(user: User | None) -> str:
     return user.shown_name if user else ""
 
 
-def staff_directory() -> dict[str, User]:
-    """Every staff account by id (a clinic has tens, not thousands), read once per request."""
-    if "staff_directory" not in g:
-        g.staff_directory = {user.id: user for user in db.session.scalars(db.select(User))}
-    return g.staff_directory
-
-
 # --- detail --------------------------------------------------------------------------
 
 
@@ -180,11 +169,6 @@ def latest_consent(lead: Lead) -> dict[str, Any] | None:
     enquiry = lead.enquiries[-1]
     return {"language": enquiry.consent_language, "version": enquiry.consent_version, "at": enquiry.consented_at,
             "marketing": enquiry.marketing_consent}
-
-
-def has_changes(lead: Lead) -> bool:
-    """True when some detail of the lead has been corrected (so previous values can be revealed)."""
-    return db.session.scalar(db.select(LeadChange.id).where(LeadChange.lead_id == lead.id).limit(1)) is not None
 
 
 def source_details(lead: Lead, reader: Reader) -> dict[str, Any]:
@@ -257,8 +241,7 @@ def vob_prefill(block: dict[str, Any] | None) -> dict[str, Any]:
 
 def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[str, Any]]:
     """The lead's pre-screens, newest first, with their results and reason wording."""
-    rows = db.session.scalars(db.select(Screening).where(Screening.lead_id == lead.id)
-                              .order_by(Screening.performed_at.desc()))
+    rows = queries.lead_screenings(lead)
     out = []
     for row in rows:
         result = reader.get(row, "result", lead.id)
@@ -284,11 +267,6 @@ def cadence_status(lead: Lead, now: dt.datetime, zone: Any) -> dict[str, Any]:
         "exhausted_text": cadence.RULES["exhausted_text"],
         "exhausted_reason": cadence.RULES["exhausted_reason"],
     }
-
-
-def lead_callbacks(lead: Lead) -> list[Callback]:
-    """Every callback of the lead, soonest due first."""
-    return list(db.session.scalars(db.select(Callback).where(Callback.lead_id == lead.id).order_by(Callback.due_at)))
 
 
 def open_callbacks(callbacks: list[Callback]) -> list[Callback]:
@@ -321,7 +299,7 @@ def _enquiries(lead: Lead, reader: Reader) -> list[TimelineEntry]:
 
 
 def _attempts(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
-    rows = db.session.scalars(db.select(ContactAttempt).where(ContactAttempt.lead_id == lead.id))
+    rows = queries.lead_attempts(lead)
     return [TimelineEntry(row.at, "attempt", staff_name(users.get(row.user_id)),
                           f"{row.channel.capitalize()}: {row.outcome.replace('_', ' ')}",
                           reader.get(row, "note", lead.id)) for row in rows]
@@ -345,7 +323,7 @@ _EVENT_SUMMARY = {
 
 
 def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
-    rows = db.session.scalars(db.select(LeadEvent).where(LeadEvent.lead_id == lead.id))
+    rows = queries.lead_events(lead)
     out = []
     for row in rows:
         actor = staff_name(users.get(row.actor_id))

@@ -14,7 +14,7 @@ from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import export
-from ..auth import fresh_required, role_required
+from ..access import fresh_required, role_required
 from ..backup import checkpoint_sqlite
 from ..forms.leads import ConfirmForm
 from ..forms.privacy import DoNotContactForm, EraseForm

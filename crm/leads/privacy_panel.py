@@ -17,12 +17,12 @@ from ..forms.privacy import DoNotContactForm, EraseForm
 from ..models import Insurance, Lead, LeadEvent, Role, db
 from ..operations import leads as ops
 from ..operations import privacy
-from . import present
+from . import present, queries
 
 
 def privacy_view(lead: Lead) -> dict[str, Any]:
     """The privacy block's facts: do-not-contact, list matches, legal hold, access request, erasure."""
-    users = present.staff_directory()
+    users = queries.staff_directory()
     refusal = privacy.erasure_refusal(lead)
     return {
         "is_admin": current_user.role == Role.ADMIN,
@@ -41,7 +41,7 @@ def privacy_forms(lead: Lead) -> dict[str, FlaskForm]:
 
 def render_tombstone(lead: Lead) -> str:
     """The page of an erased lead: when and by whom, and the non-PHI facts kept for reports (audited)."""
-    users = present.staff_directory()
+    users = queries.staff_directory()
     events = db.session.scalars(select(LeadEvent).where(LeadEvent.lead_id == lead.id, LeadEvent.to_stage.is_not(None))
                                 .order_by(LeadEvent.at))
     coverage = db.session.scalars(select(Insurance.coverage_type).where(Insurance.lead_id == lead.id))

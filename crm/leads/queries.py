@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from flask import g
 from sqlalchemy import Select, exists, func, or_, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import cadence, crypto, eligibility, models
 from ..models import (
     OPEN_STAGES,
+    REFERENCE_ALPHABET,
     Appointment,
     AppointmentStatus,
     Callback,
+    ContactAttempt,
     Enquiry,
     Lead,
+    LeadChange,
     LeadEvent,
     Screening,
     Stage,
@@ -26,7 +30,9 @@ from ..models import (
     name_dob_index,
     phone_index,
 )
-from .present import Reader
+
+if TYPE_CHECKING:
+    from .present import Reader
 
 HOME_LIMIT = 25
 SEARCH_LIMIT = 50
@@ -138,9 +144,6 @@ def page_of(query: Select, page: int, size: int) -> tuple[list[Lead], bool]:
 # --- blind-index search --------------------------------------------------------------
 
 
-REFERENCE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-
-
 def as_reference(text: str) -> str | None:
     """A reference code as stored (``ABCD-EF23``) from any case, with or without the dash; else ``None``."""
     compact = "".join(ch for ch in text.upper() if ch not in " -")
@@ -244,3 +247,39 @@ def crisis_escalations(limit: int = HOME_LIMIT) -> list[LeadEvent]:
              .where(LeadEvent.kind == "crisis_escalated", Lead.erased_at.is_(None))
              .options(joinedload(LeadEvent.lead)).order_by(LeadEvent.at.desc()).limit(limit))
     return list(db.session.scalars(query))
+
+
+# --- one lead's records, for its page --------------------------------------------------
+
+
+def staff_directory() -> dict[str, User]:
+    """Every staff account by id (a clinic has tens, not thousands), read once per request."""
+    if "staff_directory" not in g:
+        g.staff_directory = {user.id: user for user in db.session.scalars(db.select(User))}
+    return g.staff_directory
+
+
+def has_changes(lead: Lead) -> bool:
+    """True when some detail of the lead has been corrected (so previous values can be revealed)."""
+    return db.session.scalar(db.select(LeadChange.id).where(LeadChange.lead_id == lead.id).limit(1)) is not None
+
+
+def lead_callbacks(lead: Lead) -> list[Callback]:
+    """Every callback of the lead, soonest due first."""
+    return list(db.session.scalars(db.select(Callback).where(Callback.lead_id == lead.id).order_by(Callback.due_at)))
+
+
+def lead_screenings(lead: Lead) -> list[Screening]:
+    """The lead's pre-screens, newest first."""
+    return list(db.session.scalars(db.select(Screening).where(Screening.lead_id == lead.id)
+                                   .order_by(Screening.performed_at.desc())))
+
+
+def lead_attempts(lead: Lead) -> list[ContactAttempt]:
+    """The lead's contact attempts."""
+    return list(db.session.scalars(db.select(ContactAttempt).where(ContactAttempt.lead_id == lead.id)))
+
+
+def lead_events(lead: Lead) -> list[LeadEvent]:
+    """The lead's timeline events."""
+    return list(db.session.scalars(db.select(LeadEvent).where(LeadEvent.lead_id == lead.id)))

@@ -15,7 +15,8 @@ from ..models import Lead, Role, db, utcnow
 from ..operations import leads as ops
 from . import bp
 from . import queries as q
-from .present import Reader, lead_row, staff_directory, staff_name
+from .present import Reader, lead_row, staff_name
+from .queries import staff_directory
 
 SEARCH_HITS = "search_hits"
 

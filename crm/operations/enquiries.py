@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Table, bindparam, func, or_, select, text
+from sqlalchemy import Table, bindparam, func, or_, select
 from sqlalchemy.orm import selectinload
 
-from .. import audit, crypto, payers, statements
+from .. import audit, crypto, locks, payers, statements
+from ..locks import EMAIL_LOCK, FORM_LOCK, PHONE_LOCK
 from ..models import (
     REOPENABLE_STAGES,
     CoverageType,
@@ -43,9 +44,11 @@ from ..models import (
     new_id,
     new_lead_key,
     new_reference,
+    table_row,
     utcnow,
 )
 from . import alerts
+from .leads import apply_move
 
 #: A batch of rows to insert, by table, in foreign-key order.
 Rows = dict[Table, list[dict[str, Any]]]
@@ -60,12 +63,6 @@ _CANDIDATES = statements.Lookup(
     lambda: select(Lead.id).where(or_(Lead.phone_bidx == bindparam("phone_bidx"),
                                       Lead.email_bidx == bindparam("email_bidx")))
 )
-
-#: Advisory lock classes on PostgreSQL: an enquiry waits only for enquiries sharing its form
-#: token, phone or e-mail (SQLite serialises every writer with BEGIN IMMEDIATE already).
-FORM_LOCK, PHONE_LOCK, EMAIL_LOCK = 727_274_010, 727_274_011, 727_274_012
-_LOCK = text("SELECT pg_advisory_xact_lock(:kind, :key)")
-
 
 @dataclass(frozen=True)
 class Contact:
@@ -263,16 +260,16 @@ def intake_lock_keys(prepared: PreparedEnquiry) -> list[tuple[int, int]]:
 
 def _lock_same_form_and_person(prepared: PreparedEnquiry) -> None:
     """On PostgreSQL, wait only for enquiries that could be this form or this person, until they commit."""
-    if db.session.get_bind().dialect.name != "postgresql":
+    if not locks.on_postgresql():
         return
     for kind, key in intake_lock_keys(prepared):
-        db.session.execute(_LOCK, {"kind": kind, "key": key})
+        locks.hold(kind, key)
 
 
 def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:
     """The rows a returning enquiry adds, encrypted under its lead's key; the lead's details stay as they are."""
     now, cipher = utcnow(), lead.field_cipher()
-    rows: Rows = {LeadEvent.__table__: [_welcome_back(lead, now)]}
+    rows: Rows = _welcome_back(lead, now)
     if submission.crisis:
         lead.flag_urgent()  # safety first: a crisis answer always raises the flag, whoever sent it
     _merge(rows, _submission_rows(lead.id, cipher, submission, now, reference))
@@ -283,17 +280,12 @@ def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:
     return rows
 
 
-def _welcome_back(lead: Lead, now: dt.datetime) -> dict[str, Any]:
-    """Reopen a closed lead; return the timeline row noting the return."""
+def _welcome_back(lead: Lead, now: dt.datetime) -> Rows:
+    """Reopen a closed lead through the one stage-change path, or return the timeline row noting the return."""
     if lead.stage in REOPENABLE_STAGES:
-        event = _event_row(lead.id, now, "reopened", from_stage=lead.stage, to_stage=Stage.CONTACTING,
-                           reason="patient_returned")
-        audit.record("stage_changed", actor_kind="public", object_type="lead", object_id=lead.id,
-                     details={"from": str(lead.stage), "to": str(Stage.CONTACTING), "reason": "patient_returned"},
-                     record_ip=False)
-        lead.set_stage(Stage.CONTACTING, "patient_returned", now)
-        return event
-    return _event_row(lead.id, now, "returned", from_stage=lead.stage, to_stage=lead.stage)
+        apply_move(lead, Stage.CONTACTING, "patient_returned", None, now, kind="reopened", public=True)
+        return {}
+    return {LeadEvent.__table__: [_event_row(lead.id, now, "returned", from_stage=lead.stage, to_stage=lead.stage)]}
 
 
 #: Lead fields an unverified enquiry may propose, with how two values are compared.
@@ -337,23 +329,20 @@ def _lead_row(lead_id: str, reference: str, submission: Submission, now: dt.date
               cipher: crypto.FieldCipher) -> dict[str, Any]:
     """The ``leads`` row of a new web-form lead: workflow columns plain, PHI encrypted."""
     contact = submission.contact
-    return {
-        "id": lead_id, "reference": reference, "stage": Stage.NEW, "source": LeadSource.WEB_FORM,
-        "urgent": submission.crisis, "marketing_consent": submission.consent.marketing,
-        "preferred_language": submission.language,
-        "created_at": now, "updated_at": now, "stage_changed_at": now,
+    return table_row(
+        Lead, id=lead_id, reference=reference, stage=Stage.NEW, source=LeadSource.WEB_FORM,
+        urgent=submission.crisis, marketing_consent=submission.consent.marketing,
+        preferred_language=submission.language, created_at=now, updated_at=now, stage_changed_at=now,
         **lead_blind_indexes(contact.phone, contact.email, contact.last_name, contact.dob),
         **encrypted_columns(Lead, lead_id, cipher, first_name=contact.first_name, last_name=contact.last_name,
                             dob=contact.dob, phone=contact.phone, email=contact.email, zip_code=contact.zip_code,
                             preferences=contact.preferences),
-    }
+    )
 
 
-def _event_row(lead_id: str, now: dt.datetime, kind: str, *, from_stage: str | None = None,
-               to_stage: str | None = None, reason: str | None = None) -> dict[str, Any]:
-    """One ``lead_events`` timeline row without a note body."""
-    return {"id": new_id(), "lead_id": lead_id, "at": now, "actor_id": None, "kind": kind,
-            "from_stage": from_stage, "to_stage": to_stage, "reason": reason, "body_enc": None}
+def _event_row(lead_id: str, now: dt.datetime, kind: str, **fields: Any) -> dict[str, Any]:
+    """One ``lead_events`` timeline row written by the public form (no actor, no note body)."""
+    return table_row(LeadEvent, id=new_id(), lead_id=lead_id, at=now, kind=kind, **fields)
 
 
 def _submission_rows(lead_id: str, cipher: crypto.FieldCipher, submission: Submission, now: dt.datetime,

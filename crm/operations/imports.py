@@ -47,6 +47,7 @@ from ..models import (
     new_lead_key,
     new_reference,
     phone_index,
+    table_row,
     utcnow,
 )
 from .privacy import do_not_contact_match
@@ -328,15 +329,15 @@ class Importer:
         lead_id, values = new_id(), row.values
         cipher, key_row = new_lead_key(lead_id)
         insurance_id = new_id()
-        batch.add(Lead.__table__, {
-            "id": lead_id, "reference": new_reference(), "stage": Stage.NEW, "source": self.source,
-            "created_at": now, "updated_at": now, "stage_changed_at": now,
-            "created_by": self.actor.id if self.actor else None, "current_insurance_id": insurance_id,
+        batch.add(Lead.__table__, table_row(
+            Lead, id=lead_id, reference=new_reference(), stage=Stage.NEW, source=self.source,
+            created_at=now, updated_at=now, stage_changed_at=now,
+            created_by=self.actor.id if self.actor else None, current_insurance_id=insurance_id,
             **lead_blind_indexes(values.get("phone"), values.get("email"), values["last_name"], values["dob"]),
             **encrypted_columns(Lead, lead_id, cipher, first_name=values["first_name"], last_name=values["last_name"],
                                 dob=values["dob"], phone=values.get("phone"), email=values.get("email"),
                                 zip_code=values.get("zip_code"), source_details=row.source_details),
-        })
+        ))
         batch.add(LeadKey.__table__, {**key_row, "wrapped_at": now})
         batch.add(Insurance.__table__, {
             "id": insurance_id, "lead_id": lead_id, "created_at": now,
@@ -356,9 +357,9 @@ class Importer:
         batch.add(ImportedRow.__table__, self._imported_row(lead_id, row, now))
 
     def _event(self, lead_id: str, kind: str, now: dt.datetime, to_stage: str | None = None) -> dict[str, Any]:
-        return {"id": new_id(), "lead_id": lead_id, "at": now, "actor_id": self.actor.id if self.actor else None,
-                "kind": kind, "from_stage": None, "to_stage": to_stage, "reason": f"import_{self.source}",
-                "body_enc": None}
+        return table_row(LeadEvent, id=new_id(), lead_id=lead_id, at=now,
+                         actor_id=self.actor.id if self.actor else None, kind=kind, to_stage=to_stage,
+                         reason=f"import_{self.source}")
 
     def _imported_row(self, lead_id: str, row: ParsedRow, now: dt.datetime) -> dict[str, Any]:
         return {"digest": row.fingerprint, "lead_id": lead_id, "source": self.source, "imported_at": now}

@@ -308,11 +308,18 @@ def move_stage(lead: Lead, target: str, reason: str | None, actor: User | None,
     apply_move(lead, target, reason, actor, now or utcnow())
 
 
-def apply_move(lead: Lead, target: str, reason: str | None, actor: User | None, now: dt.datetime) -> None:
-    """Put the lead in ``target`` and record it; callers have checked the move (a no-show steps back)."""
+def apply_move(lead: Lead, target: str, reason: str | None, actor: User | None, now: dt.datetime, *,
+               kind: str = "stage_changed", public: bool = False) -> None:
+    """Put the lead in ``target`` and record it; callers have checked the move (a no-show steps back).
+
+    ``public`` marks a move a patient's own enquiry made (a return reopening the lead): audited
+    as the public's, without the address, which is PHI.
+    """
     source = lead.stage
     if target in EXIT_STAGES:
         _close_callbacks(lead, now)
     lead.set_stage(target, reason, now)
-    add_event(lead, actor, "stage_changed", at=now, from_stage=source, to_stage=target, reason=reason)
-    record("stage_changed", lead.id, actor, {"from": str(source), "to": str(target), "reason": reason})
+    add_event(lead, actor, kind, at=now, from_stage=source, to_stage=target, reason=reason)
+    audit.record("stage_changed", actor=actor, actor_kind="public" if public else None, object_type="lead",
+                 object_id=lead.id, details={"from": str(source), "to": str(target), "reason": reason},
+                 record_ip=not public)

@@ -8,9 +8,8 @@ same figures for their own leads; anyone else is refused before a view runs.
 from __future__ import annotations
 
 from flask import Blueprint
-from flask_login import current_user
 
-from ..auth import deny
+from ..access import require_role
 from ..models import Role
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -22,8 +21,7 @@ REPORT_ROLES = frozenset({Role.ADMIN, Role.MANAGER, Role.COORDINATOR})
 @bp.before_request
 def require_report_role() -> None:
     """Refuse (403, audited) every report endpoint to a role that reads no reports."""
-    if not current_user.is_authenticated or current_user.role not in REPORT_ROLES:
-        deny("reports_role")
+    require_role(*REPORT_ROLES, reason="reports_role")
 
 
 from . import views  # noqa: E402,F401  (views register on bp)

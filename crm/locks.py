@@ -1,0 +1,50 @@
+"""PostgreSQL advisory locks, held until the transaction ends: every lock id and the SQL that takes them.
+
+SQLite needs none of them: every transaction there starts with ``BEGIN IMMEDIATE`` and so
+already holds the one write lock. Ids are fixed numbers in one namespace, listed here so no
+two uses can collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from sqlalchemy import text
+
+from .models import db
+
+AUDIT_CHAIN = 727_274_001  # one writer appends to the audit chain at a time
+SIGN_IN_ATTEMPTS = 727_274_002  # (class, key): one lock per account key and address
+FORM_LOCK, PHONE_LOCK, EMAIL_LOCK = 727_274_010, 727_274_011, 727_274_012  # (class, key): enquiries
+PERIODIC_JOBS = 727_274_016  # one worker runs the periodic jobs at a time
+
+_HOLD_ONE = text("SELECT pg_advisory_xact_lock(:id)")
+_HOLD_PAIR = text("SELECT pg_advisory_xact_lock(:kind, :key)")
+_TRY_ONE = text("SELECT pg_try_advisory_xact_lock(:id)")
+
+
+def on_postgresql() -> bool:
+    """True when the session's database takes advisory locks (PostgreSQL)."""
+    return db.session.get_bind().dialect.name == "postgresql"
+
+
+def hold(lock_id: int, key: int | None = None) -> None:
+    """Wait for the lock ``lock_id`` (or ``(lock_id, key)``) on PostgreSQL; nothing on SQLite."""
+    if not on_postgresql():
+        return
+    if key is None:
+        db.session.execute(_HOLD_ONE, {"id": lock_id})
+    else:
+        db.session.execute(_HOLD_PAIR, {"kind": lock_id, "key": key})
+
+
+def try_hold(lock_id: int) -> bool:
+    """Take the lock ``lock_id`` if it is free, without waiting; always True on SQLite."""
+    if not on_postgresql():
+        return True
+    return bool(db.session.scalar(_TRY_ONE, {"id": lock_id}))
+
+
+def key_of(name: str) -> int:
+    """A signed 32-bit lock key for ``name`` (a lock's second number must fit an ``int4``)."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) - 2**31
