@@ -59,7 +59,7 @@ class Page:
     def field_error(self, name: str, form: str | None = None) -> str | None:
         """The error message tied to the control ``name`` through its aria-describedby (``None`` if none)."""
         first = self.named(name, form)[0]
-        holder = first.attrs if "aria-describedby" in first.attrs else self.ids.get(first.attrs.get("id", ""), {})
+        holder = first.attrs if "aria-describedby" in first.attrs else self.ids.get(name, {})  # a fieldset's id
         described = (holder.get("aria-describedby") or "").split()
         errors = [self.texts.get(ref, "") for ref in described if ref.endswith("-error")]
         assert all(ref in self.ids for ref in described), f"{name}: describedby names a missing id"

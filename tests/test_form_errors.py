@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from crm import eligibility
-from crm.models import Insurance, Lead, Role, Screening, db
+from crm.models import Insurance, Lead, Role, db
 from tests import sentinels
 from tests.form_pages import read, snapshot
 from tests.screening import PASSING
@@ -94,6 +94,7 @@ VOB_ERRORS = [  # (what is wrong, the field it is wrong at, a piece of the field
     ({"vob_outcome": ""}, "vob_outcome", "Choose an outcome"),
     ({"pa_status": "approved"}, "pa_status", "cannot move"),
     ({"pa_status": "denied_final"}, "pa_status", "cannot move"),
+    ({"codes_verified": ["J0013", "S0013"]}, "codes_verified", "not a valid choice"),
 ]
 
 
@@ -105,7 +106,7 @@ def test_a_wrong_benefits_answer_keeps_every_other_answer_and_changes_nothing(
     response = staff.post(action, data={**VOB_TYPED, **wrong})
     assert response.status_code == 200
     page = read(response.get_data(as_text=True))
-    assert_kept(page, {**VOB_TYPED, **wrong}, action, skip=(field,) if field == "pa_status" else ())
+    assert_kept(page, {**VOB_TYPED, **wrong}, action, skip=(field,) if field in ("pa_status", "codes_verified") else ())
     assert message in (page.field_error(field, action) or "")
     items = assert_summary_once(page, action)
     assert any(message in item for item in items)
@@ -252,7 +253,7 @@ def test_a_closed_lead_refuses_the_screening_on_the_form_itself(app, staff, make
 def test_a_refused_attempt_keeps_its_note(app, staff, make_lead):
     lead_id = make_lead(stage="closed", stage_reason="cost")
     action = f"/leads/{lead_id}/attempts"
-    typed = {"channel": "sms", "outcome": "reached", "note": "Said she will call back after work"}
+    typed = {"channel": "text", "outcome": "reached", "note": "Said she will call back after work"}
     before = snapshot(app)
     response = staff.post(action, data=typed)
     assert response.status_code == 200

@@ -14,22 +14,24 @@ from flask_wtf import FlaskForm
 from .. import cadence, calling_hours, eligibility
 from ..auth import deny
 from ..clinic import clinic_zone
+from ..forms import has_answers, show_refusal
 from ..forms.clinician import SignOffForm
-from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
+from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm
 from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
 from ..operations import screening as ops_screening
 from . import bp, get_lead_or_404
-from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form
+from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form, vob_form
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
             message: str | Callable[[Any], str], form_key: str | None = None) -> Any:
     """Validate ``form``, run one operation, commit, flash and redirect back to section ``name``.
 
-    A form error re-renders the page with the errors, the failing form in place of the
-    page's form ``form_key`` (default ``name``); a refused state rule is flashed.
+    A form error, or a rule the operation refuses, re-renders the page with the failing form,
+    every answer kept, in place of the page's form ``form_key`` (default ``name``); nothing is
+    stored. A refusal of a button-only form (nothing typed to keep) is flashed.
     """
     if not form.validate_on_submit():
         return render_detail(lead, **{form_key or name: form})
@@ -38,6 +40,9 @@ def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
         result = action()
     except ValueError as exc:
         db.session.rollback()
+        if has_answers(form):
+            show_refusal(form, exc)
+            return render_detail(lead, **{form_key or name: form})
         flash(str(exc), "error")
         return redirect(url_for("leads.detail", lead_id=lead_id, _anchor=name))
     db.session.commit()
@@ -147,7 +152,7 @@ def reveal(lead_id: uuid.UUID):
 def record_vob(lead_id: uuid.UUID):
     """Record the verification of benefits and prior-authorisation status."""
     lead = get_lead_or_404(lead_id, for_update=True)
-    form = VobForm()
+    form = vob_form(lead, request.form)
     return perform(lead, form, "insurance", lambda: ops_insurance.record_vob(lead, current_user, form.vob_data()),
                    _("Benefits check saved."), form_key="vob")
 
