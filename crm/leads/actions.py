@@ -21,6 +21,7 @@ from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
 from ..operations import screening as ops_screening
+from ..operations.refusals import Stale
 from . import bp, get_lead_or_404
 from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form, vob_form
 
@@ -31,7 +32,8 @@ def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
 
     A form error, or a rule the operation refuses, re-renders the page with the failing form,
     every answer kept, in place of the page's form ``form_key`` (default ``name``); nothing is
-    stored. A refusal of a button-only form (nothing typed to keep) is flashed.
+    stored. A refusal of a button-only form (nothing typed to keep), or one saying the page was
+    out of date, is flashed over a fresh page.
     """
     if not form.validate_on_submit():
         return render_detail(lead, **{form_key or name: form})
@@ -40,7 +42,7 @@ def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
         result = action()
     except ValueError as exc:
         db.session.rollback()
-        if has_answers(form):
+        if has_answers(form) and not isinstance(exc, Stale):
             show_refusal(form, exc)
             return render_detail(lead, **{form_key or name: form})
         flash(str(exc), "error")

@@ -18,7 +18,7 @@ from ..clinic import clinic_today, clinic_zone
 from ..models import Appointment, AppointmentStatus, Lead, Role, Stage, User, db, utcnow
 from .guards import refuse_if_do_not_contact, refuse_if_erased
 from .leads import add_event, apply_move, move_stage, record
-from .refusals import Refused
+from .refusals import Refused, Stale
 
 NO_SHOW_REASON = "no_show"
 CANCELLED_REASON = "appointment_cancelled"
@@ -48,7 +48,7 @@ def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str,
     refuse_if_erased(lead)
     now = now or utcnow()
     if lead.stage != Stage.ELIGIBLE:
-        raise ValueError("Only an eligible lead can be booked; a scheduled one is rescheduled instead.")
+        raise Stale(_("Only an eligible lead can be booked; a scheduled one is rescheduled instead."))
     _check_time(starts_at, now)
     appointment = Appointment(lead=lead, kind=kind, starts_at=starts_at, place=place,
                               clinician_id=_check_clinician(clinician).id, status=AppointmentStatus.BOOKED,
@@ -67,7 +67,7 @@ def _open_appointment(lead: Lead, appointment: Appointment) -> None:
     if appointment.lead_id != lead.id:
         raise ValueError("That appointment belongs to another lead.")
     if appointment.status != AppointmentStatus.BOOKED:
-        raise ValueError("That appointment is no longer booked; check the page and try again.")
+        raise Stale(_("That appointment is no longer booked; check the page and try again."))
 
 
 def reschedule(lead: Lead, appointment: Appointment, actor: User, starts_at: dt.datetime, clinician: User | None,

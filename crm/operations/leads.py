@@ -38,7 +38,7 @@ from ..models import (
     utcnow,
 )
 from .guards import refuse_if_do_not_contact
-from .refusals import Refused
+from .refusals import Refused, Stale
 
 REVEALED_FIELDS = ["member_id", "group_number", "cards"]
 
@@ -278,7 +278,7 @@ def check_move(lead: Lead, target: str, reason: str | None, expected: str | None
     """Refuse a move the pipeline does not allow, or an exit or reopen without a valid reason."""
     source = Stage(lead.stage)
     if expected and expected != source:
-        raise ValueError("The lead changed stage meanwhile; check the page and try again.")
+        raise Stale(_("The lead changed stage meanwhile; check the page and try again."))
     if target not in allowed_moves(source):
         raise Refused(_("The pipeline does not allow that move from this stage."), "target")
     if move_needs_reason(source, Stage(target)):

@@ -1,4 +1,4 @@
-"""A refusal tied to the answers that caused it, so the form that sent them can show it at each one."""
+"""Refusals a form shows back: one tied to the answers that caused it, one saying the page is out of date."""
 
 from __future__ import annotations
 
@@ -9,3 +9,7 @@ class Refused(ValueError):
     def __init__(self, message: str, *fields: str):
         super().__init__(message)
         self.fields = fields
+
+
+class Stale(ValueError):
+    """What the page showed changed meanwhile (an appointment settled, a stage moved), so its form no longer applies."""

@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
+
 from .. import eligibility
 from ..models import EXIT_REASONS, Lead, Role, Screening, Stage, User, db, utcnow
 from . import alerts
 from .guards import refuse_if_erased
 from .leads import add_event, record
+from .refusals import Stale
 
 
 def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: list[int],
@@ -49,7 +52,7 @@ def sign_off(screening: Screening, actor: User, decision: str, note: str, reason
         raise PermissionError("Only a clinician can sign off a screening.")
     refuse_if_erased(screening.lead)
     if screening.signed_off_at is not None:
-        raise ValueError("This screening is already signed off.")
+        raise Stale(_("This screening is already signed off."))
     if decision not in DECISIONS:
         raise ValueError("Choose a decision.")
     if decision == NOT_ELIGIBLE and reason not in EXIT_REASONS[Stage.INELIGIBLE]:
