@@ -312,6 +312,19 @@ class ScreeningForm(FlaskForm):
                     valid = False
         return valid
 
+    def validate_draft(self) -> bool:
+        """Check only the answers given (a draft may leave any question for later), and the CSRF token."""
+        valid = True
+        for field in self:
+            if field.name == "csrf_token" or field.raw_data and field.raw_data[0] != "":
+                valid = field.validate(self) and valid
+        return valid
+
+    def draft_answers(self) -> dict[str, Any]:
+        """The answers given so far, by field name, as a draft keeps them."""
+        return {field.name: field.data for field in self
+                if field.name != "csrf_token" and field.data not in (None, "")}
+
     def answers(self) -> dict[str, Any]:
         """Checklist answers keyed by criterion name."""
         data = {c["name"]: self[c["name"]].data for c in eligibility.RULES["criteria"]}

@@ -27,15 +27,16 @@ from .detail import assign_form, callback_form, remember_reveal, render_detail, 
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
-            message: str | Callable[[Any], str], form_key: str | None = None) -> Any:
+            message: str | Callable[[Any], str], form_key: str | None = None,
+            validate: Callable[[], bool] | None = None) -> Any:
     """Validate ``form``, run one operation, commit, flash and redirect back to section ``name``.
 
     A form error, or a rule the operation refuses, re-renders the page with the failing form,
     every answer kept, in place of the page's form ``form_key`` (default ``name``); nothing is
     stored. A refusal of a button-only form (nothing typed to keep), or one saying the page was
-    out of date, is flashed over a fresh page.
+    out of date, is flashed over a fresh page. ``validate`` replaces the form's full check.
     """
-    if not form.validate_on_submit():
+    if not (validate or form.validate_on_submit)():
         return render_detail(lead, **{form_key or name: form})
     lead_id = lead.id
     try:
@@ -173,6 +174,16 @@ def record_screening(lead_id: uuid.UUID):
     form = ScreeningForm()
     return perform(lead, form, "screening", lambda: ops_screening.record_screening(
         lead, current_user, form.answers(), form.phq9(), form.cssrs(), form.recent()), _screening_message)
+
+
+@bp.post("/<uuid:lead_id>/screenings/draft")
+def save_screening_draft(lead_id: uuid.UUID):
+    """Keep a partly answered pre-screen to finish later (audited); it is never scored and counts for nothing."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = ScreeningForm()
+    return perform(lead, form, "screening", lambda: ops_screening.save_draft(
+        lead, current_user, form.draft_answers(), form.cssrs(), form.recent()),
+        _("Draft saved. It counts for nothing until the screening is recorded."), validate=form.validate_draft)
 
 
 @bp.post("/<uuid:lead_id>/screenings/<uuid:screening_id>/sign-off")

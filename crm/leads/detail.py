@@ -108,7 +108,9 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
     benefits = vob_form(lead)
     benefits.load(present.vob_prefill(view["insurance"]))
     age = view["contact"]["age"]
-    screening = ScreeningForm(formdata=None, adult=None if age is None else ("yes" if age >= 18 else "no"))
+    draft = view["screening_draft"]["answers"] if view["screening_draft"] else {}
+    screening = ScreeningForm(formdata=None, **{"adult": None if age is None else ("yes" if age >= 18 else "no"),
+                                                **draft})
     return {
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
@@ -131,6 +133,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
         "revealed": is_revealed(lead.id),
         "screenings": screens,
+        "screening_draft": present.screening_draft(lead, reader, users),
         "timeline": present.timeline(lead, reader, users, screens, callbacks),
         "cadence": present.cadence_status(lead, now, clinic_zone()),
         "callbacks": present.open_callbacks(callbacks),
