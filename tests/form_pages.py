@@ -33,6 +33,7 @@ class Page:
     ids: dict[str, dict[str, str]] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     summaries: dict[str | None, list[str]] = field(default_factory=dict)
+    summary_links: list[str] = field(default_factory=list)  # the ids the summaries' items link to
 
     def named(self, name: str, form: str | None = None) -> list[Control]:
         """The controls named ``name``, inside the form posting to ``form`` when given."""
@@ -90,6 +91,8 @@ class _Reader(HTMLParser):
             self.page.summaries[self.form] = []
         elif tag == "li" and self.summary is not False:
             self.item = []
+        elif tag == "a" and self.item is not None:
+            self.page.summary_links.append(attrs.get("href", "").removeprefix("#"))
         elif tag == "input":
             self.page.controls.append(Control("input", attrs, self.form))
         elif tag == "select":

@@ -88,6 +88,7 @@ def assert_summary_once(page, action: str) -> list[str]:
     items = page.summaries.get(action)
     assert items, f"no error summary on the form posting to {action}"
     assert len(items) == len(set(items)), f"a problem is listed more than once: {items}"
+    assert all(target in page.ids for target in page.summary_links), "a summary link leads nowhere"
     return items
 
 
@@ -473,3 +474,22 @@ def test_a_merge_moves_the_draft_and_erasure_shreds_it(app, staff, make_lead):
         privacy.shred([survivor], "erasure_request", actor, utcnow())
         db.session.commit()
         assert db.session.execute(text("SELECT answers_enc FROM screening_drafts")).scalar_one() is None
+
+
+def test_the_new_lead_form_keeps_every_value_after_a_wrong_one(app, staff):
+    typed = {"source": "referral", "referrer_name": "Dr Ana Reyes", "referrer_practice": "Harbor Psychiatry",
+             "referrer_phone": "(714) 555-0100", "referrer_npi": "1234567890", "first_name": "Jamie",
+             "last_name": "Nguyen", "dob": "07/23/1961", "phone": "(714) 555-0177", "email": "jamie.nguyen@gmail.com",
+             "zip_code": "92801", "coverage_type": "ppo", "carrier": "Aetna", "member_id": "W12345",
+             "group_number": "G-77", "is_policyholder": "yes", "note": "Referred for TRD; two failed SSRIs"}
+    before = snapshot(app)
+    response = staff.post("/leads/new", data=typed)
+    assert response.status_code == 200
+    page = read(response.get_data(as_text=True))
+    radios = ("source", "coverage_type", "is_policyholder")
+    assert_kept(page, {k: v for k, v in typed.items() if k not in radios}, "")
+    for name in radios:
+        assert page.value(name, "") == [typed[name]], name
+    assert "check digit" in page.field_error("referrer_npi", "")
+    assert len(assert_summary_once(page, "")) == 1
+    assert snapshot(app) == before
