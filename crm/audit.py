@@ -50,7 +50,7 @@ ACTIONS = frozenset(
         "enquiry_received", "leads_listed", "lead_viewed", "field_revealed", "card_viewed", "lead_exported",
         "stage_changed", "lead_assigned", "note_added", "attempt_logged", "callback_scheduled",
         "urgent_acknowledged", "crisis_escalated", "vob_recorded", "screening_recorded",
-        "screening_signed_off", "decrypt_failed", "audit_viewed", "audit_exported",
+        "screening_signed_off", "screening_draft_saved", "decrypt_failed", "audit_viewed", "audit_exported",
         "audit_verified", "key_added", "key_promoted", "key_retired", "keys_rotated",
         "settings_changed", "lead_erased", "do_not_contact_set", "do_not_contact_lifted", "legal_hold_set",
         "legal_hold_released", "access_requested", "retention_applied", "backup_made", "restore_checked",

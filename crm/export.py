@@ -26,6 +26,7 @@ from .models import (
     Lead,
     LeadEvent,
     Screening,
+    ScreeningDraft,
     User,
     db,
     utcnow,
@@ -88,7 +89,8 @@ def build(lead: Lead) -> tuple[dict[str, Any], Reading]:
         "insurances": [_insurance(insurance, reading, users) for insurance in lead.insurances],
         "attempts": [_attempt(row, reading, users) for row in _rows(ContactAttempt, ContactAttempt.at, lead)],
         "callbacks": [_callback(row, users) for row in _rows(Callback, Callback.due_at, lead)],
-        "screenings": [_screening(row, reading, users) for row in _rows(Screening, Screening.performed_at, lead)],
+        "screenings": [_screening(row, reading, users) for row in _rows(Screening, Screening.performed_at, lead)]
+        + [_draft(row, reading, users) for row in _rows(ScreeningDraft, ScreeningDraft.saved_at, lead)],
         "timeline": [_event(row, reading, users) for row in _rows(LeadEvent, LeadEvent.at, lead)],
         "access_log": _access_log(lead, users),
         "produced_at": utcnow(),
@@ -166,6 +168,11 @@ def _callback(row: Callback, users: dict[str, User]) -> dict[str, Any]:
 def _screening(row: Screening, reading: Reading, users: dict[str, User]) -> dict[str, Any]:
     return {"at": row.performed_at, "by": _staff(users, row.performed_by), "outcome": _words(row.outcome),
             "answers": flatten(reading.get(row, "answers") or {}), "result": flatten(reading.get(row, "result") or {})}
+
+
+def _draft(row: ScreeningDraft, reading: Reading, users: dict[str, User]) -> dict[str, Any]:
+    return {"at": row.saved_at, "by": _staff(users, row.saved_by), "outcome": "draft, not recorded",
+            "answers": flatten(reading.get(row, "answers") or {}), "result": []}
 
 
 def _event(row: LeadEvent, reading: Reading, users: dict[str, User]) -> dict[str, Any]:

@@ -929,6 +929,22 @@ class Screening(LeadOwned, db.Model):
     lead: Mapped[Lead] = relationship()
 
 
+class ScreeningDraft(LeadOwned, db.Model):
+    """A pre-screen saved part-way to finish later: the answers so far, encrypted; never scored or counted."""
+
+    __tablename__ = "screening_drafts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    saved_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    saved_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
+    answers = Encrypted("json")  # form field name → the answer given
+
+    lead: Mapped[Lead] = relationship()
+
+
 class ContactAttempt(LeadOwned, db.Model):
     """One call, text or e-mail to a lead and how it went."""
 

@@ -28,6 +28,11 @@ def pa_moves(current: str | None) -> list[str]:
     return RULES["pa_moves"].get(current or "", [])
 
 
+def pa_offered(current: str | None) -> list[str]:
+    """The PA states a form offers from ``current``: staying put and every allowed move, in list order."""
+    return [code for code in ["", *codes("pa_statuses")] if pa_move_allowed(current, code)]
+
+
 def pa_move_allowed(current: str | None, target: str | None) -> bool:
     """True when the PA sub-status may change from ``current`` to ``target``."""
     return target == current or not target and not current or target in pa_moves(current)

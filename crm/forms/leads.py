@@ -238,7 +238,9 @@ class VobForm(FlaskForm):
     notes = TextAreaField(_l("VOB notes"), validators=[Optional(), Length(max=2000)])
     vob_status = SelectField(_l("VOB status"), choices=options(vob.RULES["statuses"]), default="in_progress")
     vob_outcome = SelectField(_l("Outcome"), choices=options([("", "—")] + vob.RULES["outcomes"]), default="")
-    pa_status = SelectField(_l("PA status"), choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="")
+    #: The page offers only the moves valid from the stored state; the operation refuses any other at this field.
+    pa_status = SelectField(_l("PA status"), choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="",
+                            validate_choice=False)
     pa_auth_number = StringField(_l("Auth #"), validators=[Optional(), Length(max=64)])
     pa_units = IntegerField(_l("Approved units"), validators=[Optional(), NumberRange(min=1, max=10_000)])
     pa_start = DateField(_l("Auth start"), validators=[Optional()])
@@ -309,6 +311,19 @@ class ScreeningForm(FlaskForm):
                     self[f"cssrs_{name}"].errors.append("Question 2 was yes: answer this question too.")
                     valid = False
         return valid
+
+    def validate_draft(self) -> bool:
+        """Check only the answers given (a draft may leave any question for later), and the CSRF token."""
+        valid = True
+        for field in self:
+            if field.name == "csrf_token" or field.raw_data and field.raw_data[0] != "":
+                valid = field.validate(self) and valid
+        return valid
+
+    def draft_answers(self) -> dict[str, Any]:
+        """The answers given so far, by field name, as a draft keeps them."""
+        return {field.name: field.data for field in self
+                if field.name != "csrf_token" and field.data not in (None, "")}
 
     def answers(self) -> dict[str, Any]:
         """Checklist answers keyed by criterion name."""

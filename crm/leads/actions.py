@@ -14,30 +14,38 @@ from flask_wtf import FlaskForm
 from .. import cadence, calling_hours, eligibility
 from ..access import require_role
 from ..clinic import clinic_zone
+from ..forms import has_answers, show_refusal
 from ..forms.clinician import SignOffForm
-from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm, VobForm
+from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm
 from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
 from ..operations import screening as ops_screening
+from ..operations.refusals import Stale
 from . import bp, get_lead_or_404
-from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form
+from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form, vob_form
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
-            message: str | Callable[[Any], str], form_key: str | None = None) -> Any:
+            message: str | Callable[[Any], str], form_key: str | None = None,
+            validate: Callable[[], bool] | None = None) -> Any:
     """Validate ``form``, run one operation, commit, flash and redirect back to section ``name``.
 
-    A form error re-renders the page with the errors, the failing form in place of the
-    page's form ``form_key`` (default ``name``); a refused state rule is flashed.
+    A form error, or a rule the operation refuses, re-renders the page with the failing form,
+    every answer kept, in place of the page's form ``form_key`` (default ``name``); nothing is
+    stored. A refusal of a button-only form (nothing typed to keep), or one saying the page was
+    out of date, is flashed over a fresh page. ``validate`` replaces the form's full check.
     """
-    if not form.validate_on_submit():
+    if not (validate or form.validate_on_submit)():
         return render_detail(lead, **{form_key or name: form})
     lead_id = lead.id
     try:
         result = action()
     except ValueError as exc:
         db.session.rollback()
+        if has_answers(form) and not isinstance(exc, Stale):
+            show_refusal(form, exc)
+            return render_detail(lead, **{form_key or name: form})
         flash(str(exc), "error")
         return redirect(url_for("leads.detail", lead_id=lead_id, _anchor=name))
     db.session.commit()
@@ -147,7 +155,7 @@ def reveal(lead_id: uuid.UUID):
 def record_vob(lead_id: uuid.UUID):
     """Record the verification of benefits and prior-authorisation status."""
     lead = get_lead_or_404(lead_id, for_update=True)
-    form = VobForm()
+    form = vob_form(lead, request.form)
     return perform(lead, form, "insurance", lambda: ops_insurance.record_vob(lead, current_user, form.vob_data()),
                    _("Benefits check saved."), form_key="vob")
 
@@ -166,6 +174,16 @@ def record_screening(lead_id: uuid.UUID):
     form = ScreeningForm()
     return perform(lead, form, "screening", lambda: ops_screening.record_screening(
         lead, current_user, form.answers(), form.phq9(), form.cssrs(), form.recent()), _screening_message)
+
+
+@bp.post("/<uuid:lead_id>/screenings/draft")
+def save_screening_draft(lead_id: uuid.UUID):
+    """Keep a partly answered pre-screen to finish later (audited); it is never scored and counts for nothing."""
+    lead = get_lead_or_404(lead_id, for_update=True)
+    form = ScreeningForm()
+    return perform(lead, form, "screening", lambda: ops_screening.save_draft(
+        lead, current_user, form.draft_answers(), form.cssrs(), form.recent()),
+        _("Draft saved. It counts for nothing until the screening is recorded."), validate=form.validate_draft)
 
 
 @bp.post("/<uuid:lead_id>/screenings/<uuid:screening_id>/sign-off")

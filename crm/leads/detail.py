@@ -69,6 +69,15 @@ def stage_form(lead: Lead, formdata: Any = None, **data: Any) -> StageForm:
     return form
 
 
+def vob_form(lead: Lead, formdata: Any = None) -> VobForm:
+    """The benefits check offering only the prior-authorisation states valid from the stored one."""
+    form = VobForm(formdata=formdata)
+    current = lead.current_insurance.pa_status if lead.current_insurance else None
+    labels = dict([("", "—"), *vob.RULES["pa_statuses"]])
+    form.pa_status.choices = options([(code, labels[code]) for code in vob.pa_offered(current)])
+    return form
+
+
 def screening_exit(lead: Lead, screens: list[dict[str, Any]]) -> dict[str, str]:
     """The stage move the newest pre-screen points to when it found the patient ineligible, if allowed here."""
     latest = screens[0]["result"] if screens else {}
@@ -96,15 +105,17 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
     """Fresh action forms, prefilled from what the page already knows."""
     suggested = view["cadence"]["suggested"]
     local_due = cadence.to_local(suggested, clinic_zone()).replace(tzinfo=None) if suggested else None
-    vob_form = VobForm(formdata=None)
-    vob_form.load(present.vob_prefill(view["insurance"]))
+    benefits = vob_form(lead)
+    benefits.load(present.vob_prefill(view["insurance"]))
     age = view["contact"]["age"]
-    screening = ScreeningForm(formdata=None, adult=None if age is None else ("yes" if age >= 18 else "no"))
+    draft = view["screening_draft"]["answers"] if view["screening_draft"] else {}
+    screening = ScreeningForm(formdata=None, **{"adult": None if age is None else ("yes" if age >= 18 else "no"),
+                                                **draft})
     return {
         "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
-        "vob": vob_form, "screening": screening, "merge": MergeForm(formdata=None), **privacy_forms(lead),
+        "vob": benefits, "screening": screening, "merge": MergeForm(formdata=None), **privacy_forms(lead),
         **appointment_forms(lead), "sign_off": SignOffForm(formdata=None),
         "language": LanguageForm(formdata=None, language=lead.preferred_language or ""),
     }
@@ -122,6 +133,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "insurance": present.insurance_block(lead, reader, is_revealed(lead.id)),
         "revealed": is_revealed(lead.id),
         "screenings": screens,
+        "screening_draft": present.screening_draft(lead, reader, users),
         "timeline": present.timeline(lead, reader, users, screens, callbacks),
         "cadence": present.cadence_status(lead, now, clinic_zone()),
         "callbacks": present.open_callbacks(callbacks),

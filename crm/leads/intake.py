@@ -7,6 +7,7 @@ import uuid
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from ..forms import show_refusal
 from ..forms.intake import NewLeadForm
 from ..forms.leads import ConfirmForm
 from ..forms.public import contact_consent_wording
@@ -27,7 +28,11 @@ def new_lead():
     if form.validate_on_submit():
         matches = ops_intake.possible_matches(_identity(form))
         if not matches or form.checked.data and form.duplicate_reason.data:
-            return _create(form, matches)
+            try:
+                return _create(form, matches)
+            except ValueError as exc:  # refused by a rule: the form comes back with everything typed
+                db.session.rollback()
+                show_refusal(form, exc)
         if form.checked.data:
             form.duplicate_reason.errors = ["Give a reason to create a new lead although these may be the same person."]
         form.checked.data = "1"

@@ -24,6 +24,7 @@ from ..models import (
 )
 from ..operations.leads import calls_made
 from ..operations.records import FIELD_LABELS, pending_proposals
+from ..operations.screening import current_draft
 from . import queries
 
 
@@ -252,6 +253,16 @@ def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[
                     "reasons": [eligibility.reason_text(code) for code in result.get("reasons", [])],
                     "steps": eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])})
     return out
+
+
+def screening_draft(lead: Lead, reader: Reader, users: dict[str, User]) -> dict[str, Any] | None:
+    """The lead's pre-screen saved part-way, decrypted (answers ``{}`` when unreadable), or None."""
+    draft = current_draft(lead)
+    if draft is None:
+        return None
+    answers = reader.get(draft, "answers", lead.id)
+    return {"record": draft, "by": staff_name(users.get(draft.saved_by)), "unreadable": answers is UNREADABLE,
+            "answers": answers if isinstance(answers, dict) else {}}
 
 
 def cadence_status(lead: Lead, now: dt.datetime, zone: Any) -> dict[str, Any]:

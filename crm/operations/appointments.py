@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import cadence
@@ -17,6 +18,7 @@ from ..clinic import clinic_today, clinic_zone
 from ..models import Appointment, AppointmentStatus, Lead, Role, Stage, User, db, utcnow
 from .guards import refuse_if_do_not_contact, refuse_if_erased
 from .leads import add_event, apply_move, move_stage, record
+from .refusals import Refused, Stale
 
 NO_SHOW_REASON = "no_show"
 CANCELLED_REASON = "appointment_cancelled"
@@ -31,13 +33,13 @@ def booked(lead: Lead) -> Appointment | None:
 
 def _check_clinician(clinician: User | None) -> User:
     if clinician is None or clinician.role != Role.CLINICIAN or not clinician.is_active_flag:
-        raise ValueError("Choose an active clinician for the appointment.")
+        raise Refused(_("Choose an active clinician for the appointment."), "clinician")
     return clinician
 
 
 def _check_time(starts_at: dt.datetime, now: dt.datetime) -> None:
     if starts_at <= now:
-        raise ValueError("Pick an appointment time in the future.")
+        raise Refused(_("Pick an appointment time in the future."), "starts_at")
 
 
 def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str, clinician: User | None,
@@ -46,7 +48,7 @@ def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str,
     refuse_if_erased(lead)
     now = now or utcnow()
     if lead.stage != Stage.ELIGIBLE:
-        raise ValueError("Only an eligible lead can be booked; a scheduled one is rescheduled instead.")
+        raise Stale(_("Only an eligible lead can be booked; a scheduled one is rescheduled instead."))
     _check_time(starts_at, now)
     appointment = Appointment(lead=lead, kind=kind, starts_at=starts_at, place=place,
                               clinician_id=_check_clinician(clinician).id, status=AppointmentStatus.BOOKED,
@@ -65,7 +67,7 @@ def _open_appointment(lead: Lead, appointment: Appointment) -> None:
     if appointment.lead_id != lead.id:
         raise ValueError("That appointment belongs to another lead.")
     if appointment.status != AppointmentStatus.BOOKED:
-        raise ValueError("That appointment is no longer booked; check the page and try again.")
+        raise Stale(_("That appointment is no longer booked; check the page and try again."))
 
 
 def reschedule(lead: Lead, appointment: Appointment, actor: User, starts_at: dt.datetime, clinician: User | None,
@@ -127,7 +129,7 @@ def convert(lead: Lead, actor: User, first_treatment_on: dt.date, now: dt.dateti
     if first_treatment_on is None:
         raise ValueError("Enter the first treatment's date.")
     if first_treatment_on > clinic_today():
-        raise ValueError("The first treatment's date cannot be in the future.")
+        raise Refused(_("The first treatment's date cannot be in the future."), "first_treatment_on")
     lead.first_treatment_on = first_treatment_on
     move_stage(lead, Stage.CONVERTED, None, actor, now=now)
     record("lead_converted", lead.id, actor)

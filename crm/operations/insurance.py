@@ -5,30 +5,36 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
+
 from .. import vob
 from ..models import Insurance, Lead, User, db, utcnow
 from .leads import add_event, record
+from .refusals import Refused
 
 KEEP_WHEN_BLANK = ("member_id", "group_number")
+#: What an approved authorisation must record.
+APPROVAL_DETAILS = ("pa_auth_number", "pa_units", "pa_start", "pa_end")
 
 
 def check_vob(current: Insurance | None, data: dict[str, Any]) -> None:
     """Refuse a verification the workflow does not allow."""
     if data["vob_status"] not in vob.codes("statuses"):
-        raise ValueError("Choose a verification status.")
+        raise Refused(_("Choose a verification status."), "vob_status")
     if data["vob_status"] == vob.RULES["finished_status"] and not data["vob_outcome"]:
-        raise ValueError("Choose an outcome before marking the benefits verified.")
+        raise Refused(_("Choose an outcome before marking the benefits verified."), "vob_outcome")
     if not vob.pa_move_allowed(current.pa_status if current else None, data["pa_status"]):
-        raise ValueError("The prior authorisation cannot move to that status from where it is.")
+        raise Refused(_("The prior authorisation cannot move to that status from where it is."), "pa_status")
     if data["pa_status"] == vob.RULES["pa_approved"]:
         _check_approval(data)
 
 
 def _check_approval(data: dict[str, Any]) -> None:
-    if not (data["pa_auth_number"] and data["pa_units"] and data["pa_start"] and data["pa_end"]):
-        raise ValueError("An approved authorisation needs its number, units and start and end dates.")
+    missing = [name for name in APPROVAL_DETAILS if not data[name]]
+    if missing:
+        raise Refused(_("An approved authorisation needs its number, units and start and end dates."), *missing)
     if data["pa_end"] < data["pa_start"]:
-        raise ValueError("The authorisation ends before it starts.")
+        raise Refused(_("The authorisation ends before it starts."), "pa_end")
 
 
 def record_vob(lead: Lead, actor: User, data: dict[str, Any], now: dt.datetime | None = None) -> Insurance:

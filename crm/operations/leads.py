@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select, update
 
 from .. import audit, cadence, eligibility, vob
@@ -37,6 +38,7 @@ from ..models import (
     utcnow,
 )
 from .guards import refuse_if_do_not_contact
+from .refusals import Refused, Stale
 
 REVEALED_FIELDS = ["member_id", "group_number", "cards"]
 
@@ -223,7 +225,7 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
     if not lead.is_open:
         raise ValueError("Closed leads get no callbacks; reopen the lead first.")
     if due_at <= now:
-        raise ValueError("Pick a callback time in the future.")
+        raise Refused(_("Pick a callback time in the future."), "due_at")
     _close_callbacks(lead, now)
     callback = Callback(lead=lead, assignee_id=assignee_id or lead.assignee_id or actor.id, due_at=due_at,
                         created_by=actor.id, created_at=now)
@@ -276,13 +278,13 @@ def check_move(lead: Lead, target: str, reason: str | None, expected: str | None
     """Refuse a move the pipeline does not allow, or an exit or reopen without a valid reason."""
     source = Stage(lead.stage)
     if expected and expected != source:
-        raise ValueError("The lead changed stage meanwhile; check the page and try again.")
+        raise Stale(_("The lead changed stage meanwhile; check the page and try again."))
     if target not in allowed_moves(source):
-        raise ValueError("The pipeline does not allow that move from this stage.")
+        raise Refused(_("The pipeline does not allow that move from this stage."), "target")
     if move_needs_reason(source, Stage(target)):
         valid = REOPEN_REASONS if source in REOPENABLE_STAGES else EXIT_REASONS[Stage(target)]
         if reason not in valid:
-            raise ValueError("Choose a reason that fits this move.")
+            raise Refused(_("Choose a reason that fits this move."), "reason")
     if target == Stage.ELIGIBLE:
         problem = readiness_problem(lead)
         if problem:

@@ -25,6 +25,7 @@ from ..models import (
     LeadEvent,
     LeadProposal,
     Screening,
+    ScreeningDraft,
     Stage,
     User,
     db,
@@ -35,8 +36,8 @@ from .guards import refuse_if_erased
 from .leads import add_event, record
 
 #: Every table whose rows belong to one lead, in the order they move.
-CHILDREN = (Enquiry, Insurance, ContactAttempt, Callback, LeadEvent, Screening, ConsentRecord, LeadProposal,
-            LeadChange)
+CHILDREN = (Enquiry, Insurance, ContactAttempt, Callback, LeadEvent, Screening, ScreeningDraft, ConsentRecord,
+            LeadProposal, LeadChange)
 #: Contact fields a survivor takes from the absorbed lead when it has none of its own.
 CONTACT_FIELDS = ("phone", "email", "zip_code", "preferences")
 
