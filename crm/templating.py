@@ -9,7 +9,6 @@ from flask import Flask, current_app
 
 from . import crypto
 from .clinic import clinic_zone
-from .forms import problems
 
 
 def localtime(value: dt.datetime | None, fmt: str = "%b %-d, %-I:%M %p") -> str:
@@ -46,8 +45,7 @@ def tel(value: str | None) -> str:
 
 
 def init_app(app: Flask) -> None:
-    """Register the filters, and the error summary's list of a form's problems."""
+    """Register the filters."""
     app.add_template_filter(localtime)
     app.add_template_filter(duration)
     app.add_template_filter(tel)
-    app.add_template_global(problems, "form_problems")

@@ -19,9 +19,10 @@ FORM_EXPIRED = _l("The form expired. Please send it again.")
 
 
 def init_app(app: Flask) -> None:
-    """Protect every POST against CSRF and give templates the expired-form message."""
+    """Protect every POST against CSRF; give templates the expired-form message and a form's problems."""
     csrf.init_app(app)
     app.add_template_global(FORM_EXPIRED, "FORM_EXPIRED")
+    app.add_template_global(problems, "form_problems")
 
 #: Digits an integer answer may have: every such number fits a 64-bit column and converts to a float.
 MAX_INTEGER_DIGITS = 18
