@@ -1005,6 +1005,7 @@ class LeadProposal(LeadOwned, db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     enquiry_id: Mapped[str | None] = mapped_column(String(36))
+    origin: Mapped[str | None] = mapped_column(String(12))  # "enquiry" or "import"; none for a merge's leftovers
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
