@@ -11,12 +11,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 
-from .. import crypto
+from .. import crypto, statements
 from ..models import (
     ConsentRecord,
     Insurance,
@@ -61,12 +61,39 @@ class StaffLead:
     matches: list[str] = field(default_factory=list)  # ids of the possible matches shown
 
 
-#: What the match check reads of a candidate before deciding: its indexes, the compared fields and its key.
-#: Blind indexes coincide by design (more often as leads grow), so strangers are turned away from these
-#: few columns, each with one decryption, and only the leads that match are loaded whole.
-_CANDIDATE = (Lead.id, Lead.merged_into_id, Lead.phone_bidx, Lead.email_bidx, Lead.name_dob_bidx, Lead.phone_enc,
-              Lead.email_enc, Lead.dob_enc, Lead.last_name_enc, LeadKey.kid, LeadKey.nonce, LeadKey.wrapped,
-              LeadKey.dek_version)
+class _Candidate(NamedTuple):
+    """What the match check reads of a candidate before deciding: its indexes, the compared fields and its key.
+
+    Blind indexes coincide by design (more often as leads grow), so strangers are turned away
+    from these few columns, each with one decryption, and only the leads that match are loaded whole.
+    """
+
+    id: str
+    merged_into_id: str | None
+    phone_bidx: int | None
+    email_bidx: int | None
+    name_dob_bidx: int | None
+    phone_enc: bytes | None
+    email_enc: bytes | None
+    dob_enc: bytes | None
+    last_name_enc: bytes | None
+    kid: int
+    nonce: bytes
+    wrapped: bytes
+    dek_version: int
+
+
+#: Compiled once: a NULL index matches nothing. No ORDER BY: sorting there would tempt the planner to walk
+#: the created_at index instead of the blind indexes; merged leads are left out here, not in SQL, for the
+#: same reason. Candidates are few; they are sorted and filtered in Python.
+_CANDIDATES = statements.Lookup(
+    lambda: select(*(getattr(LeadKey if name in ("kid", "nonce", "wrapped", "dek_version") else Lead, name)
+                     for name in _Candidate._fields))
+    .join(LeadKey, LeadKey.lead_id == Lead.id)
+    .where(or_(Lead.phone_bidx == bindparam("phone"), Lead.email_bidx == bindparam("email"),
+               Lead.name_dob_bidx == bindparam("name_dob")))
+    .limit(MATCH_LIMIT * 5)
+)
 
 
 def possible_matches(who: Identity) -> list[Lead]:
@@ -78,27 +105,23 @@ def possible_matches(who: Identity) -> list[Lead]:
     """
     digests = {"phone": phone_index(who.phone), "email": email_index(who.email),
                "name_dob": name_dob_index(who.last_name, who.dob)}
-    conditions = [getattr(Lead, f"{name}_bidx") == digest for name, digest in digests.items() if digest is not None]
-    if not conditions:
+    if all(digest is None for digest in digests.values()):
         return []
-    # No ORDER BY in SQL: sorting there would tempt the planner to walk the created_at index instead
-    # of the blind indexes. Candidates are few; they are sorted and filtered here.
-    # Merged leads are left out here, not in SQL: a merged_into_id condition could steer the planner off them.
-    query = (select(*_CANDIDATE).join(LeadKey, LeadKey.lead_id == Lead.id).where(or_(*conditions))
-             .limit(MATCH_LIMIT * 5))
     ciphers = {}
-    for row in db.session.execute(query):
+    for row in map(_Candidate._make, _CANDIDATES.rows(**digests)):
         if not row.merged_into_id and (cipher := _confirmed(row, who, digests)):
             ciphers[row.id] = cipher
-    if not ciphers:
-        return []
-    found = list(db.session.scalars(select(Lead).where(Lead.id.in_(ciphers))))
-    for lead in found:
-        lead._cipher = ciphers[lead.id]  # already unwrapped: the page reads the lead without its key row
+    found = []
+    for lead_id, cipher in ciphers.items():
+        lead = db.session.get(Lead, lead_id)
+        if lead is None:  # erased since the candidates were read
+            continue
+        lead._cipher = cipher  # already unwrapped: the page reads the lead without loading its key row
+        found.append(lead)
     return sorted(found, key=lambda lead: lead.created_at, reverse=True)[:MATCH_LIMIT]
 
 
-def _confirmed(row: Any, who: Identity, digests: dict[str, int | None]) -> crypto.FieldCipher | None:
+def _confirmed(row: _Candidate, who: Identity, digests: dict[str, int | None]) -> crypto.FieldCipher | None:
     """The candidate's cipher when a field whose index matched is really the same; else ``None``."""
     try:
         cipher = lead_cipher(row.id, row.kid, row.nonce, row.wrapped, row.dek_version)
