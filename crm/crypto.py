@@ -28,7 +28,7 @@ import secrets
 import stat
 import unicodedata
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import phonenumbers
@@ -374,8 +374,12 @@ def normalize_email(value: str) -> str:
     return normalize_text(value)
 
 
+@lru_cache(maxsize=1024)
 def normalize_phone(value: str, region: str = "US") -> str | None:
-    """Return the E.164 form of a phone number, or ``None`` when it is not a valid number."""
+    """Return the E.164 form of a phone number, or ``None`` when it is not a valid number.
+
+    Cached: one number is normalised for its index, its match and its checks in turn.
+    """
     try:
         number = phonenumbers.parse(value, region)
     except phonenumbers.NumberParseException:

@@ -248,7 +248,7 @@ class Encrypted:
         if blob is None:
             return None
         row_id = loaded["id"] if "id" in loaded else obj.id
-        return self.decode(obj.field_cipher().decrypt(obj.__tablename__, self.name, row_id, blob))
+        return self.decrypt_value(obj.field_cipher(), obj.__tablename__, row_id, blob)
 
     def __set__(self, obj: Any, value: Any) -> None:
         if is_blank(value):
@@ -264,6 +264,10 @@ class Encrypted:
     def encrypt_value(self, cipher: crypto.FieldCipher, table: str, row_id: str, value: Any) -> bytes:
         """Return the stored ciphertext of a non-empty ``value``; bulk loaders share this encoding."""
         return cipher.encrypt(table, self.name, row_id, self.encode(value))
+
+    def decrypt_value(self, cipher: crypto.FieldCipher, table: str, row_id: str, blob: bytes) -> Any:
+        """Return the value of a stored ciphertext (read with Core, or through the attribute)."""
+        return self.decode(cipher.decrypt(table, self.name, row_id, blob))
 
 
 def is_blank(value: Any) -> bool:
@@ -652,8 +656,7 @@ class Lead(Identified, db.Model):
             key = self.key
             if key is None:
                 raise crypto.DecryptionError(f"lead {self.id} has been shredded")
-            dek = crypto.unwrap_data_key(keyring(), self.id, key.kid, key.nonce, key.wrapped)
-            cipher = self._cipher = crypto.FieldCipher(dek, key.dek_version)
+            cipher = self._cipher = lead_cipher(self.id, key.kid, key.nonce, key.wrapped, key.dek_version)
         return cipher
 
     # Blind-index hooks: each gets the value just set, so that value is not decrypted again.
@@ -712,6 +715,12 @@ def new_lead_key(lead_id: str) -> tuple[crypto.FieldCipher, dict[str, Any]]:
     kid, nonce, wrapped = crypto.wrap_data_key(keyring(), lead_id, dek)
     return crypto.FieldCipher(dek), {"lead_id": lead_id, "kid": kid, "nonce": nonce, "wrapped": wrapped,
                                      "dek_version": 1}
+
+
+def lead_cipher(lead_id: str, kid: int, nonce: bytes, wrapped: bytes, dek_version: int) -> crypto.FieldCipher:
+    """A lead's field cipher from its ``lead_keys`` columns (the data key unwrapped by its master key)."""
+    dek = crypto.unwrap_data_key(keyring(), lead_id, kid, bytes(nonce), bytes(wrapped))
+    return crypto.FieldCipher(dek, dek_version)
 
 
 def encrypted_columns(model: type, row_id: str, cipher: crypto.FieldCipher, **values: Any) -> dict[str, bytes | None]:
@@ -1065,6 +1074,7 @@ class LeadProposal(LeadOwned, db.Model):
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     lead_id: Mapped[str] = mapped_column(ForeignKey("leads.id", ondelete="CASCADE"), index=True)
     enquiry_id: Mapped[str | None] = mapped_column(String(36))
+    origin: Mapped[str | None] = mapped_column(String(12))  # "enquiry" or "import"; none for a merge's leftovers
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     status: Mapped[str] = mapped_column(String(12), default="pending")
     decided_by: Mapped[str | None] = mapped_column(ForeignKey("users.id"))

@@ -145,3 +145,33 @@ def test_saving_without_a_change_says_so(app, staff, lead_id):
     response = staff.post(f"/leads/{lead_id}/edit", data=form_of(staff, lead_id))
     assert response.status_code == 200 and "Nothing was changed." in response.get_data(as_text=True)
     assert audit_events(app, "lead_corrected") == []
+
+
+def test_preferred_language_is_corrected_audited_by_name_and_the_list_filter_follows(app, staff, lead_id):
+    data = form_of(staff, lead_id)
+    assert data["preferred_language"] == ""  # recorded without one
+    data["preferred_language"] = "es"
+    assert staff.post(f"/leads/{lead_id}/edit", data=data).status_code == 302
+    [event] = audit_events(app, "lead_corrected", object_id=lead_id)
+    assert json.loads(event.details) == {"fields": ["preferred_language"], "cause": "correction"}
+    with app.app_context():
+        assert db.session.get(Lead, lead_id).preferred_language == "es"
+        assert db.session.scalars(select(LeadChange.field)).all() == ["preferred_language"]
+    page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
+    assert "Preferred language changed by Casey Coordinator" in page
+    assert f"/leads/{lead_id}" in staff.get("/leads/?language=es").get_data(as_text=True)
+    assert f"/leads/{lead_id}" not in staff.get("/leads/?language=vi").get_data(as_text=True)
+    assert form_of(staff, lead_id)["preferred_language"] == "es"
+
+
+@pytest.mark.parametrize("language", ["xx", ""], ids=["unknown", "blank"])
+def test_a_language_outside_the_list_or_blank_changes_nothing(app, staff, lead_id, language):
+    with app.app_context():
+        db.session.get(Lead, lead_id).preferred_language = "vi"
+        db.session.commit()
+    data = {**form_of(staff, lead_id), "preferred_language": language}
+    response = staff.post(f"/leads/{lead_id}/edit", data=data)
+    assert response.status_code == 200
+    with app.app_context():
+        assert db.session.get(Lead, lead_id).preferred_language == "vi"
+    assert audit_events(app, "lead_corrected") == []

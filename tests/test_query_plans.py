@@ -216,3 +216,50 @@ def test_every_index_on_leads_serves_some_page(app, client, seeded, monkeypatch,
         on_leads = {index["name"] for index in inspect(db.engine).get_indexes("leads") if not index["unique"]}
     assert on_leads, "no index found on leads"
     assert on_leads <= used, f"indexes no page uses: {sorted(on_leads - used)}"
+
+
+BLIND_INDEXES = {"ix_leads_phone_bidx", "ix_leads_email_bidx", "ix_leads_name_dob_bidx"}
+
+
+def _demo_people(count: int) -> list[Lead]:
+    """Demo leads with a phone and an e-mail, read through the models."""
+    query = select(Lead).where(Lead.phone_bidx.is_not(None), Lead.email_bidx.is_not(None)).limit(count)
+    return list(db.session.scalars(query))
+
+
+def test_match_lookup_reads_each_blind_index_and_nothing_in_full(app, monkeypatch):
+    """The new-lead screen's check: phone, e-mail and last name + date of birth, each an index lookup."""
+    from crm.operations.intake import Identity, possible_matches
+
+    with app.app_context():
+        [lead] = _demo_people(1)
+        who = Identity(lead.last_name.upper(), lead.dob, lead.phone, lead.email.upper())
+        with plans.captured(monkeypatch) as seen:
+            found = possible_matches(who)
+        assert lead.id in {match.id for match in found}
+        db.session.rollback()
+        assert BLIND_INDEXES <= plans.indexes_used(seen), [plans.plan(s) for s in plans.explainable(seen)]
+        assert not plans.scans_in(seen)
+
+
+def test_import_slice_lookups_read_the_indexes_and_nothing_in_full(app, monkeypatch):
+    """The import's per-slice lookups (earlier rows, existing people, do-not-contact) are index lookups."""
+    import csv
+    import io
+
+    from crm.operations import imports
+
+    with app.app_context():
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["First name", "Last name", "DOB", "Phone", "Email"])
+        for lead in _demo_people(50):
+            writer.writerow([lead.first_name, lead.last_name, lead.dob.isoformat(), lead.phone, lead.email])
+        importer = imports.Importer("referral", None, dry_run=True)
+        rows = list(imports.parsed_rows(out.getvalue(), "referral"))
+        with plans.captured(monkeypatch) as seen:
+            importer.batch(rows)
+        db.session.rollback()
+        assert importer.summary.attached == 50
+        assert {"ix_leads_phone_bidx", "ix_leads_email_bidx"} <= plans.indexes_used(seen)
+        assert not plans.scans_in(seen)

@@ -25,7 +25,7 @@ def import_leads():
     if form.validate_on_submit():
         content = form.file.data.read()
         try:
-            summary, rows = _dry_run(content.decode("utf-8-sig"), form.source.data)
+            summary, shown = _dry_run(content.decode("utf-8-sig"), form.source.data)
         except (UnicodeDecodeError, imports.ImportFileError) as exc:
             form.file.errors.append(str(exc) if isinstance(exc, imports.ImportFileError)
                                     else "The file is not UTF-8 text; save it as CSV UTF-8 and upload it again.")
@@ -38,17 +38,19 @@ def import_leads():
                          details={"source": form.source.data, "rows": summary.rows})
             db.session.commit()
             return render_template("admin/import_preview.html", upload=upload, summary=summary, confirm=ConfirmForm(),
-                                   rows=[imports.preview(row) for row in rows[:PREVIEW_ROWS]])
+                                   rows=shown)
     return render_template("admin/import.html", form=form)
 
 
-def _dry_run(text: str, source: str) -> tuple[imports.Summary, list[imports.ParsedRow]]:
-    parsed = list(imports.parsed_rows(text, source))
-    importer = imports.Importer(source, None, dry_run=True)
-    for chunk in imports.in_batches(parsed, 500):
+def _dry_run(text: str, source: str) -> tuple[imports.Summary, list[dict]]:
+    """What importing would do, and the preview of the first valid rows."""
+    importer, shown = imports.Importer(source, None, dry_run=True), []
+    for chunk in imports.in_batches(imports.parsed_rows(text, source), 500):
         importer.batch(chunk)
+        shown += [imports.preview(row) for row in chunk if isinstance(row, imports.ParsedRow)]
+        del shown[PREVIEW_ROWS:]
     db.session.rollback()
-    return importer.summary, [row for row in parsed if isinstance(row, imports.ParsedRow)]
+    return importer.summary, shown
 
 
 @bp.post("/import/<uuid:upload_id>")

@@ -24,21 +24,36 @@ def leads() -> None:
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=500, show_default=True)
 @with_appcontext
 def import_leads(path: str, source: str, dry_run: bool, batch_size: int) -> None:
-    """Import leads from a CSV file; duplicates are attached, a repeated import creates nothing new."""
+    """Import leads from a CSV file; duplicates are attached, a repeated import creates nothing new.
+
+    The file is read, checked, matched and written one slice at a time (one transaction each),
+    so memory stays flat however long the file is.
+    """
+    lines = _count_lines(path)
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        try:
+            rows = imports.parsed_rows(handle, source)
+        except imports.ImportFileError as exc:
+            raise click.ClickException(str(exc)) from None
+        importer = imports.Importer(source, None, dry_run=dry_run)
+        done = 1  # the header
+        with click.progressbar(length=max(lines - done, 0), label="Checking" if dry_run else "Importing") as bar:
+            for chunk in imports.in_batches(rows, batch_size):
+                importer.write(importer.batch(chunk))
+                db.session.commit()
+                reached = imports.line_of(chunk[-1])
+                bar.update(reached - done)
+                done = reached
+    _report(importer.summary, dry_run)
+
+
+def _count_lines(path: str) -> int:
+    """The file's lines, read once before anything is written: a file that is not UTF-8 is refused whole."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-        rows = list(imports.parsed_rows(text, source))
-    except (UnicodeDecodeError, imports.ImportFileError) as exc:
-        message = str(exc) if isinstance(exc, imports.ImportFileError) else "The file is not UTF-8 text."
-        raise click.ClickException(message) from None
-    importer = imports.Importer(source, None, dry_run=dry_run)
-    with click.progressbar(length=len(rows), label="Importing" if not dry_run else "Checking") as bar:
-        for chunk in imports.in_batches(rows, batch_size):
-            importer.write(importer.batch(chunk))
-            db.session.commit()
-            bar.update(len(chunk))
-    _report(importer.summary, dry_run)
+            return sum(1 for _ in handle)
+    except UnicodeDecodeError:
+        raise click.ClickException("The file is not UTF-8 text.") from None
 
 
 def _report(summary: imports.Summary, dry_run: bool) -> None:

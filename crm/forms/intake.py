@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, Field, HiddenField, RadioField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
 
 from ..models import LeadSource
-from .leads import options
+from .leads import language_choices, options
 from .patient import phone_number
 from .public import STRIP, EnquiryForm, _fail
 
@@ -136,13 +137,25 @@ class CorrectLeadForm(PatientFields):
 
     coverage_type = RadioField(*EnquiryForm.coverage_type.args,
                                **{**EnquiryForm.coverage_type.kwargs, "validators": [Optional()]})
+    preferred_language = SelectField(_l("Preferred language"), choices=language_choices("—"),
+                                     validators=[Optional()], default="")
 
     def lead_values(self) -> dict[str, Any]:
-        """As the patient fields give them, without the insurance when no coverage was chosen."""
+        """As the patient fields give them, without the insurance when no coverage was chosen.
+
+        A blank language leaves the lead's as it is (a lead recorded without one may stay without).
+        """
         values = super().lead_values()
         if not self.coverage_type.data:
             values = {k: v for k, v in values.items() if not k.startswith("insurance.")}
+        if self.preferred_language.data:
+            values["preferred_language"] = self.preferred_language.data
         return values
+
+    def load(self, contact: dict[str, Any], insurance: dict[str, Any] | None, language: str | None = None) -> None:
+        """Prefill from a lead's decrypted details and its preferred language (a plain code)."""
+        super().load(contact, insurance)
+        self.preferred_language.data = language or ""
 
 
 def _after(start_field: str, message: str):

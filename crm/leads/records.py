@@ -35,7 +35,8 @@ def edit(lead_id: uuid.UUID):
             return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="contact"))
     reader = present.Reader()
     if not form.is_submitted():
-        form.load(present.contact_block(lead, reader), present.insurance_block(lead, reader, revealed=True))
+        form.load(present.contact_block(lead, reader), present.insurance_block(lead, reader, revealed=True),
+                  lead.preferred_language)
         ops.record("lead_edit_opened", lead.id, current_user)  # the form shows every identifier in full
     ops.record_unreadable(lead.id, current_user, reader.failed.get(lead.id, []))
     db.session.commit()

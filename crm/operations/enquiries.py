@@ -305,23 +305,51 @@ def _comparable(name: str, value: Any) -> Any:
 
 def proposal_values(lead: Lead, submission: Submission, insurance_id: str | None) -> dict[str, Any]:
     """What the enquiry says that the lead does not: each differing field, marketing consent, its insurance."""
-    contact, proposed = submission.contact, {}
+    return differing_details(lead, submission.contact, submission.coverage, submission.consent.marketing,
+                             insurance_id)
+
+
+def differing_details(lead: Any, contact: Contact, coverage: Coverage, marketing: bool,
+                      insurance_id: str | None) -> dict[str, Any]:
+    """What an unverified source says that the lead does not: each differing field, marketing consent, insurance.
+
+    ``lead`` needs only the :data:`PROPOSABLE` attributes and ``marketing_consent``.
+    """
+    proposed = {}
     for name in PROPOSABLE:
         given = getattr(contact, name)
         if given and _comparable(name, given) != _comparable(name, getattr(lead, name)):
             proposed[name] = given
-    if submission.consent.marketing and not lead.marketing_consent:
+    if marketing and not lead.marketing_consent:
         proposed["marketing_consent"] = True
-    if insurance_id and submission.coverage.coverage_type != CoverageType.NOT_SURE:
+    if insurance_id and coverage.coverage_type != CoverageType.NOT_SURE:
         proposed["insurance_id"] = insurance_id
     return proposed
 
 
-def _proposal_row(lead_id: str, cipher: crypto.FieldCipher, enquiry_id: str, values: dict[str, Any],
-                  now: dt.datetime) -> dict[str, Any]:
+def unverified_details_rows(lead: Any, cipher: crypto.FieldCipher, contact: Contact, coverage: Coverage,
+                            now: dt.datetime, origin: str) -> Rows:
+    """The rows details from an unverified source other than the web form (an import) add to an existing lead.
+
+    As for a returning enquiry, the lead's own details stay as they are: the insurance given is
+    stored beside the lead's, and whatever differs becomes a proposal for a coordinator.
+    """
+    rows: Rows = {}
+    insurance_id = None
+    if coverage.coverage_type != CoverageType.NOT_SURE:
+        insurance = _insurance_row(lead.id, cipher, coverage, now, None)
+        rows[Insurance.__table__], insurance_id = [insurance], insurance["id"]
+    proposed = differing_details(lead, contact, coverage, False, insurance_id)
+    if proposed:
+        rows[LeadProposal.__table__] = [_proposal_row(lead.id, cipher, None, proposed, now, origin)]
+    return rows
+
+
+def _proposal_row(lead_id: str, cipher: crypto.FieldCipher, enquiry_id: str | None, values: dict[str, Any],
+                  now: dt.datetime, origin: str = "enquiry") -> dict[str, Any]:
     proposal_id = new_id()
-    return {"id": proposal_id, "lead_id": lead_id, "enquiry_id": enquiry_id, "created_at": now, "status": "pending",
-            "decided_by": None, "decided_at": None,
+    return {"id": proposal_id, "lead_id": lead_id, "enquiry_id": enquiry_id, "origin": origin, "created_at": now,
+            "status": "pending", "decided_by": None, "decided_at": None,
             **encrypted_columns(LeadProposal, proposal_id, cipher, values=values)}
 
 

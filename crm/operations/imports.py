@@ -20,7 +20,9 @@ import datetime as dt
 import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from types import SimpleNamespace
+from typing import Any, TextIO
 
 from flask import current_app
 from sqlalchemy import Table, or_, select
@@ -36,21 +38,21 @@ from ..models import (
     Lead,
     LeadEvent,
     LeadKey,
+    LeadProposal,
     Stage,
     User,
     db,
-    email_index,
     encrypted_columns,
     indexer,
     lead_blind_indexes,
     new_id,
     new_lead_key,
     new_reference,
-    phone_index,
     table_row,
     utcnow,
 )
-from .privacy import do_not_contact_match
+from .enquiries import PROPOSABLE, Contact, Coverage, unverified_details_rows
+from .privacy import listed_indexes
 
 #: Canonical field → the header names accepted for it (compared without case, spaces, dashes, underscores).
 HEADERS: dict[str, tuple[str, ...]] = {
@@ -80,8 +82,8 @@ YES_WORDS = {"y": "yes", "yes": "yes", "true": "yes", "1": "yes", "n": "no", "no
 MAX_ROW_FIELDS = 64
 FINGERPRINT = "imports|row"
 
-#: Per-row checks run after validation: each returns a warning (no PHI) or ``None``. Extend to add e.g. do-not-contact.
-ROW_CHECKS: list[Callable[[ParsedRow], str | None]] = []
+#: Checks run on each slice's new rows after validation: each returns line → warning (no PHI).
+ROW_CHECKS: list[Callable[[list[ParsedRow]], dict[int, str]]] = []
 
 
 class ImportFileError(ValueError):
@@ -96,6 +98,18 @@ class ParsedRow:
     values: dict[str, Any]  # lead attributes and ``insurance.*``
     source_details: dict[str, Any] | None
     fingerprint: str
+
+    @cached_property
+    def indexes(self) -> dict[str, int | None]:
+        """The row's blind indexes, as its lead stores them and the lookups use them (computed once)."""
+        values = self.values
+        return lead_blind_indexes(values.get("phone"), values.get("email"), values.get("last_name"),
+                                  values.get("dob"))
+
+    @cached_property
+    def keys(self) -> list[tuple[str, str]]:
+        """The identities the row's person is matched by."""
+        return identity_keys(self.values, current_app.config["PHONE_REGION"])
 
 
 @dataclass
@@ -122,6 +136,7 @@ class Batch:
     lead_ids: list[str] = field(default_factory=list)
     created: int = 0
     attached: int = 0
+    proposals: int = 0
 
     def add(self, table: Table, row: dict[str, Any]) -> None:
         """Queue one row for ``table``."""
@@ -148,13 +163,19 @@ def map_headers(header: list[str]) -> dict[int, str]:
     return mapping
 
 
-def read_csv(text: str) -> tuple[dict[int, str], Iterator[tuple[int, list[str]]]]:
-    """The header mapping and the data rows (with their line numbers) of CSV ``text``."""
+def read_csv(source: str | TextIO) -> tuple[dict[int, str], Iterator[tuple[int, list[str]]]]:
+    """The header mapping and the data rows (with their line numbers) of CSV text or an open text file.
+
+    A file is read as the rows are consumed, never whole.
+    """
+    handle = io.StringIO(source) if isinstance(source, str) else source
+    sample = handle.read(4096)
+    handle.seek(0)
     try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
+    reader = csv.reader(handle, dialect)
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
@@ -176,10 +197,21 @@ def _numbered(reader: Any) -> Iterator[tuple[int, list[str]]]:
 
 
 class ImportRowForm(PatientFields):
-    """One CSV row, held to the public form's rules."""
+    """CSV rows, one after another, held to the public form's rules; built once per file."""
 
     class Meta:
         csrf = False
+
+    def __init__(self) -> None:
+        super().__init__(formdata=None)
+        for bound in self:  # choice labels are translated once per file, not once per row and field
+            if hasattr(bound, "choices"):
+                bound.choices = bound.choices
+
+    def check(self, formdata: MultiDict) -> bool:
+        """Load one row's values into the fields and validate them (every earlier row's state is replaced)."""
+        self.process(formdata)
+        return self.validate()
 
 
 def _form_data(cells: dict[str, str]) -> MultiDict:
@@ -198,13 +230,14 @@ def _form_data(cells: dict[str, str]) -> MultiDict:
     return MultiDict({k: v for k, v in data.items() if v})
 
 
-def parse_row(line: int, cells: list[str] | None, mapping: dict[int, str], source: str) -> ParsedRow | str:
+def parse_row(line: int, cells: list[str] | None, mapping: dict[int, str], source: str,
+              form: ImportRowForm | None = None) -> ParsedRow | str:
     """A valid row, or the reason it is refused (the form's own message, never the value)."""
     if cells is None or len(cells) > MAX_ROW_FIELDS:
         return "The line could not be read as CSV."
     named = {canonical: cells[position] for position, canonical in mapping.items() if position < len(cells)}
-    form = ImportRowForm(formdata=_form_data(named))
-    if not form.validate():
+    form = form or ImportRowForm()
+    if not form.check(_form_data(named)):
         name, errors = next((n, e) for n, e in form.errors.items() if e)
         return f"{form[name].label.text}: {errors[0]}"
     values = form.lead_values()
@@ -212,16 +245,24 @@ def parse_row(line: int, cells: list[str] | None, mapping: dict[int, str], sourc
     return ParsedRow(line, values, details or None, _fingerprint(source, values, details))
 
 
+DO_NOT_CONTACT_WARNING = "this phone or e-mail is on the do-not-contact list"
+
+
+def do_not_contact_warnings(rows: list[ParsedRow]) -> dict[int, str]:
+    """Flag rows whose phone or e-mail asked not to be contacted (imported, but nobody should call); one query."""
+    phones, emails = listed_indexes({row.indexes["phone_bidx"] for row in rows} - {None},
+                                    {row.indexes["email_bidx"] for row in rows} - {None})
+    return {row.line: DO_NOT_CONTACT_WARNING for row in rows
+            if row.indexes["phone_bidx"] in phones or row.indexes["email_bidx"] in emails}
+
 
 def do_not_contact_warning(row: ParsedRow) -> str | None:
-    """Flag a row whose phone or e-mail asked not to be contacted (imported, but nobody should call)."""
-    values = row.values
-    if do_not_contact_match(phone=values.get("phone"), email=values.get("email")):
-        return "this phone or e-mail is on the do-not-contact list"
-    return None
+    """The do-not-contact warning of one row, if any."""
+    return do_not_contact_warnings([row]).get(row.line)
 
 
-ROW_CHECKS.append(do_not_contact_warning)
+ROW_CHECKS.append(do_not_contact_warnings)
+
 
 def _fingerprint(source: str, values: dict[str, Any], details: dict[str, Any]) -> str:
     """A keyed digest of the row's normalised content: the same row imported twice has the same one."""
@@ -238,14 +279,20 @@ def _normal(value: Any) -> str:
 
 
 class Importer:
-    """Sorts rows into new leads, attachments to existing ones and repeats, and builds their rows."""
+    """Sorts rows into new leads, attachments to existing ones and repeats, and builds their rows.
+
+    Memory stays bounded by the slice: once a slice is written, its leads and fingerprints are
+    in the session's transaction, where the next slice's lookups find them. Only a dry run,
+    which writes nothing, remembers the people and rows of the whole file.
+    """
 
     def __init__(self, source: str, actor: User | None, dry_run: bool = False):
         self.source, self.actor, self.dry_run = source, actor, dry_run
         self.summary = Summary()
         self.region = current_app.config["PHONE_REGION"]
-        self._people: dict[tuple[str, str], str] = {}  # (phone or e-mail key, dob) → lead id, across the file
+        self._people: dict[tuple[str, str], str] = {}  # (phone or e-mail key, dob) → lead id
         self._seen: set[str] = set()
+        self._leads: dict[str, tuple[Any, crypto.FieldCipher]] = {}  # lead id → (its details, its cipher)
 
     def batch(self, parsed: Iterable[ParsedRow | tuple[int, str]]) -> Batch:
         """Handle one slice of the file: refusals counted, matches attached, the rest created."""
@@ -255,67 +302,71 @@ class Importer:
                 rows.append(item)
             else:
                 self.summary.refused.append(item)
+        if not self.dry_run:
+            self._people, self._seen = {}, set()
+        self._leads = {}
         batch, now = Batch(), utcnow()
         known = self._imported({row.fingerprint for row in rows})
-        self._remember_existing(rows)
+        fresh = [row for row in rows if row.fingerprint not in known]
+        warnings = {line: warning for check in ROW_CHECKS for line, warning in check(fresh).items()}
+        self._remember_existing(fresh)
         for row in rows:
-            self._place(row, batch, known, now)
+            self._place(row, batch, known, warnings.get(row.line), now)
         return batch
 
-    def _place(self, row: ParsedRow, batch: Batch, known: set[str], now: dt.datetime) -> None:
+    def _place(self, row: ParsedRow, batch: Batch, known: set[str], warning: str | None, now: dt.datetime) -> None:
         if row.fingerprint in known or row.fingerprint in self._seen:
             self.summary.already_imported += 1
             return
         self._seen.add(row.fingerprint)
-        for check in ROW_CHECKS:
-            warning = check(row)
-            if warning:
-                self.summary.warnings.append((row.line, warning))
+        if warning:
+            self.summary.warnings.append((row.line, warning))
         lead_id = self._match(row)
         if lead_id:
             self.summary.attached += 1
             batch.attached += 1
-            self._attach_rows(batch, lead_id, row, now)
+            if not self.dry_run:
+                self._attach_rows(batch, lead_id, row, now)
         else:
             self.summary.created += 1
             batch.created += 1
-            lead_id = self._new_lead_rows(batch, row, now)
-            for key in self._keys(row.values):
+            lead_id = new_id() if self.dry_run else self._new_lead_rows(batch, row, now)
+            for key in row.keys:
                 self._people[key] = lead_id
         batch.lead_ids.append(lead_id)
 
     # --- matching ----------------------------------------------------------------------
 
-    def _keys(self, values: dict[str, Any]) -> list[tuple[str, str]]:
-        """The identities a person is matched by: phone + DOB and e-mail + DOB."""
-        dob = values["dob"].isoformat()
-        keys = []
-        if values.get("phone"):
-            keys.append((f"p:{crypto.normalize_phone(values['phone'], self.region)}", dob))
-        if values.get("email"):
-            keys.append((f"e:{crypto.normalize_email(values['email'])}", dob))
-        return keys
-
     def _match(self, row: ParsedRow) -> str | None:
-        return next((self._people[key] for key in self._keys(row.values) if key in self._people), None)
+        return next((self._people[key] for key in row.keys if key in self._people), None)
 
     def _remember_existing(self, rows: list[ParsedRow]) -> None:
-        """Load, in one query, the existing leads sharing a phone or e-mail index with this slice."""
-        phones = {i for r in rows if (i := phone_index(r.values.get("phone"))) is not None}
-        emails = {i for r in rows if (i := email_index(r.values.get("email"))) is not None}
+        """Load, in one query, the existing leads sharing a phone or e-mail index with this slice.
+
+        Blind indexes coincide by design, so most candidates are strangers: each is decrypted
+        only as far as needed, its date of birth first, and compared to the slice's people.
+        """
+        phones = {i for r in rows if (i := r.indexes["phone_bidx"]) is not None}
+        emails = {i for r in rows if (i := r.indexes["email_bidx"]) is not None}
         if not phones and not emails:
             return
+        wanted = {key for row in rows for key in row.keys}
+        births = {dob for _contact, dob in wanted}
         query = select(Lead).where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails)))
         for lead in db.session.scalars(query.options(selectinload(Lead.key))):
             if lead.key is None or lead.merged_into_id:
                 continue
             try:
-                values = {"dob": lead.dob, "phone": lead.phone, "email": lead.email}
+                dob = lead.dob
+                if dob is None or dob.isoformat() not in births:
+                    continue
+                keys = identity_keys({"dob": dob, "phone": lead.phone, "email": lead.email}, self.region)
             except crypto.CryptoError:
                 continue  # an unreadable lead is never matched; a new one is created instead
-            if values["dob"] is not None:
-                for key in self._keys(values):
-                    self._people.setdefault(key, lead.id)
+            for key in keys:
+                if key in wanted and key not in self._people:
+                    self._people[key] = lead.id
+                    self._leads[lead.id] = (lead, None)
 
     def _imported(self, fingerprints: set[str]) -> set[str]:
         if not fingerprints:
@@ -333,7 +384,7 @@ class Importer:
             Lead, id=lead_id, reference=new_reference(), stage=Stage.NEW, source=self.source,
             created_at=now, updated_at=now, stage_changed_at=now,
             created_by=self.actor.id if self.actor else None, current_insurance_id=insurance_id,
-            **lead_blind_indexes(values.get("phone"), values.get("email"), values["last_name"], values["dob"]),
+            **row.indexes,
             **encrypted_columns(Lead, lead_id, cipher, first_name=values["first_name"], last_name=values["last_name"],
                                 dob=values["dob"], phone=values.get("phone"), email=values.get("email"),
                                 zip_code=values.get("zip_code"), source_details=row.source_details),
@@ -350,11 +401,25 @@ class Importer:
         })
         batch.add(LeadEvent.__table__, self._event(lead_id, "created", now, to_stage=Stage.NEW))
         batch.add(ImportedRow.__table__, self._imported_row(lead_id, row, now))
+        stored = SimpleNamespace(id=lead_id, marketing_consent=False, preferences=None,
+                                 **{name: values.get(name) for name in PROPOSABLE if name != "preferences"})
+        self._leads[lead_id] = (stored, cipher)
         return lead_id
 
     def _attach_rows(self, batch: Batch, lead_id: str, row: ParsedRow, now: dt.datetime) -> None:
+        """Attach the row as a returning enquiry is attached: the lead's details stay, what differs is proposed."""
         batch.add(LeadEvent.__table__, self._event(lead_id, "import_attached", now))
         batch.add(ImportedRow.__table__, self._imported_row(lead_id, row, now))
+        lead, cipher = self._leads[lead_id]
+        try:
+            rows = unverified_details_rows(lead, cipher or lead.field_cipher(), *contact_and_coverage(row.values),
+                                           now, origin="import")
+        except crypto.CryptoError:
+            return  # a detail of the lead is unreadable: nothing to compare with, the row is still attached
+        for table, table_rows in rows.items():
+            for values in table_rows:
+                batch.add(table, values)
+        batch.proposals += len(rows.get(LeadProposal.__table__, []))
 
     def _event(self, lead_id: str, kind: str, now: dt.datetime, to_stage: str | None = None) -> dict[str, Any]:
         return table_row(LeadEvent, id=new_id(), lead_id=lead_id, at=now,
@@ -370,24 +435,59 @@ class Importer:
         """Insert one batch in the session's transaction and audit it (counts and lead ids); not committed."""
         if self.dry_run or not batch.lead_ids:
             return
-        for table in (Lead.__table__, LeadKey.__table__, Insurance.__table__, LeadEvent.__table__,
-                      ImportedRow.__table__):
+        for table in (Lead.__table__, LeadKey.__table__, Insurance.__table__, LeadProposal.__table__,
+                      LeadEvent.__table__, ImportedRow.__table__):
             if batch.rows.get(table):
                 statements.insert_rows(table, batch.rows[table])
         details = {"source": self.source, "created": batch.created, "attached": batch.attached,
-                   "leads": list(dict.fromkeys(batch.lead_ids))}
+                   "proposals": batch.proposals, "leads": list(dict.fromkeys(batch.lead_ids))}
         audit.record("leads_imported", actor=self.actor, object_type="lead", details=details)
 
 
-def parsed_rows(text: str, source: str) -> Iterator[ParsedRow | tuple[int, str]]:
-    """Every data row of the file, parsed, or ``(line, reason)`` when refused.
+def contact_and_coverage(values: dict[str, Any]) -> tuple[Contact, Coverage]:
+    """A valid row's values in the shape an enquiry gives them, for comparing with a lead."""
+    contact = Contact(first_name=values["first_name"], last_name=values["last_name"], dob=values["dob"],
+                      phone=values.get("phone"), email=values.get("email"), zip_code=values.get("zip_code"),
+                      preferences=values.get("preferences") or {})
+    coverage = Coverage(coverage_type=values["insurance.coverage_type"], carrier=values.get("insurance.carrier"),
+                        member_id=values.get("insurance.member_id"),
+                        group_number=values.get("insurance.group_number"),
+                        patient_is_policyholder=values.get("insurance.patient_is_policyholder"),
+                        policyholder=values.get("insurance.policyholder"))
+    return contact, coverage
+
+
+def identity_keys(values: dict[str, Any], region: str) -> list[tuple[str, str]]:
+    """The identities a person is matched by: phone + DOB and e-mail + DOB (as the web form's dedupe)."""
+    dob = values["dob"].isoformat()
+    keys = []
+    if values.get("phone") and (phone := crypto.normalize_phone(values["phone"], region)):
+        keys.append((f"p:{phone}", dob))
+    if values.get("email"):
+        keys.append((f"e:{crypto.normalize_email(values['email'])}", dob))
+    return keys
+
+
+def parsed_rows(text: str | TextIO, source: str) -> Iterator[ParsedRow | tuple[int, str]]:
+    """Every data row of the file, parsed as it is read, or ``(line, reason)`` when refused.
 
     :raises ImportFileError: when the file has no usable header.
     """
     mapping, rows = read_csv(text)
+    return _parsed(rows, mapping, source)
+
+
+def _parsed(rows: Iterator[tuple[int, list[str]]], mapping: dict[int, str],
+            source: str) -> Iterator[ParsedRow | tuple[int, str]]:
+    form = ImportRowForm()
     for line, cells in rows:
-        parsed = parse_row(line, cells, mapping, source)
+        parsed = parse_row(line, cells, mapping, source, form)
         yield parsed if isinstance(parsed, ParsedRow) else (line, parsed)
+
+
+def line_of(item: ParsedRow | tuple[int, str]) -> int:
+    """The file line a parsed or refused row ended on."""
+    return item.line if isinstance(item, ParsedRow) else item[0]
 
 
 def in_batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:

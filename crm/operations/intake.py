@@ -9,22 +9,24 @@ through the blind indexes so the coordinator can add the call to the existing le
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import bindparam, or_, select
 
-from .. import crypto
+from .. import crypto, statements
 from ..models import (
     ConsentRecord,
     Insurance,
     Lead,
+    LeadKey,
     LeadSource,
     User,
     db,
     email_index,
+    lead_cipher,
     name_dob_index,
     phone_index,
     utcnow,
@@ -59,46 +61,100 @@ class StaffLead:
     matches: list[str] = field(default_factory=list)  # ids of the possible matches shown
 
 
+class _Candidate(NamedTuple):
+    """What the match check reads of a candidate before deciding: its indexes, the compared fields and its key.
+
+    Blind indexes coincide by design (more often as leads grow), so strangers are turned away
+    from these few columns, each with one decryption, and only the leads that match are loaded whole.
+    """
+
+    id: str
+    merged_into_id: str | None
+    phone_bidx: int | None
+    email_bidx: int | None
+    name_dob_bidx: int | None
+    phone_enc: bytes | None
+    email_enc: bytes | None
+    dob_enc: bytes | None
+    last_name_enc: bytes | None
+    kid: int
+    nonce: bytes
+    wrapped: bytes
+    dek_version: int
+
+
+#: Compiled once: a NULL index matches nothing. No ORDER BY: sorting there would tempt the planner to walk
+#: the created_at index instead of the blind indexes; merged leads are left out here, not in SQL, for the
+#: same reason. Candidates are few; they are sorted and filtered in Python.
+_CANDIDATES = statements.Lookup(
+    lambda: select(*(getattr(LeadKey if name in ("kid", "nonce", "wrapped", "dek_version") else Lead, name)
+                     for name in _Candidate._fields))
+    .join(LeadKey, LeadKey.lead_id == Lead.id)
+    .where(or_(Lead.phone_bidx == bindparam("phone"), Lead.email_bidx == bindparam("email"),
+               Lead.name_dob_bidx == bindparam("name_dob")))
+    .limit(MATCH_LIMIT * 5)
+)
+
+
 def possible_matches(who: Identity) -> list[Lead]:
     """Leads of the same phone (any format), e-mail (any case) or last name + date of birth, newest first.
 
-    Candidates come from the blind indexes and are confirmed by decrypting; merged and shredded
-    leads are left out (the first points at its survivor, the second cannot be read).
+    Candidates come from the blind indexes and are confirmed by decrypting only the field whose
+    index matched; merged and shredded leads are left out (the first points at its survivor, the
+    second has no key and cannot be read).
     """
-    indexes = [(Lead.phone_bidx, phone_index(who.phone)), (Lead.email_bidx, email_index(who.email)),
-               (Lead.name_dob_bidx, name_dob_index(who.last_name, who.dob))]
-    conditions = [column == digest for column, digest in indexes if digest is not None]
-    if not conditions:
+    digests = {"phone": phone_index(who.phone), "email": email_index(who.email),
+               "name_dob": name_dob_index(who.last_name, who.dob)}
+    if all(digest is None for digest in digests.values()):
         return []
-    # No ORDER BY in SQL: sorting there would tempt the planner to walk the created_at index instead
-    # of the blind indexes. Candidates are few; they are sorted and filtered here.
-    # Merged leads are left out here, not in SQL: a merged_into_id condition could steer the planner off them.
-    query = select(Lead).where(or_(*conditions)).options(selectinload(Lead.key)).limit(MATCH_LIMIT * 5)
-    found = [lead for lead in db.session.scalars(query)
-             if lead.key is not None and not lead.merged_into_id and _confirmed(lead, who)]
+    ciphers = {}
+    for row in map(_Candidate._make, _CANDIDATES.rows(**digests)):
+        if not row.merged_into_id and (cipher := _confirmed(row, who, digests)):
+            ciphers[row.id] = cipher
+    found = []
+    for lead_id, cipher in ciphers.items():
+        lead = db.session.get(Lead, lead_id)
+        if lead is None:  # erased since the candidates were read
+            continue
+        lead._cipher = cipher  # already unwrapped: the page reads the lead without loading its key row
+        found.append(lead)
     return sorted(found, key=lambda lead: lead.created_at, reverse=True)[:MATCH_LIMIT]
 
 
-def _confirmed(lead: Lead, who: Identity) -> bool:
+def _confirmed(row: _Candidate, who: Identity, digests: dict[str, int | None]) -> crypto.FieldCipher | None:
+    """The candidate's cipher when a field whose index matched is really the same; else ``None``."""
     try:
-        return _same_phone(lead, who) or _same_email(lead, who) or _same_name_dob(lead, who)
+        cipher = lead_cipher(row.id, row.kid, row.nonce, row.wrapped, row.dek_version)
+
+        def read(name: str) -> Any:
+            blob = getattr(row, f"{name}_enc")
+            return None if blob is None else vars(Lead)[name].decrypt_value(cipher, "leads", row.id, bytes(blob))
+
+        same = ((digests["phone"] is not None and row.phone_bidx == digests["phone"] and _same_phone(read, who))
+                or (digests["email"] is not None and row.email_bidx == digests["email"] and _same_email(read, who))
+                or (digests["name_dob"] is not None and row.name_dob_bidx == digests["name_dob"]
+                    and _same_name_dob(read, who)))
     except crypto.CryptoError:
-        return False  # an unreadable lead is not offered as a match; the page audits what it shows
+        return None  # an unreadable lead is not offered as a match; the page audits what it shows
+    return cipher if same else None
 
 
-def _same_phone(lead: Lead, who: Identity) -> bool:
+def _same_phone(read: Callable[[str], Any], who: Identity) -> bool:
     region = current_app.config["PHONE_REGION"]
-    wanted = crypto.normalize_phone(who.phone, region) if who.phone else None
-    return bool(wanted and lead.phone and crypto.normalize_phone(lead.phone, region) == wanted)
+    phone = read("phone")
+    return bool(phone and crypto.normalize_phone(phone, region) == crypto.normalize_phone(who.phone, region))
 
 
-def _same_email(lead: Lead, who: Identity) -> bool:
-    return bool(who.email and lead.email and crypto.normalize_email(lead.email) == crypto.normalize_email(who.email))
+def _same_email(read: Callable[[str], Any], who: Identity) -> bool:
+    email = read("email")
+    return bool(email and crypto.normalize_email(email) == crypto.normalize_email(who.email))
 
 
-def _same_name_dob(lead: Lead, who: Identity) -> bool:
-    return bool(who.last_name and who.dob and lead.dob == who.dob and lead.last_name
-                and crypto.normalize_text(lead.last_name) == crypto.normalize_text(who.last_name))
+def _same_name_dob(read: Callable[[str], Any], who: Identity) -> bool:
+    if read("dob") != who.dob:
+        return False
+    last_name = read("last_name")
+    return bool(last_name and crypto.normalize_text(last_name) == crypto.normalize_text(who.last_name))
 
 
 def create_staff_lead(actor: User, data: StaffLead, now: dt.datetime | None = None) -> Lead:

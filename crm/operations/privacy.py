@@ -192,6 +192,19 @@ def do_not_contact_match(phone: str | None = None, email: str | None = None) -> 
     return DoNotContactMatch(*row) if row else None
 
 
+def listed_indexes(phone_bidxs: set[int], email_bidxs: set[int]) -> tuple[set[int], set[int]]:
+    """Which of these phone and e-mail blind indexes are on the do-not-contact list, in one query."""
+    if not phone_bidxs and not email_bidxs:
+        return set(), set()
+    rows = db.session.execute(select(DoNotContact.phone_bidx, DoNotContact.email_bidx).where(
+        or_(DoNotContact.phone_bidx.in_(phone_bidxs), DoNotContact.email_bidx.in_(email_bidxs))))
+    phones, emails = set(), set()
+    for phone_bidx, email_bidx in rows:
+        phones.add(phone_bidx)
+        emails.add(email_bidx)
+    return phones & phone_bidxs, emails & email_bidxs
+
+
 def lead_do_not_contact_match(lead: Lead) -> DoNotContactMatch | None:
     """A do-not-contact entry left by another lead (e.g. an erased one) with this lead's phone or e-mail."""
     conditions = []

@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import select
 
 from .. import crypto
-from ..models import Insurance, Lead, LeadChange, LeadProposal, User, db, utcnow
+from ..models import PREFERRED_LANGUAGES, Insurance, Lead, LeadChange, LeadProposal, User, db, utcnow
 from .guards import refuse_if_erased
 from .leads import add_event, record
 
 #: Lead attributes a coordinator may correct.
-LEAD_FIELDS = ("first_name", "last_name", "dob", "phone", "email", "zip_code", "preferences")
+LEAD_FIELDS = ("first_name", "last_name", "dob", "phone", "email", "zip_code", "preferences", "preferred_language")
 #: Attributes of the lead's current insurance a coordinator may correct (stored as ``insurance.<name>``).
 INSURANCE_FIELDS = ("coverage_type", "carrier", "member_id", "group_number", "patient_is_policyholder",
                     "policyholder")
@@ -26,6 +26,7 @@ INSURANCE_FIELDS = ("coverage_type", "carrier", "member_id", "group_number", "pa
 FIELD_LABELS = {
     "first_name": "first name", "last_name": "last name", "dob": "date of birth", "phone": "phone",
     "email": "e-mail", "zip_code": "ZIP code", "preferences": "contact preferences",
+    "preferred_language": "preferred language",
     "insurance.coverage_type": "coverage type", "insurance.carrier": "insurance company",
     "insurance.member_id": "member ID", "insurance.group_number": "group number",
     "insurance.patient_is_policyholder": "policyholder", "insurance.policyholder": "policyholder details",
@@ -67,6 +68,8 @@ def correct_lead(lead: Lead, actor: User, values: dict[str, Any], cause: str = "
     refuse_if_erased(lead)
     unknown = set(values) - set(LEAD_FIELDS) - {f"insurance.{n}" for n in INSURANCE_FIELDS}
     assert not unknown, unknown  # noqa: S101 - a programming error, never user input
+    if values.get("preferred_language", PREFERRED_LANGUAGES[0]) not in PREFERRED_LANGUAGES:
+        raise ValueError("Choose a language from the list.")
     now = now or utcnow()
     changed = [name for name in LEAD_FIELDS if name in values
                and _change(lead, lead, name, name, values[name], actor, cause, now)]
