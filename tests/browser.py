@@ -54,8 +54,9 @@ def axe_violations(page, impacts: tuple[str, ...] = ("serious", "critical")) -> 
     """Run axe-core on the page and return violations of the given impacts."""
     if not AXE.exists():
         pytest.skip("axe-core is not installed (npm ci)")
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => await axe.run(document)")
+    if not page.evaluate("typeof window.axe === 'object'"):
+        page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
     return [v for v in result["violations"] if v["impact"] in impacts]
 
 
