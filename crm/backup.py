@@ -93,13 +93,21 @@ def _write_private(path: Path, content: str) -> None:
         fh.write(content)
 
 
-def checkpoint_sqlite() -> None:
-    """Fold the SQLite write-ahead log into the database and truncate it, so erased pages leave the WAL."""
+def checkpoint_sqlite(mode: str = "TRUNCATE") -> None:
+    """Fold the SQLite write-ahead log into the database.
+
+    ``TRUNCATE`` waits for writers and empties the file, so erased pages leave the WAL.
+    ``PASSIVE`` copies what it can and blocks nobody: a long job calls it between its batches
+    (outside the write lock), so that no other writer's commit pays for folding in the job's
+    pages (SQLite checkpoints inside whichever commit finds the WAL past 1,000 pages).
+    """
+    if mode not in ("TRUNCATE", "PASSIVE"):
+        raise ValueError(mode)
     if db.engine.dialect.name != "sqlite":
         return
     db.session.close()  # call after committing: an open transaction would hold the checkpoint back
     raw = db.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
     try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        raw.driver_connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
     finally:
         raw.close()
