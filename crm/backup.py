@@ -13,10 +13,14 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy.engine import Engine
 
 from . import ledger
 from .models import Lead, db, keyring, lead_key_counts, sealed_secret_counts, utcnow
@@ -91,6 +95,36 @@ def _write_private(path: Path, content: str) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(content)
+
+
+SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+_checkpoints_deferred: ContextVar[bool] = ContextVar("checkpoints_deferred", default=False)
+
+
+@contextmanager
+def checkpoints_deferred() -> Iterator[None]:
+    """While a long batch job runs, its SQLite commits do not stop to checkpoint.
+
+    A batch that leaves the WAL past 1,000 pages would otherwise fold it in inside its COMMIT,
+    still holding the write lock every staff request waits for. The job calls
+    ``checkpoint_sqlite("PASSIVE")`` between batches instead, outside the lock.
+    """
+    token = _checkpoints_deferred.set(True)
+    try:
+        yield
+    finally:
+        _checkpoints_deferred.reset(token)
+
+
+@event.listens_for(Engine, "begin")
+def _autocheckpoint(conn: Any) -> None:
+    """Set the connection's auto-checkpoint for this transaction (off inside :func:`checkpoints_deferred`)."""
+    if conn.dialect.name != "sqlite":
+        return
+    pages = 0 if _checkpoints_deferred.get() else SQLITE_AUTOCHECKPOINT_PAGES
+    if conn.info.get("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT_PAGES) != pages:
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {pages}")
+        conn.info["wal_autocheckpoint"] = pages
 
 
 def checkpoint_sqlite(mode: str = "TRUNCATE") -> None:

@@ -88,7 +88,8 @@ def scheduled_retention(now: dt.datetime) -> int:
         return True
 
     try:
-        done, finished = retention.apply(now, int(cfg["RETENTION_BATCH_SIZE"]), end_batch)
+        with backups.checkpoints_deferred():
+            done, finished = retention.apply(now, int(cfg["RETENTION_BATCH_SIZE"]), end_batch)
     except LeaseLost:
         log.warning("retention run: the lease passed to another worker; stopping")
         return 0

@@ -22,7 +22,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, select
 
 from .. import audit, statements
-from ..models import Lead, Stage, db
+from ..models import Lead, Stage
 from .privacy import shred
 
 REASONS = ("duplicate", "converted_handover", "never_converted")
@@ -52,12 +52,12 @@ def due_condition(reason: str, now: dt.datetime) -> ColumnElement[bool] | None:
 
 
 def count_due(now: dt.datetime) -> dict[str, int]:
-    """How many leads each reason would shred now (the dry run)."""
+    """How many leads each reason would shred now (the dry run); read, like :func:`next_due`, without a lock."""
     counts = {}
     for reason in REASONS:
         condition = due_condition(reason, now)
-        counts[reason] = 0 if condition is None else db.session.scalar(
-            select(func.count()).select_from(Lead).where(condition)) or 0
+        counts[reason] = 0 if condition is None else statements.snapshot_rows(
+            select(func.count()).select_from(Lead).where(condition), {})[0][0]
     return counts
 
 
