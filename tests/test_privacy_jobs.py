@@ -49,6 +49,25 @@ def run_jobs(app, when: dt.datetime) -> dict[str, int]:
         return periodic.run_all(utcnow())
 
 
+def race(app, when: dt.datetime, workers: int, job) -> list[int]:
+    """Run ``job`` in ``workers`` threads (each its own app context and connection) released at once."""
+    barrier, results = threading.Barrier(workers), []
+
+    def worker():
+        with app.app_context():
+            barrier.wait()
+            results.append(job())
+            db.session.remove()
+
+    with at(when):
+        threads = [threading.Thread(target=worker) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return results
+
+
 def requested(app, admin: User) -> str:
     """A full lead (PHI sentinels everywhere) whose patient asked for a copy at ``REQUESTED``."""
     lead = store_full_lead(app)
@@ -122,20 +141,8 @@ def test_a_produced_or_erased_lead_is_never_reminded(app, admins):
 
 def test_reminders_go_out_once_with_several_workers_and_after_a_restart(app, admins):
     requested(app, admins[0])
-    when, barrier, results = dt.datetime(2026, 3, 12, 18, 0), threading.Barrier(3), []
-
-    def worker():
-        with app.app_context():
-            barrier.wait()
-            results.append(periodic.run_all(utcnow()).get("access_request_reminders", 0))
-            db.session.remove()
-
-    with at(when):
-        threads = [threading.Thread(target=worker) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    when = dt.datetime(2026, 3, 12, 18, 0)
+    results = race(app, when, 3, lambda: periodic.run_all(utcnow()).get("access_request_reminders", 0))
     assert sum(results) == 2
     assert run_jobs(app, when + dt.timedelta(minutes=1))["access_request_reminders"] == 0  # a restarted worker
     assert len(reminders(app)) == 2
@@ -241,20 +248,7 @@ def test_a_worker_that_lost_its_lease_stops_without_committing_the_batch(app, mo
 def test_two_workers_racing_shred_each_lead_once(app):
     app.config["RETENTION_BATCH_SIZE"] = 2
     due = {lead_at(app, tag) for tag in ("A", "B", "C", "D", "E")}
-    barrier, results = threading.Barrier(2), []
-
-    def worker():
-        with app.app_context():
-            barrier.wait()
-            results.append(privacy_jobs.scheduled_retention(utcnow()))
-            db.session.remove()
-
-    with at(RETENTION_DAY):
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+    results = race(app, RETENTION_DAY, 2, lambda: privacy_jobs.scheduled_retention(utcnow()))
     assert sorted(results) == [0, 5]
     assert erased(app) == due
     assert sum(json.loads(e.details)["erased"] for e in retention_events(app)) == 5
