@@ -13,10 +13,14 @@ import hashlib
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy.engine import Engine
 
 from . import ledger
 from .models import Lead, db, keyring, lead_key_counts, sealed_secret_counts, utcnow
@@ -93,13 +97,51 @@ def _write_private(path: Path, content: str) -> None:
         fh.write(content)
 
 
-def checkpoint_sqlite() -> None:
-    """Fold the SQLite write-ahead log into the database and truncate it, so erased pages leave the WAL."""
+SQLITE_AUTOCHECKPOINT_PAGES = 1000  # SQLite's default
+_checkpoints_deferred: ContextVar[bool] = ContextVar("checkpoints_deferred", default=False)
+
+
+@contextmanager
+def checkpoints_deferred() -> Iterator[None]:
+    """While a long batch job runs, its SQLite commits do not stop to checkpoint.
+
+    A batch that leaves the WAL past 1,000 pages would otherwise fold it in inside its COMMIT,
+    still holding the write lock every staff request waits for. The job calls
+    ``checkpoint_sqlite("PASSIVE")`` between batches instead, outside the lock.
+    """
+    token = _checkpoints_deferred.set(True)
+    try:
+        yield
+    finally:
+        _checkpoints_deferred.reset(token)
+
+
+@event.listens_for(Engine, "begin")
+def _autocheckpoint(conn: Any) -> None:
+    """Set the connection's auto-checkpoint for this transaction (off inside :func:`checkpoints_deferred`)."""
+    if conn.dialect.name != "sqlite":
+        return
+    pages = 0 if _checkpoints_deferred.get() else SQLITE_AUTOCHECKPOINT_PAGES
+    if conn.info.get("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT_PAGES) != pages:
+        conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {pages}")
+        conn.info["wal_autocheckpoint"] = pages
+
+
+def checkpoint_sqlite(mode: str = "TRUNCATE") -> None:
+    """Fold the SQLite write-ahead log into the database.
+
+    ``TRUNCATE`` waits for writers and empties the file, so erased pages leave the WAL.
+    ``PASSIVE`` copies what it can and blocks nobody: a long job calls it between its batches
+    (outside the write lock), so that no other writer's commit pays for folding in the job's
+    pages (SQLite checkpoints inside whichever commit finds the WAL past 1,000 pages).
+    """
+    if mode not in ("TRUNCATE", "PASSIVE"):
+        raise ValueError(mode)
     if db.engine.dialect.name != "sqlite":
         return
     db.session.close()  # call after committing: an open transaction would hold the checkpoint back
     raw = db.engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
     try:
-        raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        raw.driver_connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
     finally:
         raw.close()

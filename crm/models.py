@@ -23,6 +23,7 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -548,6 +549,7 @@ class LeadKey(db.Model):
 REPORT_COLUMNS = ("created_at", "stage", "stage_reason", "reached_step", "source", "assignee_id", "urgent",
                   "first_attempt_at", "first_contact_at", "attempt_count")
 _HAS_CALLBACK = text("next_callback_at IS NOT NULL")
+_ACCESS_OPEN = text("access_due_at IS NOT NULL AND access_fulfilled_at IS NULL")
 
 
 class Lead(Identified, db.Model):
@@ -571,6 +573,8 @@ class Lead(Identified, db.Model):
         # the list sorted by callback; a new lead has none, so an enquiry writes nothing into it
         Index("ix_leads_next_callback_at", "next_callback_at", sqlite_where=_HAS_CALLBACK,
               postgresql_where=_HAS_CALLBACK),
+        # the worker's reminders of open requests for a copy; an enquiry writes nothing into it
+        Index("ix_leads_access_open", "access_due_at", sqlite_where=_ACCESS_OPEN, postgresql_where=_ACCESS_OPEN),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -1346,6 +1350,23 @@ class OnCallMember(db.Model):
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     added_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     added_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class JobRun(db.Model):
+    """A daily worker job: the clinic day it last started, and the lease of the worker running it.
+
+    A worker takes the run by one conditional UPDATE (a new day, or an unfinished run whose
+    lease ran out), so several workers or hosts never run it at once, and one that dies
+    mid-run leaves the rest to whoever comes next.
+    """
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    day: Mapped[dt.date | None] = mapped_column(Date)
+    holder: Mapped[str | None] = mapped_column(String(36))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 # --- what each master key protects (key tooling and the start-up check) -------------

@@ -87,7 +87,14 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_NEVER_CONVERTED_DAYS": 730,  # never converted: 24 months after last activity (None: off)
     "RETENTION_DUPLICATE_DAYS": 90,  # closed as a duplicate: 90 days after closing
     "RETENTION_CONVERTED_DAYS": 2555,  # converted patients: 7 years (CA records minimum); None keeps them
-    "RETENTION_BATCH_SIZE": 1000,  # leads per committed transaction: larger is faster, smaller holds the lock less
+    # leads per committed transaction: larger is faster, smaller holds the write lock less (on SQLite 200
+    # leads write about 1,000 WAL pages, under the size at which a commit stops to checkpoint)
+    "RETENTION_BATCH_SIZE": 200,
+    "RETENTION_PAUSE_SECONDS": 0.02,  # rest between batches, so the workspace's requests get the database in turn
+    "RETENTION_TIME": "02:00",  # clinic time the worker starts each day's retention run (None: only the command)
+    "RETENTION_SLICE_SECONDS": 10,  # the worker shreds at most this long per round, then sends the outbox again
+    "RETENTION_LEASE_SECONDS": 300,  # a worker that died mid-run leaves the rest to another after this
+    "ACCESS_REMINDER_WORKING_DAYS": 3,  # admins are reminded of a copy request this many working days before it is due
     "SHRED_LEDGER_FILE": None,  # defaults to instance/shred-ledger.jsonl; keep it off the backup media
     # Alerts and background work (crm.jobs). Links in messages start with BASE_URL, never a request's Host.
     "SMTP_URL": None,  # smtp://user:password@host:587?starttls=1 or smtps://…; unset: e-mail is off

@@ -19,6 +19,7 @@ from flask import Flask
 from sqlalchemy import create_engine, func, insert, inspect, select, text
 
 from crm import audit, create_app, crypto
+from crm.jobs import periodic
 from crm.models import Enquiry, Insurance, InsuranceCard, Lead, Role, Screening, User, db, new_id, utcnow
 from tests import plans
 from tests.conftest import TEST_DATABASE_URL, database_config, phi_in_audit_rows
@@ -196,12 +197,25 @@ def _manager_client(app, login_as):
     return manager_client
 
 
+def test_copy_request_reminders_are_index_served(app, monkeypatch):
+    """The worker reads the open copy requests every minute: from their partial index, not the whole table."""
+    with app.app_context(), plans.captured(monkeypatch) as seen:
+        periodic.access_request_reminders(utcnow())
+        db.session.rollback()
+    with app.app_context():
+        assert plans.explainable(seen), "no statement was captured"
+        assert plans.scans_in(seen) == {}
+        assert "ix_leads_access_open" in plans.indexes_used(seen)
+
+
 def test_every_index_on_leads_serves_some_page(app, client, seeded, monkeypatch, login_as):
-    """No index on ``leads`` is written by every enquiry for nothing: each one serves a page's query.
+    """No index on ``leads`` is written by every enquiry for nothing: each one serves a page's query
+    (or the worker's reminder of open copy requests, a partial index no enquiry writes into).
 
     Unique indexes are left out: they keep references and ids unique, whether or not a query reads them.
     """
     pages = [lambda: client.post("/", data={**valid_form(), "form_token": fresh_token(app)}),
+             lambda: periodic.access_request_reminders(utcnow()),  # the worker's minute-by-minute read
              lambda: client.get("/leads/home"),
              lambda: _manager_client(app, login_as).get("/reports/?period=last_90"),
              *[lambda q=q: client.get(f"/leads/{q}") for q in LIST_QUERIES],

@@ -241,8 +241,8 @@ def _left_behind(primary: int) -> int:
     return count
 
 
-def _enlarge_sqlite_cache() -> None:
-    """Let SQLite keep ``lead_keys`` and its indexes in memory (32 MB) instead of re-reading pages."""
+def enlarge_sqlite_cache() -> None:
+    """Let SQLite keep what a bulk command walks (tables and indexes) in memory (32 MB), not re-read pages."""
     conn = db.session.connection()
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA cache_size = -32768")
@@ -255,7 +255,7 @@ def _enlarge_sqlite_cache() -> None:
 def rotate_keys(batch_size: int) -> None:
     """Re-wrap every lead's data key under the primary master key; safe to re-run after an interruption."""
     ring = keyring()
-    _enlarge_sqlite_cache()
+    enlarge_sqlite_cache()
     try:
         done, failed = _rotate_leads(ring, batch_size)
         resealed = _reseal_secrets(ring)

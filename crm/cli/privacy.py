@@ -21,6 +21,7 @@ from .. import audit, export
 from .. import backup as backups
 from ..models import Lead, db, utcnow
 from ..operations import privacy, retention
+from .keys import enlarge_sqlite_cache
 
 
 def _lead_by_reference(reference: str) -> Lead:
@@ -108,24 +109,27 @@ def retention_run(dry_run: bool, batch_size: int | None) -> None:
     """Shred every lead the policy says is due, in resumable batches, audited as the system."""
     now = utcnow()
     due = retention.count_due(now)
-    db.session.rollback()
     if dry_run:
         for reason in retention.REASONS:
             click.echo(f"{reason.replace('_', ' ')}: {due[reason]}")
         click.echo(f"total due: {sum(due.values())} (dry run: nothing changed)")
         return
     size = batch_size or int(current_app.config["RETENTION_BATCH_SIZE"])
-    done, started = dict.fromkeys(retention.REASONS, 0), time.perf_counter()
+    enlarge_sqlite_cache()
+    db.session.commit()
+    pause, started = float(current_app.config["RETENTION_PAUSE_SECONDS"]), time.perf_counter()
     with click.progressbar(length=sum(due.values()), label="Shredding", file=sys.stderr) as bar:
+
+        def end_batch(count: int) -> bool:
+            db.session.commit()
+            bar.update(count)
+            backups.checkpoint_sqlite("PASSIVE")
+            time.sleep(pause)  # the write turn goes to the workspace's requests between batches
+            return True
+
         try:
-            for reason in retention.REASONS:
-                after = ""
-                while ids := retention.next_due(reason, now, after, size):
-                    retention.shred_batch(reason, ids, now)
-                    db.session.commit()
-                    done[reason] += len(ids)
-                    after = ids[-1]
-                    bar.update(len(ids))
+            with backups.checkpoints_deferred():
+                done, _finished = retention.apply(now, size, end_batch)
         except BaseException:  # interrupted: committed batches stay done, the open one is undone
             db.session.rollback()
             raise

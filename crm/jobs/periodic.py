@@ -1,4 +1,5 @@
-"""Periodic jobs: overdue first calls and callbacks, urgent repeats, morning digests, cadence exhaustion.
+"""Periodic jobs: overdue first calls and callbacks, urgent repeats, morning digests, cadence exhaustion,
+and the privacy jobs of :mod:`crm.jobs.privacy` (copy-request reminders, the daily retention run).
 
 Each job scans for what is due, writes alerts (through :mod:`crm.operations.alerts`, whose
 keys make every alert happen once per person) or moves leads, and commits. On PostgreSQL a
@@ -21,6 +22,7 @@ from ..hours import first_response_deadline
 from ..models import OPEN_STAGES, Alert, Callback, Lead, Role, Screening, Stage, User, db
 from ..operations import alerts
 from ..operations import leads as ops
+from . import privacy as privacy_jobs
 
 log = logging.getLogger("crm.jobs")
 FIRST_RESPONSE_LOOKBACK = dt.timedelta(days=14)  # older uncalled leads are a queue problem, not an alert
@@ -155,8 +157,14 @@ def exhausted_cadences(now: dt.datetime) -> int:
     return count
 
 
+def access_request_reminders(now: dt.datetime) -> int:
+    """Remind admins of patients' copy requests near their due date or overdue."""
+    return privacy_jobs.access_request_reminders(now, clinic_hours())
+
+
 JOBS: tuple[Callable[[dt.datetime], int], ...] = (
     urgent_repeats, first_responses, overdue_callbacks, morning_digests, exhausted_cadences,
+    access_request_reminders, privacy_jobs.scheduled_retention,
 )
 
 

@@ -38,6 +38,8 @@ SIGN_OFF = "sign_off_awaiting"
 DIGEST = "morning_digest"
 INVITATION = "invitation"
 SECOND_FACTOR_RESET = "second_factor_reset"
+ACCESS_DUE = "access_request_due"
+ACCESS_OVERDUE = "access_request_overdue"
 
 #: Alerts a staff member may switch off on their account page (urgent ones follow the on-call list).
 CHOOSABLE = {
@@ -48,7 +50,8 @@ CHOOSABLE = {
 }
 #: What the app's alert list calls each kind.
 KIND_LABELS = {URGENT: "Urgent enquiry", FIRST_RESPONSE: "First call late", CALLBACK_OVERDUE: "Callback overdue",
-               SIGN_OFF: "Sign-off waiting", DIGEST: "Morning summary"}
+               SIGN_OFF: "Sign-off waiting", DIGEST: "Morning summary", ACCESS_DUE: "Copy request due soon",
+               ACCESS_OVERDUE: "Copy request overdue"}
 LINK_SLOT = "{{link}}"  # where the worker puts a sealed link (an invitation) when it sends
 FOOTER = "This message holds no patient details. Sign in to the CRM to see the lead."
 
@@ -234,6 +237,22 @@ def sign_off_awaiting(lead_id: str, reference: str, screening_id: str, now: dt.d
                     f"A screening for lead {reference} is waiting for a clinician's sign-off.",
                     lead_id, reference, link_path=lead_path(lead_id))
     return notify(notice, active(Role.CLINICIAN), now)
+
+
+def access_request_reminder(lead_id: str, reference: str, due: dt.datetime, overdue: bool,
+                            now: dt.datetime) -> int:
+    """Remind every admin, once per request, that a patient's copy is near due or overdue (reference and date only)."""
+    day = due.replace(tzinfo=dt.UTC).astimezone(clinic_zone()).strftime("%a %b %-d, %Y")
+    stamp = due.strftime("%Y%m%dT%H%M%S")  # a later request on the same lead is a new request
+    if overdue:
+        notice = Notice(ACCESS_OVERDUE, f"access_overdue:{lead_id}:{stamp}", f"Copy request overdue {reference}",
+                        f"The patient's copy of lead {reference} was due by {day} and has not been produced.",
+                        lead_id, reference, link_path=lead_path(lead_id))
+    else:
+        notice = Notice(ACCESS_DUE, f"access_due:{lead_id}:{stamp}", f"Copy request due {reference}",
+                        f"The patient's copy of lead {reference} is due by {day}.",
+                        lead_id, reference, link_path=lead_path(lead_id))
+    return notify(notice, active(Role.ADMIN), now, choosable=False)
 
 
 def invitation_email(user: User, token_path: str, hours: int, now: dt.datetime | None = None) -> OutboxMessage | None:

@@ -9,18 +9,20 @@ lead falls under at most one reason, checked in this order:
 
 Legal hold exempts a lead from all three. Erased leads drop out of every query, so a run
 that was interrupted simply starts again and finds only what is left: no double work.
-The command (``flask retention run``) commits after each batch.
+:func:`apply` walks every batch; its caller (``flask retention run``, or the worker's daily
+job) commits each one in the ``end_batch`` it passes, and may stop the run there.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, select
 
-from .. import audit
-from ..models import Lead, Stage, db
+from .. import audit, statements
+from ..models import Lead, Stage
 from .privacy import shred
 
 REASONS = ("duplicate", "converted_handover", "never_converted")
@@ -50,21 +52,26 @@ def due_condition(reason: str, now: dt.datetime) -> ColumnElement[bool] | None:
 
 
 def count_due(now: dt.datetime) -> dict[str, int]:
-    """How many leads each reason would shred now (the dry run)."""
+    """How many leads each reason would shred now (the dry run); read, like :func:`next_due`, without a lock."""
     counts = {}
     for reason in REASONS:
         condition = due_condition(reason, now)
-        counts[reason] = 0 if condition is None else db.session.scalar(
-            select(func.count()).select_from(Lead).where(condition)) or 0
+        counts[reason] = 0 if condition is None else statements.snapshot_rows(
+            select(func.count()).select_from(Lead).where(condition), {})[0][0]
     return counts
 
 
 def next_due(reason: str, now: dt.datetime, after: str, limit: int) -> list[str]:
-    """Up to ``limit`` ids of leads due under ``reason``, in id order after ``after``."""
+    """Up to ``limit`` ids of leads due under ``reason``, in id order after ``after``.
+
+    Read outside the session's transaction: on SQLite the search (a walk of the whole table
+    for the last batch) then holds no write lock, and the workspace's requests go on.
+    """
     condition = due_condition(reason, now)
     if condition is None:
         return []
-    return list(db.session.scalars(select(Lead.id).where(condition, Lead.id > after).order_by(Lead.id).limit(limit)))
+    stmt = select(Lead.id).where(condition, Lead.id > after).order_by(Lead.id).limit(limit)
+    return [lead_id for (lead_id,) in statements.snapshot_rows(stmt, {})]
 
 
 def shred_batch(reason: str, lead_ids: list[str], now: dt.datetime) -> None:
@@ -72,3 +79,21 @@ def shred_batch(reason: str, lead_ids: list[str], now: dt.datetime) -> None:
     shred(lead_ids, f"retention_{reason}", None, now)
     audit.record("retention_applied", object_type="lead",
                  details={"reason": reason, "erased": len(lead_ids), "leads": lead_ids})
+
+
+def apply(now: dt.datetime, size: int, end_batch: Callable[[int], bool]) -> tuple[dict[str, int], bool]:
+    """Shred every lead due at ``now`` in batches of ``size``; returns the counts by reason and whether it finished.
+
+    After each batch ``end_batch(count)`` is called: it must commit (or roll back) the batch,
+    and returns False to stop the run there (a time budget spent, a lease lost).
+    """
+    done = dict.fromkeys(REASONS, 0)
+    for reason in REASONS:
+        after = ""
+        while ids := next_due(reason, now, after, size):
+            shred_batch(reason, ids, now)
+            done[reason] += len(ids)
+            after = ids[-1]
+            if not end_batch(len(ids)):
+                return done, False
+    return done, True
