@@ -5,7 +5,7 @@ index on ``leads.access_due_at`` over open requests for a copy, which the worker
 reminders read every minute (an enquiry writes nothing into it).
 
 Revision ID: 0015
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-01 13:20:00.000000
 """
 from alembic import op
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 
 revision = '0015'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
