@@ -23,8 +23,8 @@ from flask import current_app
 from .. import backup as backups
 from ..cadence import to_local
 from ..clinic import clinic_zone
+from ..hours import ClinicHours
 from ..models import db, utcnow
-from ..opening_hours import OpeningHours
 from ..operations import alerts, privacy, retention
 from . import leases
 
@@ -33,7 +33,7 @@ RETENTION = "retention"
 OPEN_REQUESTS = dt.timedelta(days=366)  # every open request, however long the configured deadline
 
 
-def working_days_left(today: dt.date, due: dt.date, hours: OpeningHours) -> int:
+def working_days_left(today: dt.date, due: dt.date, hours: ClinicHours) -> int:
     """Opening days after ``today`` up to and including ``due`` (0 when due today or earlier)."""
     days, day = 0, today + dt.timedelta(days=1)
     while day <= due:
@@ -42,7 +42,7 @@ def working_days_left(today: dt.date, due: dt.date, hours: OpeningHours) -> int:
     return days
 
 
-def access_request_reminders(now: dt.datetime, hours: OpeningHours) -> int:
+def access_request_reminders(now: dt.datetime, hours: ClinicHours) -> int:
     """Remind admins of copy requests near their due date and of overdue ones; returns alerts raised."""
     ahead = int(current_app.config["ACCESS_REMINDER_WORKING_DAYS"])
     zone, count = clinic_zone(), 0

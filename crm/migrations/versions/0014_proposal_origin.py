@@ -6,7 +6,7 @@ was. Proposals stored before this revision came from returning enquiries (those 
 enquiry id) or from merges (without one, left empty).
 
 Revision ID: 0014
-Revises: 0011
+Revises: 0015
 Create Date: 2026-12-01 13:30:00.000000
 """
 from alembic import op
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision = '0014'
-down_revision = '0011'
+down_revision = '0015'
 branch_labels = None
 depends_on = None
 
