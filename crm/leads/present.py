@@ -329,7 +329,8 @@ def _attempts(lead: Lead, reader: Reader, users: dict[str, User]) -> list[Timeli
 
 _EVENT_SUMMARY = {
     "stage_changed": lambda e: f"Stage {e.from_stage or '—'} → {e.to_stage}" + (f" ({e.reason})" if e.reason else ""),
-    "assigned": lambda e: "Claimed" if e.reason == "claimed" else "Assigned",
+    "assigned": lambda e: {"claimed": "Claimed", "handover": "Handed over",
+                           "unassigned": "Handed back to the unassigned pool"}.get(e.reason, "Assigned"),
     "note": lambda e: "Note",
     "acknowledged": lambda e: "Urgent flag acknowledged",
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
