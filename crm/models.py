@@ -779,6 +779,9 @@ class Enquiry(LeadOwned, db.Model):
     consented_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     privacy_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # calls and texts with automated technology, answered either way; before wording 2026-12b the box was
+    # required, so every earlier enquiry agreed
+    contact_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("true"))
 
     answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     consent_ip_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

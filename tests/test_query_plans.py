@@ -48,6 +48,7 @@ def seeded_app(tmp_path_factory, pg_schema) -> Iterator[Flask]:
         db.create_all()
         for _ in range(3):
             db.session.add(User(email=f"{uuid.uuid4().hex[:8]}@clinic.test", role=Role.COORDINATOR))
+        db.session.add(User(email="zz-clinician@clinic.test", role=Role.CLINICIAN))  # books the demo visits
         for _ in range(AUDIT_EVENTS):
             audit.record("settings_changed", actor_kind="system", object_type="settings")
         db.session.commit()

@@ -179,7 +179,7 @@ def latest_consent(lead: Lead) -> dict[str, Any] | None:
         return None
     enquiry = lead.enquiries[-1]
     return {"language": enquiry.consent_language, "version": enquiry.consent_version, "at": enquiry.consented_at,
-            "marketing": enquiry.marketing_consent}
+            "marketing": enquiry.marketing_consent, "automated": enquiry.contact_consent}
 
 
 def has_changes(lead: Lead) -> bool:
