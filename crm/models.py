@@ -539,7 +539,6 @@ class LeadKey(db.Model):
 REPORT_COLUMNS = ("created_at", "stage", "stage_reason", "reached_step", "source", "assignee_id", "urgent",
                   "first_attempt_at", "first_contact_at", "attempt_count")
 _HAS_CALLBACK = text("next_callback_at IS NOT NULL")
-_NEW_UNASSIGNED = text("stage = 'new' AND assignee_id IS NULL")
 
 
 class Lead(Identified, db.Model):
@@ -560,9 +559,9 @@ class Lead(Identified, db.Model):
         Index("ix_leads_report", *REPORT_COLUMNS),
         # the lead list filtered by stage and source: its page in date order and its total, from the index alone
         Index("ix_leads_stage_source", "stage", "source", "created_at"),
-        # the home page's "new, nobody has claimed it" queue, oldest first: new leads are the newest, so a walk
-        # of a wider index in date order would read nearly all of it before the first one
-        Index("ix_leads_new_unassigned", "created_at", sqlite_where=_NEW_UNASSIGNED, postgresql_where=_NEW_UNASSIGNED),
+        # the home page's "new, nobody has claimed it" queue, oldest first, from its first entry. New leads are the
+        # newest: without it PostgreSQL walked ix_leads_report in date order through nearly every lead to reach them
+        Index("ix_leads_stage_assignee_created", "stage", "assignee_id", "created_at"),
         # the list sorted by callback; a new lead has none, so an enquiry writes nothing into it
         Index("ix_leads_next_callback_at", "next_callback_at", sqlite_where=_HAS_CALLBACK,
               postgresql_where=_HAS_CALLBACK),

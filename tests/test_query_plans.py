@@ -161,6 +161,14 @@ def test_home_is_index_served(app, client, seeded, monkeypatch):
     assert_index_served(app, monkeypatch, lambda: client.get("/leads/home"))
 
 
+def test_home_new_leads_queue_reads_its_own_index(app, client, seeded, monkeypatch):
+    """New leads are the newest: an index walked in date order would reach them only after nearly every lead."""
+    seen = assert_index_served(app, monkeypatch, lambda: client.get("/leads/home"))
+    with app.app_context():
+        [queue] = [s for s in plans.explainable(seen) if "leads.assignee_id IS NULL" in s.sql]
+        assert "ix_leads_stage_assignee_created" in plans.indexes_used([queue]), plans.plan(queue)
+
+
 LIST_QUERIES = [
     "", "?sort=oldest", "?sort=callback", "?stage=new", "?stage=contacting&sort=oldest", "?assignee=me",
     "?assignee=none", "?source=phone", "?urgency=urgent", "?urgency=unacknowledged", "?page=3",

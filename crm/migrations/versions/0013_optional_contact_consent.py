@@ -3,8 +3,9 @@ page's new-and-unassigned queue gets its own index
 
 Additive only: ``enquiries.contact_consent``. The box was required until wording 2026-12b, so
 every enquiry already stored agreed; the server default records that for them.
-``ix_leads_new_unassigned`` (partial): new leads are the newest, so PostgreSQL walking a wider
-index in date order read nearly all of it at a million leads before reaching the first one.
+``ix_leads_stage_assignee_created`` serves the home page's new-and-unassigned queue from its
+first entry: new leads are the newest, so PostgreSQL walking a wider index in date order read
+nearly all of it before reaching the first one.
 
 Revision ID: 0013
 Revises: 0011
@@ -20,16 +21,12 @@ branch_labels = None
 depends_on = None
 
 
-NEW_UNASSIGNED = sa.text("stage = 'new' AND assignee_id IS NULL")
-
-
 def upgrade():
     op.add_column('enquiries', sa.Column('contact_consent', sa.Boolean(), nullable=False,
                                          server_default=sa.text('true')))
-    op.create_index('ix_leads_new_unassigned', 'leads', ['created_at'], sqlite_where=NEW_UNASSIGNED,
-                    postgresql_where=NEW_UNASSIGNED)
+    op.create_index('ix_leads_stage_assignee_created', 'leads', ['stage', 'assignee_id', 'created_at'])
 
 
 def downgrade():
-    op.drop_index('ix_leads_new_unassigned', table_name='leads')
+    op.drop_index('ix_leads_stage_assignee_created', table_name='leads')
     op.drop_column('enquiries', 'contact_consent')
