@@ -60,7 +60,7 @@ ACTIONS = frozenset(
         "integrity_failed", "accounts_sealed", "emergency_access_granted",
         "emergency_access_used", "emergency_access_ended",
         "appointment_booked", "appointment_rescheduled", "appointment_cancelled", "appointment_attended",
-        "appointment_no_show", "appointment_exported", "lead_converted",
+        "appointment_no_show", "appointment_exported", "lead_converted", "work_handed_over",
     }
 )
 OBJECT_TYPES = frozenset(

@@ -570,6 +570,9 @@ class Lead(Identified, db.Model):
         Index("ix_leads_report", *REPORT_COLUMNS),
         # the lead list filtered by stage and source: its page in date order and its total, from the index alone
         Index("ix_leads_stage_source", "stage", "source", "created_at"),
+        # the home page's "new, nobody has claimed it" queue, oldest first, from its first entry. New leads are the
+        # newest: without it PostgreSQL walked ix_leads_report in date order through nearly every lead to reach them
+        Index("ix_leads_stage_assignee_created", "stage", "assignee_id", "created_at"),
         # the list sorted by callback; a new lead has none, so an enquiry writes nothing into it
         Index("ix_leads_next_callback_at", "next_callback_at", sqlite_where=_HAS_CALLBACK,
               postgresql_where=_HAS_CALLBACK),
@@ -836,6 +839,9 @@ class Enquiry(LeadOwned, db.Model):
     consented_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     privacy_ack: Mapped[bool] = mapped_column(Boolean, default=False)
     marketing_consent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # calls and texts with automated technology, answered either way; before wording 2026-12b the box was
+    # required, so every earlier enquiry agreed
+    contact_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("true"))
 
     answers_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     consent_ip_enc: Mapped[bytes | None] = mapped_column(LargeBinary)

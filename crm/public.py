@@ -198,6 +198,7 @@ def _submission(form: EnquiryForm, digest: str) -> Submission:
             ip=request.remote_addr,
             privacy_ack=bool(form.privacy_ack.data),
             marketing=bool(form.marketing_consent.data),
+            contact=bool(form.contact_consent.data),
         ),
         idempotency_digest=digest,
         crisis=form.need_help_now.data == "yes",

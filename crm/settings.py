@@ -43,8 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "CLINIC_HOLIDAYS": [],  # ISO dates, e.g. ["2026-12-25", "2027-01-01"]
     "LOCAL_CRISIS_LINE": "OC Links (855) 625-4657, 24/7",
     "LOCAL_CRISIS_PHONE": None,  # the number of LOCAL_CRISIS_LINE; when set, the line becomes a tap-to-call link
-    "CONSENT_VERSION": "2026-01",
-    "CONSENT_VERSION_ES": "2026-12-es",  # the Spanish contact-consent wording (crm/forms/public.py)
+    "CONSENT_VERSION": "2026-12b",
+    "CONSENT_VERSION_ES": "2026-12b-es",  # the Spanish contact-consent wording (crm/forms/public.py)
     "HTTPS": None,  # served over HTTPS: Secure cookies, __Host- prefix, HSTS; True in production
     "PROXY_FIX": 0,  # number of trusted proxies in front (X-Forwarded-For/Proto/Host)
     "TRUSTED_PROXIES": "127.0.0.1,::1",  # addresses or networks whose forwarded headers count

@@ -41,7 +41,7 @@ OBJECTS = {
     "emergency_access_used": "endpoint", "emergency_access_ended": "user",
     "appointment_booked": "lead", "appointment_rescheduled": "lead", "appointment_cancelled": "lead",
     "appointment_attended": "lead", "appointment_no_show": "lead", "appointment_exported": "lead",
-    "lead_converted": "lead",
+    "lead_converted": "lead", "work_handed_over": "user",
 }
 
 

@@ -16,6 +16,8 @@ from crm.cli import keys as keys_cli
 from crm.cli import users as users_cli
 from crm.cli.demo import AREA_CODES, CARRIERS, FIRST_NAMES
 from crm.models import (
+    Appointment,
+    AppointmentStatus,
     AuditEvent,
     ContactAttempt,
     Enquiry,
@@ -310,6 +312,37 @@ def assert_realistic(lead: Lead, now: dt.datetime) -> None:
     for event in timeline:
         assert Stage(event.to_stage) in allowed_moves(Stage(event.from_stage))
     assert (timeline[-1].to_stage if timeline else Stage.NEW) == lead.stage
+
+
+def test_seed_demo_books_appointments_and_texts_only_patients_who_agreed(app, runner, make_user):
+    make_user(role=Role.COORDINATOR)
+    clinician = make_user(role=Role.CLINICIAN)
+    result = runner.invoke(args=["seed-demo", "--leads", "300", "--seed", "5", "--batch-size", "120"])
+    assert result.exit_code == 0, result.output
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    with app.app_context():
+        leads = list(db.session.scalars(select(Lead)))
+        by_lead: dict[str, list[Appointment]] = {}
+        for appointment in db.session.scalars(select(Appointment)):
+            by_lead.setdefault(appointment.lead_id, []).append(appointment)
+            assert appointment.clinician_id == clinician.id
+        for lead in leads:
+            visits = by_lead.get(lead.id, [])
+            if lead.stage == Stage.SCHEDULED:
+                [visit] = visits
+                assert visit.status == AppointmentStatus.BOOKED and now < visit.starts_at < now + dt.timedelta(days=15)
+            elif lead.stage == Stage.CONVERTED:
+                attended = sorted(v.kind for v in visits if v.status == AppointmentStatus.ATTENDED)
+                assert attended == ["consultation", "rems_first_treatment"]
+                assert all(v.starts_at <= now for v in visits if v.status == AppointmentStatus.ATTENDED)
+                assert lead.first_treatment_on is not None
+            else:
+                assert not visits and lead.first_treatment_on is None
+        assert any(lead.stage == Stage.SCHEDULED for lead in leads)
+        agreed = dict(db.session.execute(select(Enquiry.lead_id, Enquiry.contact_consent)).all())
+        assert 0 < sum(not v for v in agreed.values()) < len(agreed) / 2
+        texted = set(db.session.scalars(select(ContactAttempt.lead_id).where(ContactAttempt.channel == "text")))
+        assert texted and all(agreed[lead_id] for lead_id in texted)
 
 
 def test_seed_demo_is_repeatable_with_a_seed(app, runner):

@@ -228,8 +228,6 @@ SPANISH_ERRORS = [
     ({"need_help_now": None}, "need_help_now", "Díganos si necesita ayuda ahora mismo."),
     ({"carrier": ""}, "carrier", "Escriba el nombre de su compañía de seguros."),
     ({"message": "m" * 1001}, "message", "Su mensaje debe tener 1.000 caracteres o menos."),
-    ({"contact_consent": None}, "contact_consent",
-     "Acepte que nos comuniquemos con usted para que podamos responderle."),
     ({"privacy_ack": None}, "privacy_ack", "Confirme que ha leído el aviso de privacidad."),
     ({"preferred_contact": "fax"}, "preferred_contact", "Opción inválida."),
 ]

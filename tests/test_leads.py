@@ -629,12 +629,12 @@ def test_a_second_attempt_within_two_minutes_asks_for_confirmation(app, staff, c
     lead_id = make_lead()
     staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"})
     time_machine.shift(dt.timedelta(seconds=90))
-    asked = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "text", "outcome": "no_answer",
+    asked = staff.post(f"/leads/{lead_id}/attempts", data={"channel": "email", "outcome": "no_answer",
                                                            "note": "second try"})
     page = asked.get_data(as_text=True)
     assert asked.status_code == 200 and "less than two minutes ago" in page and 'id="confirm_repeat"' in page
     assert "\nsecond try</textarea>" in page and load(app, lead_id)["attempt_count"] == 1
-    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "text", "outcome": "no_answer", "confirm_repeat": "y"})
+    staff.post(f"/leads/{lead_id}/attempts", data={"channel": "email", "outcome": "no_answer", "confirm_repeat": "y"})
     assert load(app, lead_id)["attempt_count"] == 2
     time_machine.shift(dt.timedelta(minutes=3))
     assert staff.post(f"/leads/{lead_id}/attempts", data={"channel": "call", "outcome": "no_answer"}).status_code == 302

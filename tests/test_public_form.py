@@ -199,7 +199,10 @@ VALIDATION_CASES = [
     ({**PPO_NOT_HOLDER, "policyholder_relationship": ""}, "policyholder_relationship",
      "Choose the policyholder's relationship to you."),
     ({"message": "m" * 1001}, "message", "Please keep your message to 1,000 characters or fewer."),
-    ({"contact_consent": None}, "contact_consent", "Please agree to be contacted so we can reply to you."),
+    ({"contact_consent": None}, "contact_consent", "To hear from us by text, please tick the box agreeing to calls "
+     "and texts, or choose another way to reach you."),
+    ({"contact_consent": None, "text_ok": None, "preferred_contact": "text"}, "contact_consent",
+     "To hear from us by text, please tick the box agreeing to calls and texts, or choose another way to reach you."),
     ({"privacy_ack": None}, "privacy_ack", "Please confirm you have read the privacy notice."),
     ({"card_front": (io.BytesIO(b"just text, not a picture"), "card.jpg", "image/jpeg")}, "card_front",
      "Card photos must be JPEG, PNG or PDF files."),

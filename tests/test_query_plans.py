@@ -49,6 +49,7 @@ def seeded_app(tmp_path_factory, pg_schema) -> Iterator[Flask]:
         db.create_all()
         for _ in range(3):
             db.session.add(User(email=f"{uuid.uuid4().hex[:8]}@clinic.test", role=Role.COORDINATOR))
+        db.session.add(User(email="zz-clinician@clinic.test", role=Role.CLINICIAN))  # books the demo visits
         for _ in range(AUDIT_EVENTS):
             audit.record("settings_changed", actor_kind="system", object_type="settings")
         db.session.commit()
@@ -159,6 +160,14 @@ def test_enquiry_returning_patient_is_index_served(app, client, seeded, monkeypa
 
 def test_home_is_index_served(app, client, seeded, monkeypatch):
     assert_index_served(app, monkeypatch, lambda: client.get("/leads/home"))
+
+
+def test_home_new_leads_queue_reads_its_own_index(app, client, seeded, monkeypatch):
+    """New leads are the newest: an index walked in date order would reach them only after nearly every lead."""
+    seen = assert_index_served(app, monkeypatch, lambda: client.get("/leads/home"))
+    with app.app_context():
+        [queue] = [s for s in plans.explainable(seen) if "leads.assignee_id IS NULL" in s.sql]
+        assert "ix_leads_stage_assignee_created" in plans.indexes_used([queue]), plans.plan(queue)
 
 
 LIST_QUERIES = [

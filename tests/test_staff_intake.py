@@ -58,7 +58,7 @@ def test_phone_lead_is_created_by_the_coordinator_with_verbal_consent(app, staff
                                                                          dt.date(1980, 5, 4))
         assert lead.stage == Stage.CONTACTED and lead.first_contact_at is not None  # the call itself
         consent = db.session.scalars(select(ConsentRecord)).one()
-        assert (consent.method, consent.wording_version, consent.taken_by) == ("verbal", "2026-01", coordinator.id)
+        assert (consent.method, consent.wording_version, consent.taken_by) == ("verbal", "2026-12b", coordinator.id)
         assert db.session.scalar(select(db.func.count(Enquiry.id))) == 0  # never a web consent
         attempt = db.session.scalars(select(ContactAttempt)).one()
         assert (attempt.user_id, attempt.outcome, attempt.note) == (coordinator.id, "reached", s.NOTE)

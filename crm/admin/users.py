@@ -7,7 +7,7 @@ links, need a recent re-authentication.
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, url_for
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user
 from sqlalchemy import func, select
@@ -92,6 +92,7 @@ def user(user_id: str):
         fresh=is_fresh(),
         locked=throttle.is_locked(account),
         recovery_left=accounts.unused_recovery_codes(account),
+        **_handover_view(account),
     )
 
 
@@ -117,16 +118,20 @@ def user_role(user_id: str):
 
 @bp.post("/users/<user_id>/deactivate")
 def user_deactivate(user_id: str):
-    """Deactivate an account; all its sessions end at once."""
+    """Deactivate an account, handing its open leads and callbacks over as chosen; all its sessions end at once."""
     account = _load(user_id)
     try:
-        count = accounts.deactivate_user(account, actor=current_user)
+        work = accounts.open_work(account)
+        count = accounts.deactivate_user(account, actor=current_user, handover=request.form.get("handover") or None)
     except accounts.AccountError as exc:
         db.session.rollback()
         flash(str(exc), "error")
         return _back(account)
     db.session.commit()
     flash(f"Account deactivated; {count} session{'s' if count != 1 else ''} signed out.", "success")
+    if work.any:
+        flash(_("%(leads)s open leads and %(callbacks)s open callbacks handed over.",
+                leads=work.leads, callbacks=work.callbacks), "success")
     return _back(account)
 
 
@@ -187,3 +192,10 @@ def user_sessions_revoke(user_id: str):
     db.session.commit()
     flash(f"{count} session{'s' if count != 1 else ''} signed out.", "success")
     return _back(account)
+
+
+def _handover_view(account: User) -> dict:
+    """What the deactivate form needs: the account's open work and who could take it over."""
+    work = accounts.open_work(account) if account.is_active_flag else accounts.OpenWork(0, 0)
+    return {"open_work": work, "pool": accounts.TO_POOL,
+            "successors": accounts.handover_candidates(account) if work.any else []}

@@ -29,6 +29,10 @@ from ..models import (
     EXIT_REASONS,
     REFERENCE_ALPHABET,
     STEP_OF,
+    Appointment,
+    AppointmentKind,
+    AppointmentPlace,
+    AppointmentStatus,
     AttemptOutcome,
     Callback,
     Channel,
@@ -122,6 +126,10 @@ MESSAGES = (
     "Please call me about starting treatment, mornings are best.",
     "",
 )
+#: Share of patients who tick the (optional) box agreeing to calls and texts
+TEXT_CONSENT_SHARE = 0.8
+#: Share of converted patients with a follow-up session booked in the coming two weeks
+FOLLOW_UP_SHARE = 0.5
 REFERENCE_SPACE = len(REFERENCE_ALPHABET) ** 8
 REFERENCE_STEP = 2_654_435_761  # coprime with 31, so number -> reference is one-to-one (and looks random)
 
@@ -138,17 +146,18 @@ CHOICES = {
                           ("concerns", CONCERNS), ("meds_tried", MEDS_TRIED), ("heard_about", HEARD_ABOUT))
 }
 TABLES: tuple[Table, ...] = tuple(
-    model.__table__ for model in (Lead, LeadKey, Enquiry, Insurance, ContactAttempt, LeadEvent, Callback)
+    model.__table__ for model in (Lead, LeadKey, Enquiry, Insurance, ContactAttempt, LeadEvent, Callback, Appointment)
 )
 
 
 class DemoLeads:
     """Builds the rows of one fake lead at a time from one seeded random generator."""
 
-    def __init__(self, seed: int, assignees: list[str], consent_version: str):
+    def __init__(self, seed: int, assignees: list[str], consent_version: str, clinicians: list[str] | None = None):
         self.rng = random.Random(seed)  # noqa: S311  (fake people, not secrets: data keys use os.urandom)
         self.now = utcnow().replace(microsecond=0)
         self.assignees = assignees
+        self.clinicians = clinicians or []
         self.consent_version = consent_version
         self.reference_offset = self.rng.randrange(REFERENCE_SPACE)
 
@@ -201,15 +210,20 @@ class DemoLeads:
         person = self.person(number)
         coverage = self.pick(COVERAGE_WEIGHTS)
         lead = self.lead_row(lead_id, number, stage, created, assignee, person, cipher)
-        attempts = self.attempt_rows(lead, cipher)
+        texts = self.rng.random() < TEXT_CONSENT_SHARE
+        attempts = self.attempt_rows(lead, cipher, texts)
+        events = self.event_rows(lead, cipher)
+        appointments = self.appointment_rows(lead, cipher)
+        events += [self.event(lead, "appointment", a["created_at"], None, None, reason="booked") for a in appointments]
         return {
             Lead.__table__: [lead],
             LeadKey.__table__: [{**key_row, "wrapped_at": created}],
-            Enquiry.__table__: [self.enquiry_row(lead, person, coverage, cipher)],
+            Enquiry.__table__: [self.enquiry_row(lead, person, coverage, cipher, texts)],
             Insurance.__table__: self.insurance_rows(lead, coverage, cipher),
             ContactAttempt.__table__: attempts,
-            LeadEvent.__table__: self.event_rows(lead, cipher),
+            LeadEvent.__table__: events,
             Callback.__table__: self.callback_rows(lead),
+            Appointment.__table__: appointments,
         }
 
     def lead_row(self, lead_id: str, number: int, stage: Stage, created: dt.datetime, assignee: str | None,
@@ -233,7 +247,7 @@ class DemoLeads:
         )
 
     def enquiry_row(self, lead: dict[str, Any], person: dict[str, Any], coverage: CoverageType,
-                    cipher: crypto.FieldCipher) -> dict[str, Any]:
+                    cipher: crypto.FieldCipher, texts: bool = True) -> dict[str, Any]:
         """The public-form submission that created the lead, with answers and consent."""
         rng, enquiry_id = self.rng, self.uid()
         answers = {
@@ -253,6 +267,7 @@ class DemoLeads:
             "id": enquiry_id, "lead_id": lead["id"], "received_at": lead["created_at"],
             "idempotency_digest": None, "crisis": lead["urgent"], "consent_version": self.consent_version,
             "consented_at": lead["created_at"], "privacy_ack": True, "marketing_consent": lead["marketing_consent"],
+            "contact_consent": texts,
             **encrypted_columns(Enquiry, enquiry_id, cipher, answers=answers,
                       consent_ip=f"203.0.113.{rng.randrange(1, 255)}"),
         }
@@ -302,14 +317,17 @@ class DemoLeads:
             "pa_required": rng.random() < 0.8, "reference": f"VOB{rng.randrange(10**7, 10**8)}",
         }
 
-    def attempt_rows(self, lead: dict[str, Any], cipher: crypto.FieldCipher) -> list[dict[str, Any]]:
-        """Calls, texts and e-mails so far; reached once the lead has been contacted."""
+    def attempt_rows(self, lead: dict[str, Any], cipher: crypto.FieldCipher,
+                     texts: bool = True) -> list[dict[str, Any]]:
+        """Calls, texts (only to a patient who agreed) and e-mails so far; reached once the lead has been contacted."""
         stage, rng = lead["stage"], self.rng
         if stage == Stage.NEW:
             return []
         reached = stage not in (Stage.CONTACTING, Stage.UNREACHABLE)
         count = rng.randint(6, 8) if stage == Stage.UNREACHABLE else rng.randint(1, 4)
         rows, at = [], lead["created_at"]
+        channels = (Channel.CALL, Channel.CALL, Channel.TEXT, Channel.EMAIL) if texts else (
+            Channel.CALL, Channel.CALL, Channel.EMAIL)
         for index in range(count):
             at = self.after(at, 30)
             last = index == count - 1
@@ -319,7 +337,7 @@ class DemoLeads:
             note = rng.choice(NOTES) if rng.random() < 0.4 else None
             rows.append({
                 "id": attempt_id, "lead_id": lead["id"], "user_id": lead["assignee_id"], "at": at,
-                "channel": rng.choice((Channel.CALL, Channel.CALL, Channel.TEXT, Channel.EMAIL)),
+                "channel": rng.choice(channels),
                 "outcome": outcome, **encrypted_columns(ContactAttempt, attempt_id, cipher, note=note),
             })
         lead.update(first_attempt_at=rows[0]["at"], attempt_count=count, updated_at=at,
@@ -351,13 +369,51 @@ class DemoLeads:
 
     def event(self, lead: dict[str, Any], kind: str, at: dt.datetime, source: Stage | None,
               target: Stage | None, body: str | None = None,
-              cipher: crypto.FieldCipher | None = None) -> dict[str, Any]:
+              cipher: crypto.FieldCipher | None = None, reason: str | None = None) -> dict[str, Any]:
         """One ``lead_events`` row."""
         event_id = self.uid()
         blob = {} if body is None else encrypted_columns(LeadEvent, event_id, cipher, body=body)
         actor = lead["assignee_id"] if kind != "created" else None
         return table_row(LeadEvent, id=event_id, lead_id=lead["id"], at=at, actor_id=actor, kind=kind,
-                         from_stage=source, to_stage=target, **blob)
+                         from_stage=source, to_stage=target, reason=reason, **blob)
+
+    def appointment_rows(self, lead: dict[str, Any], cipher: crypto.FieldCipher) -> list[dict[str, Any]]:
+        """Visits of scheduled and converted leads: a booked consultation or first treatment ahead for a
+        scheduled one; for a converted one both attended, the first treatment's date, and often a
+        booked follow-up session."""
+        stage, rng = lead["stage"], self.rng
+        if not self.clinicians or stage not in (Stage.SCHEDULED, Stage.CONVERTED):
+            return []
+        booked_at = lead["stage_changed_at"]
+        if stage == Stage.SCHEDULED:
+            kind = rng.choice((AppointmentKind.CONSULTATION, AppointmentKind.REMS_FIRST_TREATMENT))
+            return [self.appointment(lead, kind, self.ahead(), AppointmentStatus.BOOKED, booked_at)]
+        consult = self.after(lead["created_at"], 24 * 20)
+        first = self.after(consult, 24 * 10)
+        lead.update(encrypted_columns(Lead, lead["id"], cipher, first_treatment_on=first.date()))
+        rows = [self.appointment(lead, AppointmentKind.CONSULTATION, consult, AppointmentStatus.ATTENDED, booked_at),
+                self.appointment(lead, AppointmentKind.REMS_FIRST_TREATMENT, first, AppointmentStatus.ATTENDED,
+                                 booked_at)]
+        if rng.random() < FOLLOW_UP_SHARE:
+            rows.append(self.appointment(lead, AppointmentKind.OTHER, self.ahead(), AppointmentStatus.BOOKED,
+                                         booked_at))
+        return rows
+
+    def ahead(self) -> dt.datetime:
+        """A visit time in the coming two weeks, on the quarter hour."""
+        at = self.now + dt.timedelta(minutes=self.rng.randrange(30, 14 * 24 * 60))
+        return at.replace(minute=at.minute - at.minute % 15, second=0)
+
+    def appointment(self, lead: dict[str, Any], kind: str, starts_at: dt.datetime, status: str,
+                    booked_at: dt.datetime) -> dict[str, Any]:
+        """One ``appointments`` row, without notes."""
+        rng = self.rng
+        booked_at = min(booked_at, starts_at)
+        place = (AppointmentPlace.CLINIC if kind != AppointmentKind.CONSULTATION or rng.random() < 0.5
+                 else AppointmentPlace.TELEHEALTH)
+        return table_row(Appointment, id=self.uid(), lead_id=lead["id"], kind=kind, starts_at=starts_at, place=place,
+                         clinician_id=rng.choice(self.clinicians), status=status, created_by=lead["assignee_id"],
+                         created_at=booked_at, updated_at=booked_at)
 
     def callback_rows(self, lead: dict[str, Any]) -> list[dict[str, Any]]:
         """An open callback for leads still being worked (some already overdue)."""
@@ -371,7 +427,12 @@ class DemoLeads:
 
 def _coordinators() -> list[str]:
     """Ids of active coordinators, the people demo leads are assigned to."""
-    query = select(User.id).where(User.role == Role.COORDINATOR, User.is_active_flag.is_(True)).order_by(User.id)
+    return _staff(Role.COORDINATOR)
+
+
+def _staff(role: Role) -> list[str]:
+    """Ids of active staff with ``role``, in a stable order."""
+    query = select(User.id).where(User.role == role, User.is_active_flag.is_(True)).order_by(User.id)
     return list(db.session.scalars(query))
 
 
@@ -415,11 +476,12 @@ def _bulk_connection() -> Iterator[Connection]:
 @click.option("--force", is_flag=True, help="Allow seeding in production mode.")
 @with_appcontext
 def seed_demo(count: int, seed: int | None, batch_size: int, force: bool) -> None:
-    """Create realistic fake leads with enquiries, insurance, attempts, callbacks and timelines."""
+    """Create realistic fake leads with enquiries, insurance, attempts, callbacks, timelines and, when the
+    clinic has clinicians, appointments."""
     if is_production(current_app) and not force:
         raise click.ClickException("refusing to add demo leads in production mode; pass --force if you mean it")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
-    factory = DemoLeads(seed, _coordinators(), current_app.config["CONSENT_VERSION"])
+    factory = DemoLeads(seed, _coordinators(), current_app.config["CONSENT_VERSION"], _staff(Role.CLINICIAN))
     db.session.rollback()
     click.echo(f"Seeding {count} demo leads (seed {seed}).")
     started = time.perf_counter()

@@ -134,12 +134,27 @@ class SearchForm(FlaskForm):
 
 
 class AttemptForm(FlaskForm):
-    """One contact attempt and how it went."""
+    """One contact attempt and how it went; texts only to a patient who agreed to them."""
 
-    channel = SelectField(_l("Channel"), choices=_choices(list(Channel)), default=Channel.CALL)
+    channel = SelectField(_l("Channel"), choices=_choices(list(Channel)), default=Channel.CALL, validate_choice=False)
     outcome = SelectField(_l("Outcome"), choices=_choices(list(AttemptOutcome)), default=AttemptOutcome.NO_ANSWER)
     note = TextAreaField(_l("Note (optional)"), id="attempt_note", validators=[Optional(), Length(max=2000)])
     confirm_repeat = BooleanField(_l("Yes, log another attempt (one was logged less than two minutes ago)"))
+    texts_allowed = True
+
+    def without_texts(self) -> AttemptForm:
+        """Offer no text channel (the patient has not agreed to calls and texts); a posted text is refused."""
+        self.texts_allowed = False
+        self.channel.choices = [choice for choice in self.channel.choices if choice.value != Channel.TEXT]
+        return self
+
+    def validate_channel(self, field: Field) -> None:
+        """Accept only a channel on offer, naming why a text is not."""
+        if field.data == Channel.TEXT and not self.texts_allowed:
+            raise ValidationError(_l("This patient has not agreed to calls and texts with automated technology: "
+                                     "call or e-mail instead."))
+        if field.data not in {choice.value for choice in self.channel.choices}:
+            raise ValidationError(field.gettext("Not a valid choice."))
 
 
 class CallbackForm(FlaskForm):

@@ -74,6 +74,22 @@ CONTACT_CONSENT = {
         "consentimiento no es una condición para recibir servicios. Pueden aplicarse tarifas por "
         "mensajes y datos. Responda STOP para no recibir más mensajes."
     )),
+    # the box became optional: the wording says so, and what happens without it
+    "2026-12b": ConsentWording("en", (
+        "Optional: I agree that {clinic} may contact me at the number above by call or text, including with "
+        "automated technology, about my enquiry, scheduling and insurance. Consent is not a condition "
+        "of receiving services: if I do not agree, {clinic} will still reply to my enquiry, by a call "
+        "from a staff member or by e-mail, but will not text me. Msg & data rates may apply. Reply STOP "
+        "to opt out."
+    )),
+    "2026-12b-es": ConsentWording("es", (
+        "Opcional: Acepto que {clinic} se comunique conmigo al número indicado arriba por llamada o mensaje "
+        "de texto, incluso con tecnología automatizada, sobre mi consulta, las citas y el seguro. El "
+        "consentimiento no es una condición para recibir servicios: si no acepto, {clinic} responderá "
+        "igualmente a mi consulta, con una llamada de un miembro del personal o por correo electrónico, "
+        "pero no me enviará mensajes de texto. Pueden aplicarse tarifas por mensajes y datos. Responda "
+        "STOP para no recibir más mensajes."
+    )),
 }
 
 YES_NO = Choices({"yes": _l("Yes"), "no": _l("No")})
@@ -245,10 +261,7 @@ class EnquiryForm(FlaskForm):
             "Please keep your message to %(count)s characters or fewer.", count=format_decimal(MESSAGE_LIMIT))))])
 
     # Consent
-    contact_consent = BooleanField(
-        _l("I agree to be contacted by call or text"),
-        validators=[DataRequired(_l("Please agree to be contacted so we can reply to you."))],
-    )
+    contact_consent = BooleanField(_l("I agree to be contacted by call or text"))  # optional: answered either way
     privacy_ack = BooleanField(
         _l("I have read the privacy notice"),
         validators=[DataRequired(_l("Please confirm you have read the privacy notice."))],
@@ -298,7 +311,7 @@ class EnquiryForm(FlaskForm):
     def validate(self, extra_validators: Any = None) -> bool:
         """Run field checks, then the rules that depend on several answers."""
         valid = super().validate(extra_validators)
-        return self._check_reachable() & self._check_coverage() & valid
+        return self._check_reachable() & self._check_coverage() & self._check_texts() & valid
 
     def _check_reachable(self) -> bool:
         if self.phone.errors or self.email.errors:
@@ -311,6 +324,14 @@ class EnquiryForm(FlaskForm):
         if method == "email" and not self.email.data:
             return _fail(self.email, _("To hear from us by e-mail, please enter your e-mail address."))
         return True
+
+    def _check_texts(self) -> bool:
+        """Texts need the calls-and-texts agreement: asking for them without it is a contradiction to resolve."""
+        wants_texts = self.preferred_contact.data == "text" or self.text_ok.data
+        if not wants_texts or self.contact_consent.data:
+            return True
+        return _fail(self.contact_consent, _("To hear from us by text, please tick the box agreeing to calls "
+                                             "and texts, or choose another way to reach you."))
 
     def _check_coverage(self) -> bool:
         if not self.is_commercial:

@@ -16,14 +16,14 @@ from ..access import require_role
 from ..clinic import clinic_zone
 from ..forms import has_answers, show_refusal
 from ..forms.clinician import SignOffForm
-from ..forms.leads import AttemptForm, ConfirmForm, LanguageForm, NoteForm, ScreeningForm
+from ..forms.leads import ConfirmForm, LanguageForm, NoteForm, ScreeningForm
 from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
 from ..operations import screening as ops_screening
 from ..operations.refusals import Stale
 from . import bp, get_lead_or_404
-from .detail import assign_form, callback_form, remember_reveal, render_detail, stage_form, vob_form
+from .detail import assign_form, attempt_form, callback_form, remember_reveal, render_detail, stage_form, vob_form
 
 
 def perform(lead: Lead, form: FlaskForm, name: str, action: Callable[[], Any],
@@ -96,7 +96,7 @@ def _attempt_message(result: ops.AttemptResult) -> str:
 def log_attempt(lead_id: uuid.UUID):
     """Log a call, text or e-mail and how it went."""
     lead = get_lead_or_404(lead_id, for_update=True)
-    form = AttemptForm()
+    form = attempt_form(lead, request.form)
     if (form.validate_on_submit() and not form.confirm_repeat.data and lead.is_open and not lead.is_do_not_contact
             and ops.recent_attempt(lead, utcnow())):
         form.confirm_repeat.errors = ["An attempt was logged on this lead less than two minutes ago: "

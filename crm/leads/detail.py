@@ -31,6 +31,7 @@ from ..forms.leads import (
 )
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
+from ..operations.guards import automated_contact_agreed
 from . import bp, get_lead_or_404, present, queries
 from .appointment_panel import appointment_forms, appointments_view
 from .privacy_panel import privacy_forms, privacy_view, render_tombstone
@@ -101,6 +102,13 @@ def callback_form(formdata: Any = None, **data: Any) -> CallbackForm:
     return form
 
 
+def attempt_form(lead: Lead, formdata: Any = None, texts_agreed: bool | None = None) -> AttemptForm:
+    """The attempt form, without the text channel for a patient who has not agreed to texts."""
+    form = AttemptForm(formdata=formdata)
+    agreed = automated_contact_agreed(lead) if texts_agreed is None else texts_agreed
+    return form if agreed else form.without_texts()
+
+
 def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
     """Fresh action forms, prefilled from what the page already knows."""
     suggested = view["cadence"]["suggested"]
@@ -112,7 +120,8 @@ def default_forms(lead: Lead, view: dict[str, Any]) -> dict[str, FlaskForm]:
     screening = ScreeningForm(formdata=None, **{"adult": None if age is None else ("yes" if age >= 18 else "no"),
                                                 **draft})
     return {
-        "attempt": AttemptForm(formdata=None), "note": NoteForm(formdata=None), "confirm": ConfirmForm(formdata=None),
+        "attempt": attempt_form(lead, texts_agreed=view["texts_agreed"]), "note": NoteForm(formdata=None),
+        "confirm": ConfirmForm(formdata=None),
         "callback": callback_form(due_at=local_due), "assign": assign_form(),
         "stage": stage_form(lead, **screening_exit(lead, view["screenings"])),
         "vob": benefits, "screening": screening, "merge": MergeForm(formdata=None), **privacy_forms(lead),
@@ -140,6 +149,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "assignee": present.staff_name(users.get(lead.assignee_id)),
         "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
         "consent": present.latest_consent(lead),
+        "texts_agreed": automated_contact_agreed(lead),
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],

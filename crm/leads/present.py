@@ -169,7 +169,7 @@ def latest_consent(lead: Lead) -> dict[str, Any] | None:
         return None
     enquiry = lead.enquiries[-1]
     return {"language": enquiry.consent_language, "version": enquiry.consent_version, "at": enquiry.consented_at,
-            "marketing": enquiry.marketing_consent}
+            "marketing": enquiry.marketing_consent, "automated": enquiry.contact_consent}
 
 
 def source_details(lead: Lead, reader: Reader) -> dict[str, Any]:
@@ -318,7 +318,8 @@ def _attempts(lead: Lead, reader: Reader, users: dict[str, User]) -> list[Timeli
 
 _EVENT_SUMMARY = {
     "stage_changed": lambda e: f"Stage {e.from_stage or '—'} → {e.to_stage}" + (f" ({e.reason})" if e.reason else ""),
-    "assigned": lambda e: "Claimed" if e.reason == "claimed" else "Assigned",
+    "assigned": lambda e: {"claimed": "Claimed", "handover": "Handed over",
+                           "unassigned": "Handed back to the unassigned pool"}.get(e.reason, "Assigned"),
     "note": lambda e: "Note",
     "acknowledged": lambda e: "Urgent flag acknowledged",
     "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",

@@ -69,8 +69,10 @@ def overdue_callbacks(now: dt.datetime) -> list[Callback]:
 
 def new_unassigned() -> list[Lead]:
     """New leads nobody has claimed, longest waiting first."""
+    # ordered as ix_leads_stage_assignee_created is (the same order, given the filter), so no index walked in
+    # date order alone can serve it: new leads are the newest, and such a walk reaches them last
     query = (select(Lead).where(Lead.stage == Stage.NEW, Lead.assignee_id.is_(None), Lead.erased_at.is_(None))
-             .order_by(Lead.created_at).limit(HOME_LIMIT))
+             .order_by(Lead.assignee_id, Lead.created_at).limit(HOME_LIMIT))
     return list(db.session.scalars(with_keys(query)))
 
 

@@ -67,12 +67,19 @@ def appointment_rows(appointments: list, users: dict) -> list[SimpleNamespace]:
             for a in appointments]
 
 
+def assignee_choices(users: dict) -> list[tuple[str, str]]:
+    """Every staff member, active ones first; former staff stay listed (marked) so their leads stay findable."""
+    ordered = sorted(users.values(), key=lambda u: (not u.is_active_flag, staff_name(u).lower()))
+    return [(u.id, staff_name(u) if u.is_active_flag else _("%(name)s (inactive)", name=staff_name(u)))
+            for u in ordered]
+
+
 @bp.get("/")
 def index():
     """List leads by stage, assignee, source, urgency and date; decrypt only the rows shown."""
     users = staff_directory()
     form = LeadFilterForm(request.args)
-    form.assignee.choices += options([(u.id, staff_name(u)) for u in users.values() if u.is_active_flag])
+    form.assignee.choices += options(assignee_choices(users))
     form.validate()
     filters = {name: value for name, value in form.data.items() if name not in form.errors}
     page = filters.get("page") or 1

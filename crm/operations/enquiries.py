@@ -107,6 +107,7 @@ class Consent:
     privacy_ack: bool
     marketing: bool
     language: str = "en"  # the language of the wording agreed to
+    contact: bool = False  # calls and texts with automated technology (the box is optional)
 
 
 @dataclass(frozen=True)
@@ -401,7 +402,7 @@ def _enquiry_row(lead_id: str, cipher: crypto.FieldCipher, submission: Submissio
         "idempotency_digest": submission.idempotency_digest, "crisis": submission.crisis,
         "consent_version": consent.version, "consent_language": consent.language,
         "consented_at": now, "privacy_ack": consent.privacy_ack,
-        "marketing_consent": consent.marketing,
+        "marketing_consent": consent.marketing, "contact_consent": consent.contact,
         **encrypted_columns(Enquiry, enquiry_id, cipher, answers={**submission.answers, "submitted": submitted},
                             consent_ip=consent.ip),
     }

@@ -3,12 +3,14 @@
 Kept apart from ``privacy`` so the contact operations (``leads``) and the privacy ones can
 both use them without importing each other. Merge, record correction and import call
 :func:`refuse_if_erased` on every lead they change; contact flows call
-:func:`refuse_if_do_not_contact`.
+:func:`refuse_if_do_not_contact`, and texts :func:`refuse_text_without_consent`.
 """
 
 from __future__ import annotations
 
-from ..models import Lead
+from sqlalchemy import select
+
+from ..models import Channel, ConsentRecord, Lead, db
 
 
 class PrivacyRefusal(ValueError):
@@ -31,3 +33,22 @@ def refuse_if_do_not_contact(lead: Lead) -> None:
     if lead.is_do_not_contact:
         raise PrivacyRefusal("do_not_contact", f"This patient asked not to be contacted on "
                              f"{lead.do_not_contact_at:%Y-%m-%d}: no calls, texts, e-mails or callbacks.")
+
+
+def automated_contact_agreed(lead: Lead) -> bool:
+    """The patient's latest answer on calls and texts with automated technology.
+
+    Each web enquiry answers it either way; consent staff take on the phone, in writing or
+    from an import only ever agrees. No answer at all is no agreement.
+    """
+    answers = [(enquiry.consented_at, enquiry.contact_consent) for enquiry in lead.enquiries]
+    answers += [(taken_at, True) for taken_at in db.session.scalars(
+        select(ConsentRecord.taken_at).where(ConsentRecord.lead_id == lead.id))]
+    return max(answers, key=lambda answer: answer[0])[1] if answers else False
+
+
+def refuse_text_without_consent(lead: Lead, channel: str) -> None:
+    """Refuse a text to a patient who has not agreed to calls and texts (TCPA)."""
+    if channel == Channel.TEXT and not automated_contact_agreed(lead):
+        raise PrivacyRefusal("no_text_consent", "This patient has not agreed to calls and texts with automated "
+                             "technology, so they can't be texted: call or e-mail instead.")

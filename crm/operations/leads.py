@@ -37,7 +37,7 @@ from ..models import (
     move_needs_reason,
     utcnow,
 )
-from .guards import refuse_if_do_not_contact
+from .guards import refuse_if_do_not_contact, refuse_text_without_consent
 from .refusals import Refused, Stale
 
 REVEALED_FIELDS = ["member_id", "group_number", "cards"]
@@ -173,6 +173,7 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
                 now: dt.datetime | None = None) -> AttemptResult:
     """Record a call, text or e-mail; advance the stage and close due callbacks."""
     refuse_if_do_not_contact(lead)
+    refuse_text_without_consent(lead, channel)
     if not lead.is_open:
         raise ValueError("Reopen the lead before logging contact.")
     now = now or utcnow()

@@ -6,13 +6,26 @@ Every function changes rows, writes its audit event and flushes; the caller comm
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from flask import current_app
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, crypto, throttle, totp
-from ..models import Invitation, RecoveryCode, Role, User, UserSession, db, keyring, utcnow
+from ..models import (
+    OPEN_STAGES,
+    Callback,
+    Invitation,
+    Lead,
+    RecoveryCode,
+    Role,
+    User,
+    UserSession,
+    db,
+    keyring,
+    utcnow,
+)
 from ..passwords import (
     MIN_LENGTH_SINGLE_FACTOR,
     MIN_LENGTH_WITH_TOTP,
@@ -22,6 +35,7 @@ from ..passwords import (
     password_problem,
     verify_password,
 )
+from . import leads as lead_ops
 
 
 class AccountError(ValueError):
@@ -64,15 +78,18 @@ def invite_user(email: str, role: Role, display_name: str, actor: User) -> tuple
     return user, issue_invitation(user, actor)
 
 
-def deactivate_user(user: User, actor: User) -> int:
+def deactivate_user(user: User, actor: User, handover: str | None = None) -> int:
     """Disable an account, revoke all its sessions and end its set-password links; returns sessions revoked.
 
+    Open leads and callbacks go where ``handover`` says (see :func:`hand_over_work`) in the same
+    transaction; an account that still holds some is refused without a choice.
     Links end for good: reactivating the account does not bring them back.
     """
     if user.id == actor.id:
         raise AccountError("You can't deactivate your own account.")
     if user.role == Role.ADMIN and _active_admins() <= 1:
         raise AccountError("Keep at least one active admin.")
+    hand_over_work(user, handover, actor)
     user.is_active_flag = False
     count = revoke_sessions(user, "deactivated")
     links = _end_invitations(user)
@@ -364,3 +381,104 @@ def revoke_session(row: UserSession, actor: User) -> None:
         row.revoked_at, row.revoked_reason = utcnow(), "revoked"
     audit.record("session_revoked", actor=actor, object_type="user", object_id=row.user_id,
                  details={"own": actor.id == row.user_id})
+
+
+# --- handing over open work ----------------------------------------------------------
+
+#: The handover choice that returns a leaver's open leads and callbacks to the unassigned pool.
+TO_POOL = "pool"
+
+
+@dataclass(frozen=True)
+class OpenWork:
+    """How many open leads and not-done callbacks an account holds."""
+
+    leads: int
+    callbacks: int
+
+    @property
+    def any(self) -> bool:
+        """True when there is something to hand over."""
+        return bool(self.leads or self.callbacks)
+
+
+def _open_leads_of(user: User):
+    """Leads still moving through the pipeline with ``user`` as coordinator (closed ones keep their history)."""
+    return (Lead.assignee_id == user.id, Lead.stage.in_([str(s) for s in OPEN_STAGES]), Lead.erased_at.is_(None))
+
+
+def _open_callbacks_of(user: User):
+    return (Callback.assignee_id == user.id, Callback.done_at.is_(None))
+
+
+def open_work(user: User) -> OpenWork:
+    """The open leads and callbacks ``user`` holds, counted (index-served by assignee)."""
+    leads = db.session.scalar(select(func.count(Lead.id)).where(*_open_leads_of(user))) or 0
+    callbacks = db.session.scalar(select(func.count(Callback.id)).where(*_open_callbacks_of(user))) or 0
+    return OpenWork(leads, callbacks)
+
+
+def handover_candidates(user: User) -> list[User]:
+    """Active coordinators other than ``user``, by name: who may take over their open work."""
+    rows = db.session.scalars(select(User).where(
+        User.role == Role.COORDINATOR, User.is_active_flag.is_(True), User.id != user.id))
+    return sorted(rows, key=lambda u: u.shown_name.lower())
+
+
+def handover_target(user: User, choice: str | None) -> User | None:
+    """The coordinator ``choice`` names (None for the unassigned pool), or raise :class:`AccountError`."""
+    if choice == TO_POOL:
+        return None
+    target = db.session.get(User, choice) if choice else None
+    if target is None or target not in handover_candidates(user):
+        raise AccountError("Open leads and callbacks can go only to another active coordinator, "
+                           "or back to the unassigned pool.")
+    return target
+
+
+def hand_over_work(user: User, choice: str | None, actor: User) -> OpenWork:
+    """Move every open lead and callback of ``user`` to the chosen coordinator or the pool; audited.
+
+    Nothing to move needs no choice; otherwise a missing or unfit choice is refused. Flushed,
+    not committed: the caller's one commit moves everything or nothing.
+    """
+    work = open_work(user)
+    if not work.any:
+        return work
+    if not choice:
+        raise AccountError(f"This account still holds {work.leads} open lead(s) and {work.callbacks} open "
+                           "callback(s): choose who takes them over (another coordinator, or the unassigned "
+                           "pool) before deactivating it.")
+    target = handover_target(user, choice)
+    moved = OpenWork(_hand_over_leads(user, target, actor), _hand_over_callbacks(user, target))
+    audit.record("work_handed_over", actor=actor, object_type="user", object_id=user.id,
+                 details={"to": target.id if target else TO_POOL, "leads": moved.leads,
+                          "callbacks": moved.callbacks})
+    return moved
+
+
+def _hand_over_leads(user: User, target: User | None, actor: User) -> int:
+    """Reassign ``user``'s open leads, row-locked, each with a timeline entry and an audit row."""
+    query = select(Lead).where(*_open_leads_of(user)).order_by(Lead.created_at).with_for_update(of=Lead)
+    rows = list(db.session.scalars(query))
+    for lead in rows:
+        lead.assignee_id = target.id if target else None
+        lead_ops.add_event(lead, actor, "assigned", reason="handover" if target else "unassigned",
+                           body=target.shown_name if target else None)
+        lead_ops.record("lead_assigned", lead.id, actor,
+                        {"assignee": target.id if target else None, "from": user.id, "via": "handover"})
+    db.session.flush()
+    return len(rows)
+
+
+def _hand_over_callbacks(user: User, target: User | None) -> int:
+    """Give ``user``'s open callbacks to ``target``; for the pool, to each lead's own coordinator, if any."""
+    if target is not None:
+        value = target.id
+    else:
+        value = (select(Lead.assignee_id).where(Lead.id == Callback.lead_id, Lead.assignee_id != user.id)
+                 .scalar_subquery())
+    return db.session.execute(
+        update(Callback).where(*_open_callbacks_of(user)).values(assignee_id=value)
+        .execution_options(synchronize_session=False)
+    ).rowcount
