@@ -216,3 +216,15 @@ def test_every_index_on_leads_serves_some_page(app, client, seeded, monkeypatch,
         on_leads = {index["name"] for index in inspect(db.engine).get_indexes("leads") if not index["unique"]}
     assert on_leads, "no index found on leads"
     assert on_leads <= used, f"indexes no page uses: {sorted(on_leads - used)}"
+
+
+def test_referrals_per_practice_read_their_partial_index_alone(app, seeded, monkeypatch, login_as):
+    """The per-practice query of the Sources report reads only its covering partial index, never the wide rows."""
+    with app.app_context(), plans.captured(monkeypatch) as seen:
+        assert _manager_client(app, login_as).get("/reports/?period=last_90").status_code == 200
+    with app.app_context():
+        [statement] = [s for s in plans.explainable(seen) if "referring_practice_id IS NOT NULL" in s.sql]
+        lines = plans.plan(statement)
+    assert any("ix_leads_practice_report" in line for line in lines), lines
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        assert any("COVERING INDEX ix_leads_practice_report" in line for line in lines), lines

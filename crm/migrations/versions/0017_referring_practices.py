@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 
 HAS_PRACTICE = sa.text('referring_practice_id IS NOT NULL')
-PRACTICE_REPORT_COLUMNS = ['created_at', 'referring_practice_id', 'source', 'stage', 'stage_reason',
+PRACTICE_REPORT_COLUMNS = ['source', 'created_at', 'referring_practice_id', 'stage', 'stage_reason',
                            'reached_step', 'assignee_id', 'urgent']
 
 
