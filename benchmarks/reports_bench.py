@@ -4,7 +4,8 @@ Seeds, in one pass and with bulk Core inserts, two databases per backend: a *big
 ``--size`` leads spread evenly over three years, and a *small* one holding only the leads of
 the last 90 days — the very same rows. Every lead has a real wrapped data key and encrypted
 name and phone; about 85% have an insurance (coverage type, payer code, verification and
-prior-authorisation times); open leads of the last two weeks have a callback. Attempts and
+prior-authorisation times); open leads of the last two weeks have a callback. Most referrals name
+one of 40 referring practices (the per-practice table of the Sources report). Attempts and
 timelines are not seeded (no report reads them: the lead row carries the first-attempt and
 first-contact times and the attempt count).
 
@@ -48,18 +49,23 @@ from crm.models import (  # noqa: E402
     Insurance,
     Lead,
     LeadKey,
+    ReferringPractice,
     Role,
     Stage,
     User,
     db,
     encrypted_columns,
+    keyring,
     new_lead_key,
     utcnow,
 )
+from crm.operations.practices import PURPOSE as practice_purpose  # noqa: E402
+from crm.operations.practices import practice_key  # noqa: E402
 
 SPAN_DAYS = 3 * 365
 RECENT_DAYS = 90
 BATCH = 5_000
+PRACTICES = 40
 STAGES = {Stage.NEW: 6, Stage.CONTACTING: 14, Stage.CONTACTED: 8, Stage.SCREENING: 5, Stage.INSURANCE_REVIEW: 5,
           Stage.ELIGIBLE: 4, Stage.SCHEDULED: 4, Stage.CONVERTED: 12, Stage.INELIGIBLE: 14, Stage.UNREACHABLE: 18,
           Stage.CLOSED: 10}
@@ -77,6 +83,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", PG_DEFAULT),
                         help="a PostgreSQL URL whose user may create the benchmark databases")
     parser.add_argument("--rounds", type=int, default=12, help="timed rounds (each times every page once)")
+    parser.add_argument("--workdir", type=Path, help="keep the SQLite databases here (for EXPLAIN afterwards)")
     return parser.parse_args()
 
 
@@ -96,9 +103,9 @@ def make_app(url: str, keyring_json: str, instance: Path) -> Any:
 class Seeder:
     """Builds the rows of one lead at a time from one seeded generator."""
 
-    def __init__(self, staff: list[str], now: dt.datetime, seed: int = 17):
+    def __init__(self, staff: list[str], practices: list[str], now: dt.datetime, seed: int = 17):
         self.rng = random.Random(seed)  # noqa: S311  (fake leads, not secrets)
-        self.staff, self.now = staff, now
+        self.staff, self.practices, self.now = staff, practices, now
 
     def pick(self, weights: dict[Any, int]) -> Any:
         return self.rng.choices(tuple(weights), weights=tuple(weights.values()))[0]
@@ -121,10 +128,13 @@ class Seeder:
             "first_attempt_at": first_attempt,
             "first_contact_at": first_attempt + dt.timedelta(hours=rng.uniform(0, 30)) if contacted else None,
             "attempt_count": rng.randint(1, 6) if attempted else 0, "marketing_consent": False,
+            "referring_practice_id": None,
             **encrypted_columns(Lead, lead_id, cipher, first_name=f"Bench{rng.randrange(10**6)}",
                                 last_name=f"Lead{rng.randrange(10**6)}",
                                 phone=f"(949) 555-{rng.randrange(10**4):04d}"),
         }
+        if lead["source"] == "referral" and rng.random() < 0.875:
+            lead["referring_practice_id"] = rng.choice(self.practices)
         rows: dict[Any, list[dict[str, Any]]] = {Lead.__table__: [lead], LeadKey.__table__: [key_row],
                                                  Insurance.__table__: [], Callback.__table__: []}
         coverage = self.pick(COVERAGE)
@@ -156,6 +166,16 @@ class Seeder:
         }
 
 
+def practices_rows(now: dt.datetime) -> list[dict[str, Any]]:
+    """40 referring practices with fixed ids (the same in both databases), names sealed as the app seals them."""
+    rows = []
+    for number in range(PRACTICES):
+        row_id, name = str(uuid.UUID(int=10**6 + number, version=4)), f"Bench Referring Practice {number}"
+        rows.append({"id": row_id, "practice_key": practice_key(name), "created_at": now,
+                     "name_sealed": crypto.seal(keyring(), practice_purpose, row_id, name.encode())})
+    return rows
+
+
 def created_times(size: int, now: dt.datetime, seed: int = 5) -> Iterator[dt.datetime]:
     """``size`` creation times spread evenly over three years, oldest first (as a clinic's table fills)."""
     rng = random.Random(seed)  # noqa: S311
@@ -172,13 +192,16 @@ def seed(apps: dict[str, Any], size: int) -> dict[str, int]:
               "role": Role.COORDINATOR} for n, uid in enumerate(staff)]
     counts = {"big": 0, "small": 0}
     recent = now - dt.timedelta(days=RECENT_DAYS)
-    seeder = Seeder(staff, now)
-    conns = {}
+    conns, practices = {}, []
     for name, app in apps.items():
         with app.app_context():
+            practice_rows = practices_rows(now)
+            practices = [row["id"] for row in practice_rows]
             conns[name] = db.engine.connect()
             conns[name].execute(User.__table__.insert(), users)
+            conns[name].execute(ReferringPractice.__table__.insert(), practice_rows)
             conns[name].commit()
+    seeder = Seeder(staff, practices, now)
     started = time.perf_counter()
     with apps["big"].app_context():
         batches: dict[str, dict[Any, list]] = {name: {} for name in apps}
@@ -267,7 +290,8 @@ def report(backend: str, counts: dict[str, int], samples: dict[str, list[float]]
 
 def run_backend(backend: str, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="crm-reports-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         ring = crypto.Keyring.generate().to_json()
         apps = {name: make_app(fresh_database(backend, workdir, args.pg_url, f"bench_reports_{name}"), ring,
                                workdir / f"instance-{name}") for name in ("big", "small")}

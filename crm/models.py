@@ -418,6 +418,22 @@ class EmergencyGrant(db.Model):
     integrity_ok = True
 
 
+class ReferringPractice(db.Model):
+    """A referring provider's practice, named once: referral leads point at it, so reports count per practice.
+
+    Not patient data, but a practice may bear a provider's own name, so the name is sealed and
+    shown only on the report rows that need it. ``practice_key`` is a keyed HMAC of the
+    normalised name (:func:`crm.crypto.normalize_text`): one row per practice however it is typed.
+    """
+
+    __tablename__ = "referring_practices"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    practice_key: Mapped[str] = mapped_column(String(64), unique=True)
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 Protected = User | UserSession | EmergencyGrant
 
 
@@ -548,8 +564,13 @@ class LeadKey(db.Model):
 #: The non-PHI ``leads`` columns reports aggregate (kept through a shred), date first for range scans.
 REPORT_COLUMNS = ("created_at", "stage", "stage_reason", "reached_step", "source", "assignee_id", "urgent",
                   "first_attempt_at", "first_contact_at", "attempt_count")
+#: The ``leads`` columns the per-referring-practice report reads, from its partial index alone (source first:
+#: with the date first, SQLite takes ``ix_leads_source_created`` and reads the wide rows).
+PRACTICE_REPORT_COLUMNS = ("source", "created_at", "referring_practice_id", "stage", "stage_reason",
+                           "reached_step", "assignee_id", "urgent")
 _HAS_CALLBACK = text("next_callback_at IS NOT NULL")
 _ACCESS_OPEN = text("access_due_at IS NOT NULL AND access_fulfilled_at IS NULL")
+_HAS_PRACTICE = text("referring_practice_id IS NOT NULL")
 
 
 class Lead(Identified, db.Model):
@@ -568,6 +589,9 @@ class Lead(Identified, db.Model):
               postgresql_where=text("urgent = true AND acknowledged_at IS NULL")),
         # reports read a date range of these columns only: the index answers them without the wide rows
         Index("ix_leads_report", *REPORT_COLUMNS),
+        # referral leads naming a practice, for the per-practice report; others write nothing into it
+        Index("ix_leads_practice_report", *PRACTICE_REPORT_COLUMNS, sqlite_where=_HAS_PRACTICE,
+              postgresql_where=_HAS_PRACTICE),
         # the lead list filtered by stage and source: its page in date order and its total, from the index alone
         Index("ix_leads_stage_source", "stage", "source", "created_at"),
         # the home page's "new, nobody has claimed it" queue, oldest first, from its first entry. New leads are the
@@ -619,6 +643,7 @@ class Lead(Identified, db.Model):
     created_by: Mapped[str | None] = mapped_column(String(36))
     current_insurance_id: Mapped[str | None] = mapped_column(String(36))
     merged_into_id: Mapped[str | None] = mapped_column(String(36))  # no index: IS NULL would lure the planner
+    referring_practice_id: Mapped[str | None] = mapped_column(String(36))  # referral leads: the practice named
 
     first_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
     last_name_enc: Mapped[bytes | None] = mapped_column(LargeBinary)
@@ -1393,6 +1418,7 @@ SEALED_COLUMNS = (
     (User.__table__, User.__table__.c.totp_secret_sealed, "totp"),
     (OutboxMessage.__table__, OutboxMessage.__table__.c.secret_sealed, "outbox"),
     (EmergencyGrant.__table__, EmergencyGrant.__table__.c.reason_sealed, "break-glass"),
+    (ReferringPractice.__table__, ReferringPractice.__table__.c.name_sealed, "referring-practice"),
 )
 
 

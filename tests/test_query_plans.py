@@ -286,3 +286,15 @@ def test_import_slice_lookups_read_the_indexes_and_nothing_in_full(app, monkeypa
         assert importer.summary.attached == 50
         assert {"ix_leads_phone_bidx", "ix_leads_email_bidx"} <= plans.indexes_used(seen)
         assert not plans.scans_in(seen)
+
+
+def test_referrals_per_practice_read_their_partial_index_alone(app, seeded, monkeypatch, login_as):
+    """The per-practice query of the Sources report reads only its covering partial index, never the wide rows."""
+    with app.app_context(), plans.captured(monkeypatch) as seen:
+        assert _manager_client(app, login_as).get("/reports/?period=last_90").status_code == 200
+    with app.app_context():
+        [statement] = [s for s in plans.explainable(seen) if "referring_practice_id IS NOT NULL" in s.sql]
+        lines = plans.plan(statement)
+    assert any("ix_leads_practice_report" in line for line in lines), lines
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        assert any("COVERING INDEX ix_leads_practice_report" in line for line in lines), lines

@@ -54,6 +54,7 @@ from ..models import (
     table_row,
     utcnow,
 )
+from ..operations.practices import practice_id
 from ..settings import is_production
 
 FIRST_NAMES = (
@@ -97,6 +98,9 @@ SOURCE_WEIGHTS = {
     LeadSource.WEB_FORM: 55, LeadSource.PHONE: 14, LeadSource.REFERRAL: 15, LeadSource.FIND_A_CENTER: 6,
     LeadSource.PAYER_DIRECTORY: 4, LeadSource.VA_COMMUNITY_CARE: 3, LeadSource.OTHER: 3,
 }
+#: Demo referring practices; about one referral in eight names none.
+DEMO_PRACTICES = ("Irvine Psychiatric Associates", "Newport Family Medicine", "Harbor Behavioral Health",
+                  "Coastline Primary Care", "Saddleback Counseling Group", "Orange County VA Clinic")
 UTM_CAMPAIGNS = (("google", "cpc", "spravato-oc"), ("bing", "cpc", "trd-irvine"), ("newsletter", "email", "spring"))
 #: Share of leads in each stage, and how many days old a lead in it can be.
 STAGE_MIX = {
@@ -153,8 +157,11 @@ TABLES: tuple[Table, ...] = tuple(
 class DemoLeads:
     """Builds the rows of one fake lead at a time from one seeded random generator."""
 
-    def __init__(self, seed: int, assignees: list[str], consent_version: str, clinicians: list[str] | None = None):
+    def __init__(self, seed: int, assignees: list[str], consent_version: str, clinicians: list[str] | None = None,
+                 practices: dict[str, str] | None = None):
         self.rng = random.Random(seed)  # noqa: S311  (fake people, not secrets: data keys use os.urandom)
+        self.referrals = random.Random(seed + 1)  # noqa: S311  (its own, so the people stay those of the seed)
+        self.practices = list((practices or {}).items())  # practice id → name
         self.now = utcnow().replace(microsecond=0)
         self.assignees = assignees
         self.clinicians = clinicians or []
@@ -243,8 +250,18 @@ class DemoLeads:
             assignee_id=assignee, created_at=created, updated_at=created, stage_changed_at=created,
             marketing_consent=rng.random() < 0.3,
             **lead_blind_indexes(person["phone"], person["email"], person["last_name"], person["dob"]),
+            **self.referral(lead_id, source, cipher),
             **encrypted_columns(Lead, lead_id, cipher, **person),
         )
+
+    def referral(self, lead_id: str, source: str, cipher: crypto.FieldCipher) -> dict[str, Any]:
+        """A referral's practice (most name one of the demo practices) and its encrypted details."""
+        if source != LeadSource.REFERRAL or not self.practices or self.referrals.random() < 0.125:
+            return {"referring_practice_id": None, "source_details_enc": None}  # every row of a batch has both
+        practice_id, name = self.referrals.choice(self.practices)
+        details = {"referrer_name": f"Dr {self.referrals.choice(LAST_NAMES)}", "referrer_practice": name}
+        return {"referring_practice_id": practice_id,
+                **encrypted_columns(Lead, lead_id, cipher, source_details=details)}
 
     def enquiry_row(self, lead: dict[str, Any], person: dict[str, Any], coverage: CoverageType,
                     cipher: crypto.FieldCipher, texts: bool = True) -> dict[str, Any]:
@@ -436,6 +453,13 @@ def _staff(role: Role) -> list[str]:
     return list(db.session.scalars(query))
 
 
+def _demo_practices() -> dict[str, str]:
+    """The demo referring practices, recorded once: id → name."""
+    ids = {practice_id({"referrer_practice": name}): name for name in DEMO_PRACTICES}
+    db.session.commit()
+    return ids
+
+
 def _insert_batch(conn: Connection, factory: DemoLeads, start: int, stop: int) -> None:
     """Build and insert leads ``start..stop-1`` in one transaction."""
     batch: dict[Table, list[dict[str, Any]]] = {table: [] for table in TABLES}
@@ -481,7 +505,8 @@ def seed_demo(count: int, seed: int | None, batch_size: int, force: bool) -> Non
     if is_production(current_app) and not force:
         raise click.ClickException("refusing to add demo leads in production mode; pass --force if you mean it")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
-    factory = DemoLeads(seed, _coordinators(), current_app.config["CONSENT_VERSION"], _staff(Role.CLINICIAN))
+    factory = DemoLeads(seed, _coordinators(), current_app.config["CONSENT_VERSION"], _staff(Role.CLINICIAN),
+                        _demo_practices())
     db.session.rollback()
     click.echo(f"Seeding {count} demo leads (seed {seed}).")
     started = time.perf_counter()

@@ -32,6 +32,7 @@ from ..models import (
     utcnow,
 )
 from .leads import add_event, log_attempt, record
+from .practices import practice_id
 
 #: Sources where the coordinator is speaking to the patient as the lead is recorded.
 LIVE_SOURCES = (LeadSource.PHONE, LeadSource.WALK_IN)
@@ -167,7 +168,7 @@ def create_staff_lead(actor: User, data: StaffLead, now: dt.datetime | None = No
     now = now or utcnow()
     values = data.values
     lead = Lead(source=data.source, created_by=actor.id, created_at=now, updated_at=now, stage_changed_at=now,
-                source_details=data.source_details,
+                source_details=data.source_details, referring_practice_id=practice_id(data.source_details),
                 **{name: values.get(name) for name in ("first_name", "last_name", "dob", "phone", "email",
                                                        "zip_code", "preferences")})
     db.session.add(lead)

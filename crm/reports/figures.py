@@ -19,7 +19,7 @@ from sqlalchemy.orm import aliased
 
 from .. import cadence, metrics
 from ..hours import ClinicHours
-from ..models import EXIT_REASONS, EXIT_STAGES, PIPELINE_STEPS, Callback, Insurance, Lead, Stage, db
+from ..models import EXIT_REASONS, EXIT_STAGES, PIPELINE_STEPS, Callback, Insurance, Lead, LeadSource, Stage, db
 
 #: Speed-to-lead shares the report shows: label → limit.
 WITHIN = (("5 minutes", dt.timedelta(minutes=5)), ("15 minutes", dt.timedelta(minutes=15)),
@@ -196,6 +196,16 @@ def lead_figures(scope: Scope, hours: ClinicHours) -> LeadFigures:
             exits[(row.stage, row.stage_reason or "")] += 1
         buckets[len(SPEED_BUCKETS) if speed is None else bisect.bisect_left(limits, speed)] += 1
     return figures
+
+
+def practice_figures(scope: Scope) -> dict[str, Tally]:
+    """Referral leads of the range per referring practice named (steps reached only), from its partial index."""
+    query = _in_range(select(Lead.referring_practice_id, Lead.reached_step)
+                      .where(Lead.source == LeadSource.REFERRAL, Lead.referring_practice_id.is_not(None)), scope)
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    for practice, step in db.session.execute(query):
+        tallies[practice].at_step[step or 0] += 1
+    return dict(tallies)
 
 
 def _within_business_day(hours: ClinicHours, created: dt.datetime, attempted: dt.datetime) -> bool:

@@ -8,11 +8,13 @@ same figures.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from .. import metrics, payers
 from ..forms.leads import code_label
+from ..models import LeadSource
 from ..templating import duration
 from .figures import SPEED_BUCKETS, STEP_NAMES, WITHIN, LeadFigures, PayerTally, Tally, Week
 
@@ -89,14 +91,39 @@ def speed_distribution(figures: LeadFigures) -> Table:
         Column("Time to first attempt", "text"), Column("Leads"), Column("Share", "pct")], rows)
 
 
+RATE_COLUMNS = (Column("Enquiries"), Column("Contact rate", "pct"), Column("Eligible rate", "pct"),
+                Column("Conversion", "pct"))
+
+
+def _rate_cells(tally: Tally) -> list[Any]:
+    return [tally.leads, metrics.rate(tally.contacted, tally.leads), metrics.rate(tally.eligible, tally.leads),
+            metrics.rate(tally.converted, tally.leads)]
+
+
 def sources(figures: LeadFigures) -> Table:
     """Enquiries, contact, eligible and conversion rates per source."""
-    rows = [[code_label(source), tally.leads, metrics.rate(tally.contacted, tally.leads),
-             metrics.rate(tally.eligible, tally.leads), metrics.rate(tally.converted, tally.leads)]
+    rows = [[code_label(source), *_rate_cells(tally)]
             for source, tally in sorted(figures.by_source.items(), key=lambda item: -item[1].leads)]
-    return Table("sources", "Sources", [
-        Column("Source", "text"), Column("Enquiries"), Column("Contact rate", "pct"),
-        Column("Eligible rate", "pct"), Column("Conversion", "pct")], rows)
+    return Table("sources", "Sources", [Column("Source", "text"), *RATE_COLUMNS], rows)
+
+
+def referral_practices(figures: LeadFigures, practices: dict[str, Tally], names: dict[str, str]) -> Table:
+    """The same rates per referring practice; referrals naming none make one row of their own."""
+    rows = sorted(([names.get(practice, "Unreadable practice name"), *_rate_cells(tally)]
+                   for practice, tally in practices.items()), key=lambda row: (-row[1], row[0].casefold()))
+    unnamed = _less(figures.by_source.get(LeadSource.REFERRAL) or Tally(), practices.values())
+    if unnamed.leads:
+        rows.append(["No practice given", *_rate_cells(unnamed)])
+    return Table("referral_practices", "Referrals by referring practice",
+                 [Column("Referring practice", "text"), *RATE_COLUMNS], rows)
+
+
+def _less(whole: Tally, parts: Iterable[Tally]) -> Tally:
+    """The leads of ``whole`` in none of ``parts`` (steps reached only)."""
+    rest = list(whole.at_step)
+    for part in parts:
+        rest = [left - taken for left, taken in zip(rest, part.at_step, strict=True)]
+    return Tally(at_step=rest)
 
 
 def payer_table(tallies: dict[tuple[str, str | None], PayerTally]) -> Table:

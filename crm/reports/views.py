@@ -16,6 +16,7 @@ from ..csvexport import csv_lines
 from ..forms.leads import options
 from ..forms.reports import DEFAULT_PERIOD, ReportFilterForm, period_bounds
 from ..models import Role, User, db, utcnow
+from ..operations.practices import practice_names
 from . import REPORT_ROLES, bp, charts, figures, tables
 
 FILTER_FIELDS = ("period", "date_from", "date_to", "source", "coverage", "payer", "coordinator", "urgency")
@@ -72,6 +73,7 @@ def build_tables(scope: figures.Scope, today: dt.date, names: dict[str | None, s
         "speed": lambda: tables.speed(lead_figures()),
         "speed_distribution": lambda: tables.speed_distribution(lead_figures()),
         "sources": lambda: tables.sources(lead_figures()),
+        "referral_practices": lambda: _practice_table(lead_figures(), figures.practice_figures(scope)),
         "payers": lambda: tables.payer_table(figures.payer_figures(scope, vob.RULES["pa_approved"])),
         "coordinators": lambda: tables.coordinators(
             lead_figures(), figures.overdue_callbacks(utcnow(), scope.coordinator), names),
@@ -79,6 +81,11 @@ def build_tables(scope: figures.Scope, today: dt.date, names: dict[str | None, s
     }
     keys = [only] if only else list(builders)
     return {key: builders[key]() for key in keys if key in builders}
+
+
+def _practice_table(lead_figures: figures.LeadFigures, practices: dict[str, figures.Tally]) -> tables.Table:
+    """The per-practice table, unsealing the names of just the practices it shows."""
+    return tables.referral_practices(lead_figures, practices, practice_names(practices))
 
 
 def build_charts(built: dict[str, tables.Table]) -> dict[str, charts.Chart]:
