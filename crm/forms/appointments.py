@@ -6,15 +6,11 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, DateTimeLocalField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from ..labels import APPOINTMENT_KINDS as KIND_LABELS
+from ..labels import APPOINTMENT_PLACES as PLACE_LABELS
 from ..models import AppointmentKind, AppointmentPlace
 from .leads import options
 
-KIND_LABELS = {
-    AppointmentKind.CONSULTATION: "Consultation",
-    AppointmentKind.REMS_FIRST_TREATMENT: "REMS enrolment / first treatment",
-    AppointmentKind.OTHER: "Other",
-}
-PLACE_LABELS = {AppointmentPlace.CLINIC: "At the clinic", AppointmentPlace.TELEHEALTH: "Telehealth"}
 SETTLE_CHOICES = [("attended", "Attended"), ("no_show", "No-show"), ("cancelled", "Cancel the appointment")]
 
 

@@ -22,7 +22,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from .. import eligibility, vob
+from .. import eligibility, labels, vob
 from ..clinic import clinic_today
 from ..models import (
     EXIT_REASONS,
@@ -38,20 +38,18 @@ from . import IntegerField, MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
-#: What staff call each language a lead may prefer.
-LANGUAGE_NAMES = {"en": _l("English"), "es": _l("Spanish"), "vi": _l("Vietnamese"), "ko": _l("Korean"),
-                  "zh": _l("Chinese"), "tl": _l("Tagalog"), "fa": _l("Persian (Farsi)"), "ar": _l("Arabic")}
-SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback (scheduled only)")]
+SORTS = [("newest", _l("Newest first")), ("oldest", _l("Oldest first")),
+         ("callback", _l("Next callback (scheduled only)"))]
 
 
 def code_label(code: str) -> str:
-    """Turn a stored code such as ``insurance_review`` into ``Insurance review``."""
-    return code.replace("_", " ").capitalize()
+    """The words for a stored code such as ``insurance_review`` (:mod:`crm.labels`)."""
+    return labels.label(code)
 
 
 def language_name(code: str | None) -> str:
     """The name staff see for a language code (the code itself if unknown)."""
-    return str(LANGUAGE_NAMES.get(code, code)) if code else ""
+    return str(labels.LANGUAGES.get(code, code)) if code else ""
 
 
 def language_choices(blank: str) -> Any:

@@ -127,7 +127,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "callbacks": present.open_callbacks(callbacks),
         "assignee": present.staff_name(users.get(lead.assignee_id)),
         "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
-        "consent": present.latest_consent(lead),
+        "consent": present.latest_consent(lead, users),
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),
         "vob_disclaimer": vob.RULES["disclaimer"],

@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 
 from .. import audit, crypto
 from ..clinic import clinic_zone
+from ..labels import ALERT_KINDS
 from ..models import (
     Alert,
     AlertPreference,
@@ -47,8 +48,7 @@ CHOOSABLE = {
     DIGEST: "Morning summary of your day (coordinators)",
 }
 #: What the app's alert list calls each kind.
-KIND_LABELS = {URGENT: "Urgent enquiry", FIRST_RESPONSE: "First call late", CALLBACK_OVERDUE: "Callback overdue",
-               SIGN_OFF: "Sign-off waiting", DIGEST: "Morning summary"}
+KIND_LABELS = ALERT_KINDS
 LINK_SLOT = "{{link}}"  # where the worker puts a sealed link (an invitation) when it sends
 FOOTER = "This message holds no patient details. Sign in to the CRM to see the lead."
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from .. import crypto
+from ..labels import FIELDS
 from ..models import Insurance, Lead, LeadChange, LeadProposal, User, db, utcnow
 from .guards import refuse_if_erased
 from .leads import add_event, record
@@ -23,14 +24,7 @@ LEAD_FIELDS = ("first_name", "last_name", "dob", "phone", "email", "zip_code", "
 INSURANCE_FIELDS = ("coverage_type", "carrier", "member_id", "group_number", "patient_is_policyholder",
                     "policyholder")
 #: What a timeline entry calls each field.
-FIELD_LABELS = {
-    "first_name": "first name", "last_name": "last name", "dob": "date of birth", "phone": "phone",
-    "email": "e-mail", "zip_code": "ZIP code", "preferences": "contact preferences",
-    "insurance.coverage_type": "coverage type", "insurance.carrier": "insurance company",
-    "insurance.member_id": "member ID", "insurance.group_number": "group number",
-    "insurance.patient_is_policyholder": "policyholder", "insurance.policyholder": "policyholder details",
-    "current_insurance": "current insurance", "marketing_consent": "marketing consent",
-}
+FIELD_LABELS = FIELDS
 
 
 def _jsonable(value: Any) -> Any:
