@@ -49,7 +49,7 @@ SOURCES = {
 }
 #: Staff wording of each coverage type (the public form words them for patients).
 COVERAGE = {
-    CoverageType.PPO: "PPO", CoverageType.HMO: "HMO", CoverageType.EPO: "EPO", CoverageType.MEDICARE: "Medicare",
+    CoverageType.PPO: "PPO", CoverageType.HMO: "HMO", CoverageType.EPO: "EPO", CoverageType.MEDICARE: _l("Medicare"),
     CoverageType.MEDICAID: _l("Medi-Cal / Medicaid"), CoverageType.VA_TRICARE: "VA / TRICARE",
     CoverageType.SELF_PAY: _l("Self-pay"), CoverageType.NOT_SURE: _l("Not sure"),
 }
@@ -126,7 +126,8 @@ EVENTS = {
     "proposal_dismissed": _l("New details from an unverified enquiry dismissed"),
     "returned": _l("Returning enquiry"), "merged_in": _l("Another record of this person merged in"),
     "merged_into": _l("Merged into another record"), "created": _l("Lead created"),
-    "created_despite_match": _l("Created despite a possible match"), "consent_recorded": _l("Contact consent recorded"),
+    "created_despite_match": _l("Created despite a possible match"),
+    "reopened": _l("Reopened"), "consent_recorded": _l("Contact consent recorded"),
     "do_not_contact": _l("Marked do not contact"), "do_not_contact_lifted": _l("Do-not-contact lifted"),
     "access_requested": _l("Access request recorded"), "enquiry": _l("Enquiry received"),
     "attempt": _l("Contact attempt"), "callback": _l("Callback scheduled"), "screening": _l("Pre-screen"),
@@ -173,7 +174,8 @@ AUDIT_WORDS = {
     "user": _l("User"), "lead": _l("Lead"), "session": _l("Session"), "endpoint": _l("Page"), "key": _l("Key"),
     "audit": _l("Audit log"), "settings": _l("Settings"), "backup": _l("Backup"), "report": _l("Report"),
     "alert": _l("Alert"), "success": _l("Success"), "failure": _l("Failure"), "denied": _l("Denied"),
-    "system": _l("System"), "patient": _l("Patient"), "anonymous": _l("Anonymous"), "staff": _l("Staff"),
+    "refused": _l("Refused"),
+    "system": _l("System"), "public": _l("Public form"),
 }
 #: Booleans, shown as words.
 BOOLEANS = {True: _l("Yes"), False: _l("No")}
