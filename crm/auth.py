@@ -31,6 +31,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import LoginManager, current_user, login_user, logout_user
 from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
@@ -404,8 +405,8 @@ def _refuse_throttled(form: LoginForm, verdict: throttle.Verdict) -> tuple[str, 
               "Ask an administrator to unlock it."), "error")
     else:
         minutes = max(1, -(-verdict.retry_after // 60))
-        flash(f"Too many sign-in attempts. Please wait {minutes} minute{'s' if minutes > 1 else ''} "
-              "and try again.", "error")
+        flash(ngettext("Too many sign-in attempts. Please wait %(num)d minute and try again.",
+                       "Too many sign-in attempts. Please wait %(num)d minutes and try again.", minutes), "error")
     retry = str(verdict.retry_after or 3600)
     return render_template("auth/login.html", form=form), 429, {"Retry-After": retry}
 
@@ -484,8 +485,8 @@ def recovery():
         else:
             _finish_second_factor()
             db.session.commit()
-            flash(f"Recovery code used; {left} left. Replace your authenticator or codes "
-                  "from your account page.", "info")
+            flash(_("Recovery code used; %(left)s left. Replace your authenticator or codes "
+                    "from your account page.", left=left), "info")
             return redirect(url_for("auth.account"))
     return render_template("auth/recovery.html", form=form)
 
@@ -608,7 +609,8 @@ def change_password():
             _settle(held, password=True)
             current_session().reauth_at = utcnow()
             db.session.commit()
-            flash(f"Password changed. {count} other session{'s' if count != 1 else ''} signed out.", "success")
+            flash(ngettext("Password changed. %(num)d other session signed out.",
+                           "Password changed. %(num)d other sessions signed out.", count), "success")
             return redirect(url_for("auth.account"))
     return _password_page(form, 400 if form.errors else 200)
 
@@ -646,7 +648,7 @@ def revoke_other_sessions():
     """Sign out every other session of the user."""
     count = accounts.sign_out_everywhere(current_user, actor=current_user, keep=current_session())
     db.session.commit()
-    flash(f"{count} other session{'s' if count != 1 else ''} signed out.", "success")
+    flash(ngettext("%(num)d other session signed out.", "%(num)d other sessions signed out.", count), "success")
     return redirect(url_for("auth.account"))
 
 

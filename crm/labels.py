@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 
 from .models import (
@@ -175,7 +176,7 @@ AUDIT_WORDS = {
     "audit": _l("Audit log"), "settings": _l("Settings"), "backup": _l("Backup"), "report": _l("Report"),
     "alert": _l("Alert"), "success": _l("Success"), "failure": _l("Failure"), "denied": _l("Denied"),
     "refused": _l("Refused"),
-    "system": _l("System"), "public": _l("Public form"),
+    "system": _l("System"), "public": _l("Public form"), "cadence": _l("Contact cadence"),
 }
 #: Booleans, shown as words.
 BOOLEANS = {True: _l("Yes"), False: _l("No")}
@@ -222,3 +223,8 @@ def pairs(vocabulary: str) -> list[tuple[str, str]]:
 def field_name(name: str) -> str:
     """What a lead's field is called in a sentence ("phone", "date of birth")."""
     return str(FIELDS.get(name, name.replace("_", " ")))
+
+
+def lazy(code: Any, vocabulary: str | None = None) -> LazyString:
+    """The words for ``code``, read when shown (for options built once, at import)."""
+    return LazyString(label, code, vocabulary)

@@ -57,17 +57,20 @@ class _Text(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
+        self._closes: list[str] = []
 
     def handle_starttag(self, tag, attrs):
-        if tag in ("script", "style", "title"):
+        if tag in ("script", "style", "title") or ("translate", "no") in attrs:
             self._skip += 1
+            self._closes.append(tag)
         self.parts += [f" {value} " for name, value in attrs if name in self.ATTRIBUTES and value]
         if tag == "option" or tag == "td" or tag == "th" or tag == "li" or tag == "dd" or tag == "dt":
             self.parts.append(" ")
 
     def handle_endtag(self, tag):
-        if tag in ("script", "style", "title"):
+        if self._closes and tag == self._closes[-1]:
             self._skip -= 1
+            self._closes.pop()
 
     def handle_data(self, data):
         if not self._skip:
@@ -83,8 +86,9 @@ def untranslated(page: str, data: list[str]) -> list[str]:
     while inner.search(text):
         text = inner.sub(" ", text)
     for value in sorted(data, key=len, reverse=True):
-        text = text.replace(value, " ")
+        text = re.sub(rf"(?<!\w){re.escape(value)}(?!\w)", " ", text)
     text = re.sub(MONTHS, " ", text)
+    text = re.sub(r"\b[0-9a-f]{8}\b", " ", text)  # request ids
     return [phrase.strip() for phrase in re.split(r"\s{2,}|\n", text) if re.search(r"[^\W\d_]{2,}", phrase)]
 
 
@@ -121,7 +125,7 @@ def busy_lead(app, client, make_user, login_as):
 
 def _data_values(lead: Lead) -> list[str]:
     return [s.FIRST_NAME, s.LAST_NAME, s.EMAIL, s.MESSAGE, s.NOTE, s.MEMBER_ID, s.GROUP_NUMBER, lead.reference,
-            "Dana Reyes", "dana@clinic.test", "admin@clinic.test", "Aetna", "Zebulonia Q.", "Intake CRM",
+            "Dana Reyes", "dana@clinic.test", "admin@clinic.test", "Aetna", "Zebulonia Q.", "Intake Clinic",
             "America/Los_Angeles", "PHQ-9", "C-SSRS", "Spravato", "GAD-7", "PPO", "HMO", "EPO", "REMS", "NPI",
             "Mozilla", "Werkzeug", "werkzeug", "localhost", "UTC", "CSV", "AM", "PM", "am", "pm"]
 

@@ -72,7 +72,7 @@ def event_rows(rows: list[Any]) -> list[EventRow]:
     names = _Names(staff, references)
     return [EventRow(event, names.actor(event, email), label(event.action, "audit_actions"), names.object(event),
                      event.object_id if event.object_type == "lead" else None, label(event.outcome, "audit_words"),
-                     [names.fact(event.action, key, value) for key, value in parsed[event.seq].items()])
+                     names.facts(event.action, parsed[event.seq]))
             for event, email in ((row.AuditEvent, row.actor_email) for row in rows)]
 
 
@@ -117,7 +117,13 @@ class _Names:
         shown_id = event.object_id and not _UUID.match(event.object_id)
         return f"{kind} {event.object_id}" if shown_id else kind
 
-    def fact(self, action: str, key: str, value: Any) -> Fact:
+    def facts(self, action: str, details: dict[str, Any]) -> list[Fact]:
+        """The details worth showing, in words."""
+        return [fact for key, value in details.items() if (fact := self.fact(action, key, value))]
+
+    def fact(self, action: str, key: str, value: Any) -> Fact | None:
+        if key.endswith("_id") or key == "grant":  # the record an event touched: internal, meaningless on screen
+            return None
         name = str(DETAIL_KEYS.get(key, label(key)))
         if isinstance(value, list):
             return self._many(action, key, name, value)

@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import LazyString
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -65,7 +67,7 @@ def options(pairs: Any, group: str | None = None) -> list[SelectChoice]:
 def _choices(codes: list[str] | tuple[str, ...], blank: str | None = None, group: str | None = None
              ) -> list[SelectChoice]:
     head = [("", blank)] if blank is not None else []
-    return options(head + [(str(code), code_label(str(code))) for code in codes], group)
+    return options(head + [(str(code), labels.lazy(str(code))) for code in codes], group)
 
 
 def parse_date(text: str, today: dt.date | None = None) -> dt.date:
@@ -110,13 +112,13 @@ class LeadFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    stage = SelectField(_l("Stage"), choices=_choices(list(Stage), "Any stage"), default="")
-    assignee = SelectField(_l("Assignee"), choices=options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]),
-                           default="")
-    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), "Any source"), default="")
+    stage = SelectField(_l("Stage"), choices=_choices(list(Stage), _l("Any stage")), default="")
+    assignee = SelectField(_l("Assignee"), default="", choices=options(
+        [("", _l("Anyone")), ("me", _l("Me")), ("none", _l("Unassigned"))]))
+    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), _l("Any source")), default="")
     urgency = SelectField(_l("Urgency"), default="", choices=options(
-        [("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")]))
-    language = SelectField(_l("Preferred language"), choices=language_choices("Any language"), default="")
+        [("", _l("Any")), ("urgent", _l("Urgent")), ("unacknowledged", _l("Urgent, not acknowledged"))]))
+    language = SelectField(_l("Preferred language"), choices=language_choices(_l("Any language")), default="")
     created_from = DateField(_l("Submitted from"), validators=[Optional()])
     created_to = DateField(_l("Submitted to"), validators=[Optional()])
     sort = SelectField(_l("Sort"), choices=options(SORTS), default="newest")
@@ -168,8 +170,9 @@ class AssignForm(FlaskForm):
 
 
 def _reason_choices() -> list[SelectChoice]:
-    grouped = [_choices(reasons, group=f"To {code_label(stage).lower()}") for stage, reasons in EXIT_REASONS.items()]
-    return options([("", "—")]) + [c for group in grouped for c in group] + _choices(REOPEN_REASONS, group="Reopen")
+    grouped = [_choices(reasons, group=LazyString(lambda s=stage: _("To %(stage)s", stage=labels.label(s).lower())))
+               for stage, reasons in EXIT_REASONS.items()]
+    return options([("", "—")]) + [c for group in grouped for c in group] + _choices(REOPEN_REASONS, group=_l("Reopen"))
 
 
 class StageForm(FlaskForm):

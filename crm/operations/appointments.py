@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import cadence
@@ -31,13 +32,13 @@ def booked(lead: Lead) -> Appointment | None:
 
 def _check_clinician(clinician: User | None) -> User:
     if clinician is None or clinician.role != Role.CLINICIAN or not clinician.is_active_flag:
-        raise ValueError("Choose an active clinician for the appointment.")
+        raise ValueError(_("Choose an active clinician for the appointment."))
     return clinician
 
 
 def _check_time(starts_at: dt.datetime, now: dt.datetime) -> None:
     if starts_at <= now:
-        raise ValueError("Pick an appointment time in the future.")
+        raise ValueError(_("Pick an appointment time in the future."))
 
 
 def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str, clinician: User | None,
@@ -46,7 +47,7 @@ def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str,
     refuse_if_erased(lead)
     now = now or utcnow()
     if lead.stage != Stage.ELIGIBLE:
-        raise ValueError("Only an eligible lead can be booked; a scheduled one is rescheduled instead.")
+        raise ValueError(_("Only an eligible lead can be booked; a scheduled one is rescheduled instead."))
     _check_time(starts_at, now)
     appointment = Appointment(lead=lead, kind=kind, starts_at=starts_at, place=place,
                               clinician_id=_check_clinician(clinician).id, status=AppointmentStatus.BOOKED,
@@ -63,9 +64,9 @@ def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str,
 def _open_appointment(lead: Lead, appointment: Appointment) -> None:
     refuse_if_erased(lead)
     if appointment.lead_id != lead.id:
-        raise ValueError("That appointment belongs to another lead.")
+        raise ValueError(_("That appointment belongs to another lead."))
     if appointment.status != AppointmentStatus.BOOKED:
-        raise ValueError("That appointment is no longer booked; check the page and try again.")
+        raise ValueError(_("That appointment is no longer booked; check the page and try again."))
 
 
 def reschedule(lead: Lead, appointment: Appointment, actor: User, starts_at: dt.datetime, clinician: User | None,
@@ -125,9 +126,9 @@ def convert(lead: Lead, actor: User, first_treatment_on: dt.date, now: dt.dateti
     refuse_if_erased(lead)
     now = now or utcnow()
     if first_treatment_on is None:
-        raise ValueError("Enter the first treatment's date.")
+        raise ValueError(_("Enter the first treatment's date."))
     if first_treatment_on > clinic_today():
-        raise ValueError("The first treatment's date cannot be in the future.")
+        raise ValueError(_("The first treatment's date cannot be in the future."))
     lead.first_treatment_on = first_treatment_on
     move_stage(lead, Stage.CONVERTED, None, actor, now=now)
     record("lead_converted", lead.id, actor)

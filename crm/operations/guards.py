@@ -8,6 +8,8 @@ both use them without importing each other. Merge, record correction and import 
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
+
 from ..models import Lead
 
 
@@ -22,12 +24,14 @@ class PrivacyRefusal(ValueError):
 def refuse_if_erased(lead: Lead) -> None:
     """Refuse any change to an erased lead (merge, edit, export, contact) with a clear message."""
     if lead.is_erased:
-        raise PrivacyRefusal("erased", f"This lead was erased on {lead.erased_at:%Y-%m-%d}; nothing is left to change.")
+        raise PrivacyRefusal("erased", _("This lead was erased on %(day)s; nothing is left to change.",
+                                          day=f"{lead.erased_at:%Y-%m-%d}"))
 
 
 def refuse_if_do_not_contact(lead: Lead) -> None:
     """Refuse a contact attempt or callback for a patient who asked not to be contacted."""
     refuse_if_erased(lead)
     if lead.is_do_not_contact:
-        raise PrivacyRefusal("do_not_contact", f"This patient asked not to be contacted on "
-                             f"{lead.do_not_contact_at:%Y-%m-%d}: no calls, texts, e-mails or callbacks.")
+        raise PrivacyRefusal("do_not_contact", _(
+            "This patient asked not to be contacted on %(day)s: no calls, texts, e-mails or callbacks.",
+            day=f"{lead.do_not_contact_at:%Y-%m-%d}"))

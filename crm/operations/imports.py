@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
@@ -143,7 +144,7 @@ def map_headers(header: list[str]) -> dict[int, str]:
         if canonical and canonical not in mapping.values():
             mapping[position] = canonical
     if not {"first_name", "last_name", "dob"} <= set(mapping.values()):
-        raise ImportFileError("The file needs columns for first name, last name and date of birth.")
+        raise ImportFileError(_("The file needs columns for first name, last name and date of birth."))
     return mapping
 
 
@@ -157,7 +158,7 @@ def read_csv(text: str) -> tuple[dict[int, str], Iterator[tuple[int, list[str]]]
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
-        raise ImportFileError("The file is empty or is not a CSV file.") from None
+        raise ImportFileError(_("The file is empty or is not a CSV file.")) from None
     return map_headers(header), _numbered(reader)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
+
 from .. import vob
 from ..models import Insurance, Lead, User, db, utcnow
 from .leads import add_event, record
@@ -15,26 +17,26 @@ KEEP_WHEN_BLANK = ("member_id", "group_number")
 def check_vob(current: Insurance | None, data: dict[str, Any]) -> None:
     """Refuse a verification the workflow does not allow."""
     if data["vob_status"] not in vob.codes("statuses"):
-        raise ValueError("Choose a verification status.")
+        raise ValueError(_("Choose a verification status."))
     if data["vob_status"] == vob.RULES["finished_status"] and not data["vob_outcome"]:
-        raise ValueError("Choose an outcome before marking the benefits verified.")
+        raise ValueError(_("Choose an outcome before marking the benefits verified."))
     if not vob.pa_move_allowed(current.pa_status if current else None, data["pa_status"]):
-        raise ValueError("The prior authorisation cannot move to that status from where it is.")
+        raise ValueError(_("The prior authorisation cannot move to that status from where it is."))
     if data["pa_status"] == vob.RULES["pa_approved"]:
         _check_approval(data)
 
 
 def _check_approval(data: dict[str, Any]) -> None:
     if not (data["pa_auth_number"] and data["pa_units"] and data["pa_start"] and data["pa_end"]):
-        raise ValueError("An approved authorisation needs its number, units and start and end dates.")
+        raise ValueError(_("An approved authorisation needs its number, units and start and end dates."))
     if data["pa_end"] < data["pa_start"]:
-        raise ValueError("The authorisation ends before it starts.")
+        raise ValueError(_("The authorisation ends before it starts."))
 
 
 def record_vob(lead: Lead, actor: User, data: dict[str, Any], now: dt.datetime | None = None) -> Insurance:
     """Store a verification of benefits on the lead's current insurance (creating one if needed)."""
     if not lead.is_open:
-        raise ValueError("Reopen the lead before verifying benefits.")
+        raise ValueError(_("Reopen the lead before verifying benefits."))
     insurance = lead.current_insurance
     check_vob(insurance, data)
     if insurance is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import crypto
@@ -66,7 +67,7 @@ def correct_lead(lead: Lead, actor: User, values: dict[str, Any], cause: str = "
                and _change(lead, lead, name, name, values[name], actor, cause, now)]
     changed += _correct_insurance(lead, actor, values, cause, now)
     if not changed:
-        raise ValueError("Nothing was changed.")
+        raise ValueError(_("Nothing was changed."))
     record("lead_corrected", lead.id, actor, {"fields": changed, "cause": cause})
     return changed
 
@@ -98,7 +99,7 @@ def reveal_previous_values(lead: Lead, actor: User) -> list[dict[str, Any]]:
     """Decrypt the lead's previous values for one page view, audited with the change ids (never the values)."""
     changes = lead_changes(lead)
     if not changes:
-        raise ValueError("No detail of this lead has been changed.")
+        raise ValueError(_("No detail of this lead has been changed."))
     shown, unreadable = [], []
     for change in changes:
         try:
@@ -127,7 +128,7 @@ def _pending(lead: Lead, proposal_id: str) -> LeadProposal:
     if proposal is None or proposal.lead_id != lead.id:
         raise LookupError(proposal_id)
     if proposal.status != "pending":
-        raise ValueError("Someone has already settled these details.")
+        raise ValueError(_("Someone has already settled these details."))
     return proposal
 
 
@@ -178,6 +179,6 @@ def choose_insurance(lead: Lead, actor: User, insurance_id: str, now: dt.datetim
     if not any(i.id == insurance_id for i in lead.insurances):
         raise LookupError(insurance_id)
     if lead.current_insurance and lead.current_insurance.id == insurance_id:
-        raise ValueError("That insurance is already the current one.")
+        raise ValueError(_("That insurance is already the current one."))
     _choose_insurance(lead, actor, insurance_id, "correction", now or utcnow())
     record("lead_corrected", lead.id, actor, {"fields": ["current_insurance"], "cause": "correction"})
