@@ -90,7 +90,8 @@ def preferences():
 def on_call():
     """Choose who receives urgent-enquiry alerts; with nobody chosen, every admin does."""
     form = OnCallForm()
-    form.members.choices = [(user.id, f"{user.shown_name} ({label(user.role, 'roles').lower()})") for user in ops.active()]
+    form.members.choices = [(user.id, f"{user.shown_name} ({label(user.role, 'roles').lower()})")
+                            for user in ops.active()]
     if form.validate_on_submit():
         ops.set_on_call(form.members.data, current_user)
         db.session.commit()
