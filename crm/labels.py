@@ -51,7 +51,7 @@ SOURCES = {
 #: Staff wording of each coverage type (the public form words them for patients).
 COVERAGE = {
     CoverageType.PPO: "PPO", CoverageType.HMO: "HMO", CoverageType.EPO: "EPO", CoverageType.MEDICARE: _l("Medicare"),
-    CoverageType.MEDICAID: _l("Medi-Cal / Medicaid"), CoverageType.VA_TRICARE: "VA / TRICARE",
+    CoverageType.MEDICAID: _l("Medi-Cal / Medicaid"), CoverageType.VA_TRICARE: _l("VA / TRICARE"),
     CoverageType.SELF_PAY: _l("Self-pay"), CoverageType.NOT_SURE: _l("Not sure"),
 }
 CHANNELS = {Channel.CALL: _l("Call"), Channel.TEXT: _l("Text"), Channel.EMAIL: _l("E-mail")}

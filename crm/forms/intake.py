@@ -158,7 +158,7 @@ def _after(start_field: str, message: str):
 class NewLeadForm(PatientFields):
     """A lead from a call, a referral, VA Community Care or a walk-in, with its source and verbal consent."""
 
-    source = RadioField(_l("How did this lead reach us?"), choices={str(k): v for k, v in STAFF_SOURCES.items()},
+    source = RadioField(_l("How did this lead reach us?"), choices=options(STAFF_SOURCES.items()),
                         validators=[DataRequired(_l("Choose where this lead came from."))])
     referrer_name = StringField(_l("Referring provider's name"), filters=STRIP,
                                 validators=[Optional(), Length(max=120)])

@@ -147,7 +147,7 @@ class CallbackForm(FlaskForm):
 
     due_at = DateTimeLocalField(_l("Call back at"), format="%Y-%m-%dT%H:%M",
                                 validators=[InputRequired(_l("Choose when to call back."))])
-    caller = SelectField(_l("Caller"), choices=options([("", "Lead's coordinator")]), default="")
+    caller = SelectField(_l("Caller"), choices=options([("", _l("Lead's coordinator"))]), default="")
 
 
 class NoteForm(FlaskForm):

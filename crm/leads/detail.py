@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, session
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
@@ -88,7 +89,7 @@ def assign_form(formdata: Any = None) -> AssignForm:
 def callback_form(formdata: Any = None, **data: Any) -> CallbackForm:
     """The callback form listing active staff as callers."""
     form = CallbackForm(formdata=formdata, **data)
-    form.caller.choices = options([("", "Lead's coordinator")]) + staff_choices()
+    form.caller.choices = options([("", _("Lead's coordinator"))]) + staff_choices()
     return form
 
 
