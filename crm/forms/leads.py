@@ -40,6 +40,8 @@ from . import IntegerField, MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
+#: What staff call each language a lead may prefer (:data:`crm.labels.LANGUAGES`).
+LANGUAGE_NAMES = labels.LANGUAGES
 SORTS = [("newest", _l("Newest first")), ("oldest", _l("Oldest first")),
          ("callback", _l("Next callback (scheduled only)"))]
 

@@ -110,7 +110,8 @@ def erase(lead_id: uuid.UUID):
     """Crypto-shred the lead on the patient's request, once its reference is typed again."""
     lead = _lead_or_404(lead_id, for_update=True)
     if lead.is_erased:
-        flash(_("This lead was already erased on %(day)s; nothing changed.", day=f"{lead.erased_at:%Y-%m-%d}"), "info")
+        erased_on = lead.erased_at.strftime("%Y-%m-%d")
+        flash(_("This lead was already erased on %(day)s; nothing changed.", day=erased_on), "info")
         return _back(lead.id)
     form = EraseForm()
     if not form.validate_on_submit() or not form.matches(lead.reference):

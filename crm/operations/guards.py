@@ -25,7 +25,7 @@ def refuse_if_erased(lead: Lead) -> None:
     """Refuse any change to an erased lead (merge, edit, export, contact) with a clear message."""
     if lead.is_erased:
         raise PrivacyRefusal("erased", _("This lead was erased on %(day)s; nothing is left to change.",
-                                          day=f"{lead.erased_at:%Y-%m-%d}"))
+                                          day=lead.erased_at.strftime("%Y-%m-%d")))
 
 
 def refuse_if_do_not_contact(lead: Lead) -> None:
@@ -34,4 +34,4 @@ def refuse_if_do_not_contact(lead: Lead) -> None:
     if lead.is_do_not_contact:
         raise PrivacyRefusal("do_not_contact", _(
             "This patient asked not to be contacted on %(day)s: no calls, texts, e-mails or callbacks.",
-            day=f"{lead.do_not_contact_at:%Y-%m-%d}"))
+            day=lead.do_not_contact_at.strftime("%Y-%m-%d")))
