@@ -8,11 +8,14 @@ load → check access → validate → one operation → commit → redirect.
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 
 from .access import role_required
 from .forms.alerts import ButtonForm, OnCallForm, PreferencesForm
+from .labels import label
 from .models import Alert, OnCallMember, OutboxMessage, Role, User, db
 from .operations import alerts as ops
 
@@ -64,7 +67,7 @@ def mark_all_read():
         abort(400)
     count = ops.mark_read(current_user)
     db.session.commit()
-    flash(f"{count} alert{'s' if count != 1 else ''} marked read.", "success")
+    flash(ngettext("%(num)d alert marked read.", "%(num)d alerts marked read.", count), "success")
     return redirect(url_for("alerts.index"))
 
 
@@ -74,11 +77,11 @@ def preferences():
     form = PreferencesForm()
     form.kinds.choices = list(ops.CHOOSABLE.items())
     if not form.validate_on_submit():
-        flash("Choose from the alerts listed.", "error")
+        flash(_("Choose from the alerts listed."), "error")
         return redirect(url_for("auth.account"))
     ops.set_preferences(current_user, form.kinds.data)
     db.session.commit()
-    flash("Alert choices saved.", "success")
+    flash(_("Alert choices saved."), "success")
     return redirect(url_for("auth.account", _anchor="alerts-h"))
 
 
@@ -87,11 +90,12 @@ def preferences():
 def on_call():
     """Choose who receives urgent-enquiry alerts; with nobody chosen, every admin does."""
     form = OnCallForm()
-    form.members.choices = [(user.id, f"{user.shown_name} ({user.role})") for user in ops.active()]
+    form.members.choices = [(user.id, f"{user.shown_name} ({label(user.role, 'roles').lower()})")
+                            for user in ops.active()]
     if form.validate_on_submit():
         ops.set_on_call(form.members.data, current_user)
         db.session.commit()
-        flash("On-call list saved.", "success")
+        flash(_("On-call list saved."), "success")
         return redirect(url_for("alerts.on_call"))
     if request.method == "GET":
         form.members.data = list(db.session.scalars(select(OnCallMember.user_id)))
@@ -125,5 +129,5 @@ def resend(message_id: str):
         flash(str(exc), "error")
         return redirect(url_for("alerts.failed"))
     db.session.commit()
-    flash("Message queued again.", "success")
+    flash(_("Message queued again."), "success")
     return redirect(url_for("alerts.failed"))

@@ -13,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
@@ -79,8 +80,8 @@ def _refuse_throttled(form: LoginForm, verdict: throttle.Verdict) -> tuple[str, 
               "Ask an administrator to unlock it."), "error")
     else:
         minutes = max(1, -(-verdict.retry_after // 60))
-        flash(f"Too many sign-in attempts. Please wait {minutes} minute{'s' if minutes > 1 else ''} "
-              "and try again.", "error")
+        flash(ngettext("Too many sign-in attempts. Please wait %(num)d minute and try again.",
+                       "Too many sign-in attempts. Please wait %(num)d minutes and try again.", minutes), "error")
     retry = str(verdict.retry_after or 3600)
     return render_template("auth/login.html", form=form), 429, {"Retry-After": retry}
 
@@ -134,10 +135,10 @@ def recovery():
     if (ended := _conclude(outcome, mark_second_factor)) is not None:
         return ended
     if not outcome.passed:
-        form.code.errors.append("That recovery code didn't work.")
+        form.code.errors.append(_("That recovery code didn't work."))
         return render_template("auth/recovery.html", form=form)
-    flash(f"Recovery code used; {outcome.codes_left} left. Replace your authenticator or codes "
-          "from your account page.", "info")
+    flash(_("Recovery code used; %(left)s left. Replace your authenticator or codes "
+            "from your account page.", left=outcome.codes_left), "info")
     return redirect(url_for("auth.account"))
 
 
@@ -244,7 +245,8 @@ def change_password():
             sign_in.settle(held, current_user, password=True)
             mark_reauthenticated()
             db.session.commit()
-            flash(f"Password changed. {count} other session{'s' if count != 1 else ''} signed out.", "success")
+            flash(ngettext("Password changed. %(num)d other session signed out.",
+                           "Password changed. %(num)d other sessions signed out.", count), "success")
             return redirect(url_for("auth.account"))
     return _password_page(form, 400 if form.errors else 200)
 
@@ -280,7 +282,7 @@ def revoke_other_sessions():
     """Sign out every other session of the user."""
     count = accounts.sign_out_everywhere(current_user, actor=current_user, keep=current_session())
     db.session.commit()
-    flash(f"{count} other session{'s' if count != 1 else ''} signed out.", "success")
+    flash(ngettext("%(num)d other session signed out.", "%(num)d other sessions signed out.", count), "success")
     return redirect(url_for("auth.account"))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+from flask_babel import gettext as _
+
 START, END = dt.time(8, 0), dt.time(21, 0)
 
 
@@ -29,5 +31,5 @@ def warning(now: dt.datetime, zone: ZoneInfo) -> str | None:
     if not outside_calling_hours(now, zone):
         return None
     local = now.replace(tzinfo=dt.UTC).astimezone(zone).strftime("%-I:%M %p")
-    return (f"It is {local} for the patient (the clinic's time zone): outside TCPA calling hours, 8 AM–9 PM. "
-            "Call or text only if the patient asked for this time.")
+    return _("It is %(time)s for the patient (the clinic's time zone): outside TCPA calling hours, 8 AM–9 PM. "
+             "Call or text only if the patient asked for this time.", time=local)

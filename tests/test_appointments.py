@@ -71,7 +71,7 @@ def test_booking_records_the_appointment_and_moves_to_scheduled(app, staff, elig
 
 @pytest.mark.parametrize("change,message", [
     ({"clinician": ""}, "Choose the clinician."),
-    ({"starts_at": ""}, "Choose the appointment&#39;s date and time."),
+    ({"starts_at": ""}, "Choose the appointment's date and time."),
     ({"starts_at": "2026-05-01T10:00"}, "Pick an appointment time in the future."),
 ])
 def test_a_bad_booking_changes_nothing(app, staff, eligible_lead, clinician, change, message):
@@ -161,7 +161,7 @@ def test_converted_needs_the_first_treatment_date(app, staff, eligible_lead, cli
     staff.post(f"/leads/{eligible_lead}/appointments/{appointment_id}/outcome", data={"outcome": "attended"})
     page = staff.post(f"/leads/{eligible_lead}/convert", data={"first_treatment_on": ""},
                       follow_redirects=True).get_data(as_text=True)
-    assert "Enter the first treatment&#39;s date." in page and stored(app, eligible_lead)[0] == "scheduled"
+    assert "Enter the first treatment's date." in page and stored(app, eligible_lead)[0] == "scheduled"
     page = staff.post(f"/leads/{eligible_lead}/convert", data={"first_treatment_on": "2026-06-01"},
                       follow_redirects=True).get_data(as_text=True)
     assert "Converted" in page

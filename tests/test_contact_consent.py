@@ -81,7 +81,7 @@ def test_a_spanish_submission_records_its_answer_and_spanish_version(client, app
 def test_the_lead_page_says_no_texts_and_the_attempt_form_offers_none(client, app, staff):
     submit(client, app, **NO_TEXTS)
     page = staff.get(f"/leads/{_lead_id(app)}").get_data(as_text=True)
-    assert "version 2026-12b, not agreed" in page
+    assert "version 2026-12b, in English;" in page and "automated technology not agreed" in page
     assert "Not agreed: no texts; calls from staff and e-mail only" in page
     attempt = page[page.index('id="attempt"'):page.index("Log attempt")]
     assert 'value="call"' in attempt and 'value="email"' in attempt
@@ -101,7 +101,8 @@ def test_with_consent_the_text_channel_is_offered_and_logged(client, app, staff)
     submit(client, app)
     lead_id = _lead_id(app)
     page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
-    assert "version 2026-12b, agreed" in page and "Agreed: texts allowed" in page
+    assert "version 2026-12b, in English;" in page and "automated technology agreed" in page
+    assert "Agreed: texts allowed" in page
     assert '<option value="text"' in page
     assert staff.post(f"/leads/{lead_id}/attempts", data={"channel": "text", "outcome": "no_answer"}).status_code == 302
     assert _attempts(app) == 1

@@ -104,7 +104,7 @@ def test_merge_moves_every_child_and_recomputes_the_survivor(app, staff, pair):
     assert old_url.status_code == 302 and old_url.headers["Location"] == f"/leads/{older}"
     page = staff.get(f"/leads/{older}").get_data(as_text=True)
     assert "Another record of this person merged in" in page and "second record note" in page
-    assert "Call: reached" in page and "Enquiry received (PAST-2345)" in page
+    assert "Call: Reached" in page and "Enquiry received (PAST-2345)" in page
     assert staff.post("/leads/search", data={"query": "NEWR-2345"}).headers["Location"] == f"/leads/{older}"
 
 

@@ -163,8 +163,8 @@ def test_sources_coordinators_and_payers_match_a_hand_count(client, login_as, pe
                              "Median benefits check (requested to verified) (hours)", "Prior authorisations decided",
                              "Approval rate (%)", "Median prior authorisation (submitted to decided) (days)"]
     payer_table = {(row[0], row[1]): row[2:] for row in payer_rows[1:]}
-    assert payer_table == {("Ppo", "Aetna"): ["2", "2", "36.0", "2", "50.0", "3.5"],  # A approved in 2 d, C denied in 5
-                           ("Hmo", "Blue Shield of California"): ["1", "0", "", "0", "", ""]}
+    assert payer_table == {("PPO", "Aetna"): ["2", "2", "36.0", "2", "50.0", "3.5"],  # A approved in 2 d, C denied in 5
+                           ("HMO", "Blue Shield of California"): ["1", "0", "", "0", "", ""]}
 
 
 def test_trend_counts_enquiries_and_median_speed_per_clinic_week(client, login_as, people, clinic):

@@ -71,9 +71,9 @@ def test_short_second_enquiry_keeps_insurance_cards_and_preferences(client, app,
         lead_id = lead.id
     page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
     contact = page[page.index('id="contact"'):page.index('id="attempt"')]
-    assert "Contact method: call" in contact and "Best time: morning" in contact
+    assert "Contact by: Call" in contact and "Best time: Morning" in contact
     current_block = page[page.index('id="insurance-h"'):page.index('id="other-insurance"')]
-    assert "Quillcarrier Mutual · Ppo" in current_block and s.MEMBER_ID[-4:] in current_block
+    assert "Quillcarrier Mutual · PPO" in current_block and s.MEMBER_ID[-4:] in current_block
     assert "Not sure" in page[page.index('id="other-insurance"'):]
     assert "2 card image(s)" in page
     assert staff.post(f"/leads/{lead_id}/reveal").status_code == 302
@@ -185,7 +185,7 @@ def test_policyholder_details_are_shown_and_prefill_the_benefits_check(client, a
         lead_id = the_lead().id
     page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
     facts = page[page.index('id="insurance-h"'):page.index('id="vob"')]
-    assert "Orrin Quillfeather, born 1951-07-30 (Spouse)" in facts
+    assert "Orrin Quillfeather, born 1951-07-30 (Spouse or partner)" in facts
     vob = page[page.index('id="vob"'):]
     assert re.search(r'id="subscriber_name"[^>]*value="Orrin Quillfeather"', vob)
     assert re.search(r'id="subscriber_dob"[^>]*value="1951-07-30"', vob)

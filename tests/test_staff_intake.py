@@ -124,7 +124,7 @@ def test_referral_and_va_details_are_stored_encrypted(app, staff):
         assert leads["referral"].stage == Stage.NEW  # nobody has spoken to a referred patient yet
         lead_id = leads["referral"].id
     page = staff.get(f"/leads/{lead_id}").get_data(as_text=True)
-    assert "Referrer npi" in page and VALID_NPI in page
+    assert "Referrer&#39;s NPI" in page and VALID_NPI in page
 
 
 @pytest.mark.parametrize("overrides", [

@@ -111,9 +111,9 @@ def test_staff_home_list_detail_timeline_and_audit_escape_stored_payloads(
     admin = make_user(role=Role.ADMIN)
     login_as(client, admin)
     audit = client.get("/admin/audit").get_data(as_text=True)
-    assert_escaped(audit, hostile_coordinator.email)
+    assert_escaped(audit, hostile_coordinator.email, hostile_coordinator.display_name)
     access = client.get(f"/admin/leads/{hostile_lead}/access").get_data(as_text=True)
-    assert_escaped(access, hostile_coordinator.email)
+    assert_escaped(access, hostile_coordinator.display_name)  # events name staff by their shown name
     user_page = client.get(f"/admin/users/{hostile_coordinator.id}").get_data(as_text=True)
     assert_escaped(user_page, hostile_coordinator.email, hostile_coordinator.display_name)
 

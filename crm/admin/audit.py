@@ -1,7 +1,8 @@
 """The audit viewer: filtered, paged events, one lead's access history and CSV export.
 
 Every page here is itself audited (``audit_viewed``, ``audit_exported``). Nothing on these
-pages decrypts a lead: events carry ids and codes, and actors are shown by e-mail.
+pages decrypts a lead: events carry ids and codes, shown as staff names, reference codes and
+words (:mod:`crm.admin.audit_rows`).
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ from ..access import fresh_required
 from ..clinic import clinic_zone
 from ..csvexport import csv_lines
 from ..forms.audit import AuditFilterForm
+from ..labels import label
 from ..models import UUID_TEXT, Lead, User, db, utcnow
 from . import bp
+from .audit_rows import event_rows
 
 
 def _filter_form(formdata: MultiDict) -> AuditFilterForm:
     """The filter form bound to ``formdata``, with today's staff and the action vocabulary."""
     form = AuditFilterForm(formdata)
     emails = db.session.execute(select(User.id, User.email).order_by(User.email)).all()
-    form.user.choices = [("", "Anyone"), *((row.id, row.email) for row in emails)]
-    form.action.choices = [("", "Any action"), *((a, a.replace("_", " ")) for a in sorted(audit_log.ACTIONS))]
+    form.user.choices = [("", _("Anyone")), *((row.id, row.email) for row in emails)]
+    actions = sorted((label(a, "audit_actions"), a) for a in audit_log.ACTIONS)
+    form.action.choices = [("", _("Any action")), *((a, words) for words, a in actions)]
     return form
 
 
@@ -63,7 +67,7 @@ def _filters(form: AuditFilterForm) -> audit_log.AuditFilter | None:
         return None
     lead_id = _lead_id(form.lead.data)
     if form.lead.data and lead_id is None:
-        form.lead.errors.append("No lead has that reference.")
+        form.lead.errors.append(_("No lead has that reference."))
         return None
     return audit_log.AuditFilter(
         actor_id=form.user.data or None,
@@ -85,7 +89,7 @@ def audit():
     details = {"page": "log", **(filters.codes() if filters else {})}
     audit_log.record("audit_viewed", actor=current_user, object_type="audit", details=details)
     db.session.commit()
-    return render_template("admin/audit.html", form=form, page=page)
+    return render_template("admin/audit.html", form=form, page=page, rows=event_rows(page.rows) if page else [])
 
 
 @bp.get("/leads/<lead_id>/access")
@@ -103,7 +107,8 @@ def lead_access(lead_id: str):
     audit_log.record("audit_viewed", actor=current_user, object_type="lead", object_id=lead_id,
                      details={"page": "lead_access"})
     db.session.commit()
-    return render_template("admin/lead_access.html", lead_id=lead_id, reference=reference, page=page)
+    return render_template("admin/lead_access.html", lead_id=lead_id, reference=reference, page=page,
+                           rows=event_rows(page.rows))
 
 
 @bp.post("/audit/export")

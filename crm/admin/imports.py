@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit
@@ -62,7 +63,7 @@ def confirm_import(upload_id: uuid.UUID):
     if not ConfirmForm().validate_on_submit():
         abort(400)
     if (utcnow() - upload.created_at).total_seconds() > UPLOAD_HOURS * 3600:
-        flash("That upload has expired; upload the file again.", "error")
+        flash(_("That upload has expired; upload the file again."), "error")
         return redirect(url_for("admin.import_leads"))
     text, source = imports.unseal_upload(upload.id, upload.content_sealed).decode("utf-8-sig"), upload.source
     db.session.delete(upload)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 from sqlalchemy import func, select
 
@@ -190,7 +191,7 @@ def user_sessions_revoke(user_id: str):
     account = _load(user_id)
     count = accounts.sign_out_everywhere(account, actor=current_user)
     db.session.commit()
-    flash(f"{count} session{'s' if count != 1 else ''} signed out.", "success")
+    flash(ngettext("%(num)d session signed out.", "%(num)d sessions signed out.", count), "success")
     return _back(account)
 
 

@@ -12,10 +12,12 @@ from ..models import Role
 #: Shape only: staff addresses are identities here, not checked for deliverability.
 EMAIL = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z"
 ROLE_CHOICES = [
-    SelectChoice(Role.COORDINATOR.value, "Coordinator: works leads"),
-    SelectChoice(Role.MANAGER.value, "Manager: reads reports only, never a patient's details"),
-    SelectChoice(Role.CLINICIAN.value, "Clinician: signs off pre-screens, sees crisis escalations and appointments"),
-    SelectChoice(Role.ADMIN.value, "Admin: also manages users and reads the audit log (needs two-step sign-in)"),
+    SelectChoice(Role.COORDINATOR.value, _l("Coordinator: works leads")),
+    SelectChoice(Role.MANAGER.value, _l("Manager: reads reports only, never a patient's details")),
+    SelectChoice(Role.CLINICIAN.value,
+                 _l("Clinician: signs off pre-screens, sees crisis escalations and appointments")),
+    SelectChoice(Role.ADMIN.value,
+                 _l("Admin: also manages users and reads the audit log (needs two-step sign-in)")),
 ]
 
 
@@ -41,8 +43,9 @@ class RoleForm(FlaskForm):
 class ImportForm(FlaskForm):
     """A CSV file of leads and where they came from."""
 
-    file = FileField("CSV file", validators=[FileRequired("Choose a CSV file.")])
-    source = SelectField("These leads came from", choices=[
-        SelectChoice("referral", "A referral partner"), SelectChoice("phone", "Phone calls (a previous system)"),
-        SelectChoice("va_community_care", "VA Community Care"), SelectChoice("walk_in", "Walk-ins"),
-        SelectChoice("other", "Somewhere else")], default="referral")
+    file = FileField(_l("CSV file"), validators=[FileRequired(_l("Choose a CSV file."))])
+    source = SelectField(_l("These leads came from"), choices=[
+        SelectChoice("referral", _l("A referral partner")),
+        SelectChoice("phone", _l("Phone calls (a previous system)")),
+        SelectChoice("va_community_care", _l("VA Community Care")), SelectChoice("walk_in", _l("Walk-ins")),
+        SelectChoice("other", _l("Somewhere else"))], default="referral")

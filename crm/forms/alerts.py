@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 
 from . import MultiCheckboxField
@@ -14,10 +15,10 @@ class ButtonForm(FlaskForm):
 class PreferencesForm(FlaskForm):
     """The alerts a staff member chooses to receive (choices set by the view)."""
 
-    kinds = MultiCheckboxField("Send me these alerts", choices=[], validate_choice=True)
+    kinds = MultiCheckboxField(_l("Send me these alerts"), choices=[], validate_choice=True)
 
 
 class OnCallForm(FlaskForm):
     """The staff members who receive urgent-enquiry alerts (choices set by the view)."""
 
-    members = MultiCheckboxField("On call for urgent enquiries", choices=[], validate_choice=True)
+    members = MultiCheckboxField(_l("On call for urgent enquiries"), choices=[], validate_choice=True)

@@ -2,59 +2,56 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, DateTimeLocalField, SelectField, TextAreaField
 from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
+from ..labels import APPOINTMENT_KINDS as KIND_LABELS
+from ..labels import APPOINTMENT_PLACES as PLACE_LABELS
 from ..models import AppointmentKind, AppointmentPlace
 from .leads import options
 
-KIND_LABELS = {
-    AppointmentKind.CONSULTATION: "Consultation",
-    AppointmentKind.REMS_FIRST_TREATMENT: "REMS enrolment / first treatment",
-    AppointmentKind.OTHER: "Other",
-}
-PLACE_LABELS = {AppointmentPlace.CLINIC: "At the clinic", AppointmentPlace.TELEHEALTH: "Telehealth"}
-SETTLE_CHOICES = [("attended", "Attended"), ("no_show", "No-show"), ("cancelled", "Cancel the appointment")]
+SETTLE_CHOICES = [("attended", _l("Attended")), ("no_show", _l("No-show")), ("cancelled", _l("Cancel the appointment"))]
 
 
 def _when(label: str, id_: str) -> DateTimeLocalField:
     return DateTimeLocalField(label, id=id_, format="%Y-%m-%dT%H:%M",
-                              validators=[InputRequired("Choose the appointment's date and time.")])
+                              validators=[InputRequired(_l("Choose the appointment's date and time."))])
 
 
 def _clinician(id_: str) -> SelectField:
-    return SelectField("With", id=id_, validators=[DataRequired("Choose the clinician.")])
+    return SelectField(_l("With"), id=id_, validators=[DataRequired(_l("Choose the clinician."))])
 
 
 class BookForm(FlaskForm):
     """Book an eligible lead's appointment (clinic time)."""
 
-    kind = SelectField("Kind", id="appointment_kind", choices=options(KIND_LABELS.items()),
+    kind = SelectField(_l("Kind"), id="appointment_kind", choices=options(KIND_LABELS.items()),
                        default=AppointmentKind.CONSULTATION)
-    starts_at = _when("Date and time (clinic time)", "book_starts_at")
-    place = SelectField("Place", id="appointment_place", choices=options(PLACE_LABELS.items()),
+    starts_at = _when(_l("Date and time (clinic time)"), "book_starts_at")
+    place = SelectField(_l("Place"), id="appointment_place", choices=options(PLACE_LABELS.items()),
                         default=AppointmentPlace.CLINIC)
     clinician = _clinician("book_clinician")
-    notes = TextAreaField("Notes (optional)", id="appointment_notes", validators=[Optional(), Length(max=2000)])
+    notes = TextAreaField(_l("Notes (optional)"), id="appointment_notes", validators=[Optional(), Length(max=2000)])
 
 
 class RescheduleForm(FlaskForm):
     """Move a booked appointment to another time or clinician."""
 
-    starts_at = _when("New date and time (clinic time)", "reschedule_starts_at")
+    starts_at = _when(_l("New date and time (clinic time)"), "reschedule_starts_at")
     clinician = _clinician("reschedule_clinician")
 
 
 class SettleForm(FlaskForm):
     """How a booked appointment ended: attended, no-show or cancelled."""
 
-    outcome = SelectField("Outcome", id="appointment_outcome", choices=options(SETTLE_CHOICES),
-                          validators=[DataRequired("Choose what happened.")])
+    outcome = SelectField(_l("Outcome"), id="appointment_outcome", choices=options(SETTLE_CHOICES),
+                          validators=[DataRequired(_l("Choose what happened."))])
 
 
 class ConvertForm(FlaskForm):
     """The first treatment's date, required to mark the lead converted."""
 
-    first_treatment_on = DateField("First treatment date", validators=[
-        InputRequired("Enter the first treatment's date.")])
+    first_treatment_on = DateField(_l("First treatment date"), validators=[
+        InputRequired(_l("Enter the first treatment's date."))])

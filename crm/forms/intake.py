@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, Field, HiddenField, RadioField, SelectField, StringField, TextAreaField
@@ -22,11 +23,11 @@ from .public import STRIP, EnquiryForm, _fail
 
 #: Sources a coordinator records (the web form records itself).
 STAFF_SOURCES = {
-    LeadSource.PHONE: "Phone call",
-    LeadSource.REFERRAL: "Referral from a provider",
-    LeadSource.VA_COMMUNITY_CARE: "VA Community Care",
-    LeadSource.WALK_IN: "Walk-in",
-    LeadSource.OTHER: "Other",
+    LeadSource.PHONE: _l("Phone call"),
+    LeadSource.REFERRAL: _l("Referral from a provider"),
+    LeadSource.VA_COMMUNITY_CARE: _l("VA Community Care"),
+    LeadSource.WALK_IN: _l("Walk-in"),
+    LeadSource.OTHER: _l("Other"),
 }
 REFERRAL_FIELDS = ("referrer_name", "referrer_practice", "referrer_phone", "referrer_npi", "records_received")
 VA_FIELDS = ("va_referral_number", "va_authorized_services", "va_start", "va_end")
@@ -169,31 +170,33 @@ def _after(start_field: str, message: str):
 class NewLeadForm(PatientFields):
     """A lead from a call, a referral, VA Community Care or a walk-in, with its source and verbal consent."""
 
-    source = RadioField("How did this lead reach us?", choices={str(k): v for k, v in STAFF_SOURCES.items()},
-                        validators=[DataRequired("Choose where this lead came from.")])
-    referrer_name = StringField("Referring provider's name", filters=STRIP, validators=[Optional(), Length(max=120)])
-    referrer_practice = StringField("Practice", filters=STRIP, validators=[Optional(), Length(max=120)])
-    referrer_phone = StringField("Practice phone", filters=STRIP,
+    source = RadioField(_l("How did this lead reach us?"), choices=options(STAFF_SOURCES.items()),
+                        validators=[DataRequired(_l("Choose where this lead came from."))])
+    referrer_name = StringField(_l("Referring provider's name"), filters=STRIP,
+                                validators=[Optional(), Length(max=120)])
+    referrer_practice = StringField(_l("Practice"), filters=STRIP, validators=[Optional(), Length(max=120)])
+    referrer_phone = StringField(_l("Practice phone"), filters=STRIP,
                                  validators=[Optional(), Length(max=32), phone_number])
-    referrer_npi = StringField("Provider NPI", filters=STRIP, validators=[Optional(), Regexp(
-        r"^\d{10}$", message="An NPI is 10 digits.")])
-    records_received = BooleanField("Records received")
-    va_referral_number = StringField("VA referral / authorization number", filters=STRIP,
+    referrer_npi = StringField(_l("Provider NPI"), filters=STRIP, validators=[Optional(), Regexp(
+        r"^\d{10}$", message=_l("An NPI is 10 digits."))])
+    records_received = BooleanField(_l("Records received"))
+    va_referral_number = StringField(_l("VA referral / authorization number"), filters=STRIP,
                                      validators=[Optional(), Length(max=40)])
-    va_authorized_services = StringField("Authorized services", filters=STRIP, validators=[Optional(), Length(max=200)])
-    va_start = DateField("Authorization starts", validators=[Optional()], format=["%Y-%m-%d", "%m/%d/%Y"])
-    va_end = DateField("Authorization ends", format=["%Y-%m-%d", "%m/%d/%Y"], validators=[
-        Optional(), _after("va_start", "The authorization ends before it starts.")])
-    verbal_consent = BooleanField("I read the contact-consent wording to the patient and they agreed")
-    note = TextAreaField("Call note (optional)", validators=[Optional(), Length(max=2000)])
-    duplicate_reason = StringField("Why create a new lead anyway?", filters=STRIP,
+    va_authorized_services = StringField(_l("Authorized services"), filters=STRIP,
+                                         validators=[Optional(), Length(max=200)])
+    va_start = DateField(_l("Authorization starts"), validators=[Optional()], format=["%Y-%m-%d", "%m/%d/%Y"])
+    va_end = DateField(_l("Authorization ends"), format=["%Y-%m-%d", "%m/%d/%Y"], validators=[
+        Optional(), _after("va_start", _l("The authorization ends before it starts."))])
+    verbal_consent = BooleanField(_l("I read the contact-consent wording to the patient and they agreed"))
+    note = TextAreaField(_l("Call note (optional)"), validators=[Optional(), Length(max=2000)])
+    duplicate_reason = StringField(_l("Why create a new lead anyway?"), filters=STRIP,
                                    validators=[Optional(), Length(max=200)])
     checked = HiddenField()  # set once the coordinator has seen the possible matches
 
     def validate_referrer_npi(self, field: Field) -> None:
         """Refuse an NPI whose check digit is wrong (a mistyped number)."""
         if field.data and not npi_is_valid(field.data):
-            raise ValidationError("That NPI's check digit is wrong; check the number with the referrer.")
+            raise ValidationError(_("That NPI's check digit is wrong; check the number with the referrer."))
 
     def validate(self, extra_validators: Any = None) -> bool:
         """The patient's fields, then what the chosen source requires."""
@@ -230,10 +233,10 @@ def _plain(value: Any) -> Any:
 class MergeForm(FlaskForm):
     """Merge two records of one person: which lead survives."""
 
-    other = StringField("The other lead's reference code", filters=STRIP,
-                        validators=[DataRequired("Enter the other lead's reference code."), Length(max=16)])
-    survivor = SelectField("Keep", choices=options([("this", "This lead"), ("other", "The other lead")]),
+    other = StringField(_l("The other lead's reference code"), filters=STRIP,
+                        validators=[DataRequired(_l("Enter the other lead's reference code.")), Length(max=16)])
+    survivor = SelectField(_l("Keep"), choices=options([("this", _l("This lead")), ("other", _l("The other lead"))]),
                            default="this")
-    confirm = BooleanField("Both records are the same person",
-                           validators=[DataRequired("Confirm that both records are the same person.")])
+    confirm = BooleanField(_l("Both records are the same person"),
+                           validators=[DataRequired(_l("Confirm that both records are the same person."))])
 

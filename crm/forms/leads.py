@@ -6,6 +6,8 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
+from flask_babel import LazyString
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -22,7 +24,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional, ValidationError
 
-from .. import eligibility, vob
+from .. import eligibility, labels, vob
 from ..clinic import clinic_today
 from ..models import (
     EXIT_REASONS,
@@ -38,20 +40,20 @@ from . import IntegerField, MultiCheckboxField
 
 DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%m-%d-%Y", "%m.%d.%Y", "%m/%d/%y", "%m-%d-%y", "%d %b %Y",
                 "%d %B %Y", "%b %d %Y", "%B %d %Y", "%Y%m%d", "%m%d%Y")
-#: What staff call each language a lead may prefer.
-LANGUAGE_NAMES = {"en": _l("English"), "es": _l("Spanish"), "vi": _l("Vietnamese"), "ko": _l("Korean"),
-                  "zh": _l("Chinese"), "tl": _l("Tagalog"), "fa": _l("Persian (Farsi)"), "ar": _l("Arabic")}
-SORTS = [("newest", "Newest first"), ("oldest", "Oldest first"), ("callback", "Next callback (scheduled only)")]
+#: What staff call each language a lead may prefer (:data:`crm.labels.LANGUAGES`).
+LANGUAGE_NAMES = labels.LANGUAGES
+SORTS = [("newest", _l("Newest first")), ("oldest", _l("Oldest first")),
+         ("callback", _l("Next callback (scheduled only)"))]
 
 
 def code_label(code: str) -> str:
-    """Turn a stored code such as ``insurance_review`` into ``Insurance review``."""
-    return code.replace("_", " ").capitalize()
+    """The words for a stored code such as ``insurance_review`` (:mod:`crm.labels`)."""
+    return labels.label(code)
 
 
 def language_name(code: str | None) -> str:
     """The name staff see for a language code (the code itself if unknown)."""
-    return str(LANGUAGE_NAMES.get(code, code)) if code else ""
+    return str(labels.LANGUAGES.get(code, code)) if code else ""
 
 
 def language_choices(blank: str) -> Any:
@@ -67,7 +69,7 @@ def options(pairs: Any, group: str | None = None) -> list[SelectChoice]:
 def _choices(codes: list[str] | tuple[str, ...], blank: str | None = None, group: str | None = None
              ) -> list[SelectChoice]:
     head = [("", blank)] if blank is not None else []
-    return options(head + [(str(code), code_label(str(code))) for code in codes], group)
+    return options(head + [(str(code), labels.lazy(str(code))) for code in codes], group)
 
 
 def parse_date(text: str, today: dt.date | None = None) -> dt.date:
@@ -112,13 +114,13 @@ class LeadFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    stage = SelectField(_l("Stage"), choices=_choices(list(Stage), "Any stage"), default="")
-    assignee = SelectField(_l("Assignee"), choices=options([("", "Anyone"), ("me", "Me"), ("none", "Unassigned")]),
-                           default="")
-    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), "Any source"), default="")
+    stage = SelectField(_l("Stage"), choices=_choices(list(Stage), _l("Any stage")), default="")
+    assignee = SelectField(_l("Assignee"), default="", choices=options(
+        [("", _l("Anyone")), ("me", _l("Me")), ("none", _l("Unassigned"))]))
+    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), _l("Any source")), default="")
     urgency = SelectField(_l("Urgency"), default="", choices=options(
-        [("", "Any"), ("urgent", "Urgent"), ("unacknowledged", "Urgent, not acknowledged")]))
-    language = SelectField(_l("Preferred language"), choices=language_choices("Any language"), default="")
+        [("", _l("Any")), ("urgent", _l("Urgent")), ("unacknowledged", _l("Urgent, not acknowledged"))]))
+    language = SelectField(_l("Preferred language"), choices=language_choices(_l("Any language")), default="")
     created_from = DateField(_l("Submitted from"), validators=[Optional()])
     created_to = DateField(_l("Submitted to"), validators=[Optional()])
     sort = SelectField(_l("Sort"), choices=options(SORTS), default="newest")
@@ -162,7 +164,7 @@ class CallbackForm(FlaskForm):
 
     due_at = DateTimeLocalField(_l("Call back at"), format="%Y-%m-%dT%H:%M",
                                 validators=[InputRequired(_l("Choose when to call back."))])
-    caller = SelectField(_l("Caller"), choices=options([("", "Lead's coordinator")]), default="")
+    caller = SelectField(_l("Caller"), choices=options([("", _l("Lead's coordinator"))]), default="")
 
 
 class NoteForm(FlaskForm):
@@ -185,8 +187,9 @@ class AssignForm(FlaskForm):
 
 
 def _reason_choices() -> list[SelectChoice]:
-    grouped = [_choices(reasons, group=f"To {code_label(stage).lower()}") for stage, reasons in EXIT_REASONS.items()]
-    return options([("", "—")]) + [c for group in grouped for c in group] + _choices(REOPEN_REASONS, group="Reopen")
+    grouped = [_choices(reasons, group=LazyString(lambda s=stage: _("To %(stage)s", stage=labels.label(s).lower())))
+               for stage, reasons in EXIT_REASONS.items()]
+    return options([("", "—")]) + [c for group in grouped for c in group] + _choices(REOPEN_REASONS, group=_l("Reopen"))
 
 
 class StageForm(FlaskForm):

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired
 
+from ..labels import CONTACT_WAYS
 from .leads import options
 
-DNC_CHANNEL_LABELS = [
-    ("phone", "On the phone"),
-    ("stop_reply", "Replied STOP to a text"),
-    ("email", "By e-mail"),
-    ("letter", "By letter"),
-    ("in_person", "In person"),
-]
+DNC_CHANNEL_LABELS = [(code, CONTACT_WAYS[code]) for code in ("phone", "stop_reply", "email", "letter", "in_person")]
 
 
 class DoNotContactForm(FlaskForm):
     """How the patient asked to stop being contacted."""
 
-    how_asked = SelectField("How they asked", choices=options([("", "—"), *DNC_CHANNEL_LABELS]),
-                          validators=[InputRequired("Choose how the patient asked.")])
+    how_asked = SelectField(_l("How they asked"), choices=options([("", "—"), *DNC_CHANNEL_LABELS]),
+                          validators=[InputRequired(_l("Choose how the patient asked."))])
 
 
 class EraseForm(FlaskForm):
     """Erasure needs the lead's reference code typed again, so a slip of the mouse cannot erase."""
 
-    confirm_reference = StringField("Type the reference code to confirm",
-                                    validators=[DataRequired("Type the reference code shown at the top.")],
+    confirm_reference = StringField(_l("Type the reference code to confirm"),
+                                    validators=[DataRequired(_l("Type the reference code shown at the top."))],
                                     render_kw={"autocomplete": "off", "spellcheck": "false"})
     next = HiddenField()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField
 from wtforms.validators import Optional
@@ -12,8 +13,8 @@ from .. import payers
 from ..models import CoverageType, LeadSource
 from .leads import _choices, options
 
-PERIODS = [("this_week", "This week"), ("last_week", "Last week"), ("last_30", "Last 30 days"),
-           ("last_90", "Last 90 days"), ("this_quarter", "This quarter"), ("custom", "Custom dates")]
+PERIODS = [("this_week", _l("This week")), ("last_week", _l("Last week")), ("last_30", _l("Last 30 days")),
+           ("last_90", _l("Last 90 days")), ("this_quarter", _l("This quarter")), ("custom", _l("Custom dates"))]
 DEFAULT_PERIOD = "last_30"
 MAX_CUSTOM_DAYS = 3 * 366
 
@@ -24,16 +25,16 @@ class ReportFilterForm(FlaskForm):
     class Meta:
         csrf = False
 
-    period = SelectField("Period", choices=options(PERIODS), default=DEFAULT_PERIOD)
-    date_from = DateField("From", validators=[Optional()])
-    date_to = DateField("To", validators=[Optional()])
-    source = SelectField("Source", choices=_choices(list(LeadSource), "Any source"), default="")
-    coverage = SelectField("Coverage type", choices=_choices(list(CoverageType), "Any coverage"), default="")
-    payer = SelectField("Carrier", default="", choices=options([("", "Any carrier"), *payers.PAYERS]))
-    coordinator = SelectField("Coordinator", choices=options([("", "Everyone"), ("none", "Unassigned")]),
+    period = SelectField(_l("Period"), choices=options(PERIODS), default=DEFAULT_PERIOD)
+    date_from = DateField(_l("From"), validators=[Optional()])
+    date_to = DateField(_l("To"), validators=[Optional()])
+    source = SelectField(_l("Source"), choices=_choices(list(LeadSource), _l("Any source")), default="")
+    coverage = SelectField(_l("Coverage type"), choices=_choices(list(CoverageType), _l("Any coverage")), default="")
+    payer = SelectField(_l("Carrier"), default="", choices=options([("", _l("Any carrier")), *payers.PAYERS]))
+    coordinator = SelectField(_l("Coordinator"), choices=options([("", _l("Everyone")), ("none", _l("Unassigned"))]),
                               default="")
-    urgency = SelectField("Urgency", default="", choices=options(
-        [("", "Any"), ("urgent", "Urgent only"), ("not_urgent", "Not urgent")]))
+    urgency = SelectField(_l("Urgency"), default="", choices=options(
+        [("", _l("Any")), ("urgent", _l("Urgent only")), ("not_urgent", _l("Not urgent"))]))
 
     def validate(self, extra_validators=None) -> bool:  # noqa: ANN001  (WTForms' signature)
         """Field rules, then: custom dates need both ends, in order, at most three years apart."""

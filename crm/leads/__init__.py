@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from .. import metrics
 from ..access import deny
 from ..forms.leads import code_label, language_name
+from ..labels import shown
 from ..models import Lead, Role, db
 from .present import UNREADABLE
 
@@ -52,6 +53,12 @@ def get_lead_or_404(lead_id: uuid.UUID | str, *, for_update: bool = False) -> Le
 def codelabel_filter(code: str | None) -> str:
     """Show a stored code as words."""
     return code_label(code) if code else ""
+
+
+@bp.app_template_filter("words")
+def words_filter(value: object) -> str:
+    """Show a stored value as words: yes/no for booleans, labels for codes."""
+    return shown(value)
 
 
 @bp.app_template_global("speed_to_lead")

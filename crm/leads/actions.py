@@ -17,6 +17,7 @@ from ..clinic import clinic_zone
 from ..forms import has_answers, show_refusal
 from ..forms.clinician import SignOffForm
 from ..forms.leads import ConfirmForm, LanguageForm, NoteForm, ScreeningForm
+from ..labels import label
 from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
 from ..operations import leads as ops
@@ -81,12 +82,12 @@ def set_language(lead_id: uuid.UUID):
 
 
 def _attempt_message(result: ops.AttemptResult) -> str:
-    parts = ["Attempt logged."]
+    parts = [_("Attempt logged.")]
     late = calling_hours.warning(utcnow(), calling_hours.patient_zone(clinic_zone()))
     if late:
         parts.append(late)
     if result.moved_to:
-        parts.append(f"Stage is now {result.moved_to.replace('_', ' ')}.")
+        parts.append(_("Stage is now %(stage)s.", stage=label(result.moved_to, "stages").lower()))
     if result.exhausted and not result.moved_to == "unreachable":
         parts.append(cadence.RULES["exhausted_text"])
     return " ".join(parts)
@@ -99,8 +100,8 @@ def log_attempt(lead_id: uuid.UUID):
     form = attempt_form(lead, request.form)
     if (form.validate_on_submit() and not form.confirm_repeat.data and lead.is_open and not lead.is_do_not_contact
             and ops.recent_attempt(lead, utcnow())):
-        form.confirm_repeat.errors = ["An attempt was logged on this lead less than two minutes ago: "
-                                      "tick to confirm this is another one."]
+        form.confirm_repeat.errors = [_("An attempt was logged on this lead less than two minutes ago: "
+                                        "tick to confirm this is another one.")]
         return render_detail(lead, attempt=form)
     return perform(lead, form, "attempt", lambda: ops.log_attempt(
         lead, current_user, form.channel.data, form.outcome.data, form.note.data), _attempt_message)
@@ -139,7 +140,7 @@ def move_stage(lead_id: uuid.UUID):
     form = stage_form(lead, request.form)
     return perform(lead, form, "stage", lambda: ops.move_stage(
         lead, form.target.data, form.reason.data or None, current_user, expected=form.expected.data),
-        lambda _: f"Moved to {form.target.data.replace('_', ' ')}.")
+        lambda _result: _("Moved to %(stage)s.", stage=label(form.target.data, "stages").lower()))
 
 
 @bp.post("/<uuid:lead_id>/reveal")
@@ -163,8 +164,8 @@ def record_vob(lead_id: uuid.UUID):
 def _screening_message(screening: Screening) -> str:
     risk = screening.result["cssrs_risk"]
     if eligibility.is_escalation(risk):
-        return "High suicide risk: follow the escalation steps now. The lead is marked urgent."
-    return f"Screening recorded: {screening.outcome.replace('_', ' ')}."
+        return _("High suicide risk: follow the escalation steps now. The lead is marked urgent.")
+    return _("Screening recorded: %(outcome)s.", outcome=label(screening.outcome, "screening").lower())
 
 
 @bp.post("/<uuid:lead_id>/screenings")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, abort, request
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import cadence, ics
@@ -37,7 +38,7 @@ def book(lead_id: uuid.UUID):
     form = book_form(request.form)
     return perform(lead, form, SECTION, lambda: ops.book(
         lead, current_user, form.kind.data, _in_clinic_time(form.starts_at.data), form.place.data,
-        db.session.get(User, form.clinician.data), form.notes.data), "Appointment booked; the lead is scheduled.",
+        db.session.get(User, form.clinician.data), form.notes.data), _("Appointment booked; the lead is scheduled."),
         form_key="book")
 
 
@@ -49,17 +50,19 @@ def reschedule(lead_id: uuid.UUID, appointment_id: uuid.UUID):
     form = reschedule_form(request.form)
     return perform(lead, form, SECTION, lambda: ops.reschedule(
         lead, appointment, current_user, _in_clinic_time(form.starts_at.data),
-        db.session.get(User, form.clinician.data)), "Appointment rescheduled.", form_key="reschedule")
+        db.session.get(User, form.clinician.data)), _("Appointment rescheduled."), form_key="reschedule")
 
 
 def _settle_message(outcome: str, suggested) -> str:
     if outcome == "no_show":
-        text = "Marked no-show; the lead is back in contacting."
+        text = _("Marked no-show; the lead is back in contacting.")
         if suggested is not None:
             when = cadence.to_local(suggested, clinic_zone()).strftime("%b %-d, %-I:%M %p")
-            text += f" Suggested callback: {when} (schedule it under Next callback)."
+            text += " " + _("Suggested callback: %(when)s (schedule it under Next callback).", when=when)
         return text
-    return "Appointment cancelled; the lead is eligible again." if outcome == "cancelled" else "Marked attended."
+    if outcome == "cancelled":
+        return _("Appointment cancelled; the lead is eligible again.")
+    return _("Marked attended.")
 
 
 @bp.post("/<uuid:lead_id>/appointments/<uuid:appointment_id>/outcome")
@@ -79,7 +82,7 @@ def convert(lead_id: uuid.UUID):
     lead = get_lead_or_404(lead_id, for_update=True)
     form = ConvertForm()
     return perform(lead, form, SECTION, lambda: ops.convert(lead, current_user, form.first_treatment_on.data),
-                   "Converted: the first treatment is recorded.", form_key="convert")
+                   _("Converted: the first treatment is recorded."), form_key="convert")
 
 
 @bp.get("/<uuid:lead_id>/appointments/<uuid:appointment_id>.ics")

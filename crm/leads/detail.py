@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, session
+from flask_babel import gettext as _
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms.fields.choices import SelectChoice
@@ -98,7 +99,7 @@ def assign_form(formdata: Any = None) -> AssignForm:
 def callback_form(formdata: Any = None, **data: Any) -> CallbackForm:
     """The callback form listing active staff as callers."""
     form = CallbackForm(formdata=formdata, **data)
-    form.caller.choices = options([("", "Lead's coordinator")]) + staff_choices()
+    form.caller.choices = options([("", _("Lead's coordinator"))]) + staff_choices()
     return form
 
 
@@ -148,7 +149,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "callbacks": present.open_callbacks(callbacks),
         "assignee": present.staff_name(users.get(lead.assignee_id)),
         "acknowledged_by": present.staff_name(users.get(lead.acknowledged_by)),
-        "consent": present.latest_consent(lead),
+        "consent": present.latest_consent(lead, users),
         "texts_agreed": automated_contact_agreed(lead),
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),

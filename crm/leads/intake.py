@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..forms import show_refusal
@@ -50,7 +51,7 @@ def _create(form: NewLeadForm, matches: list[Lead]):
         duplicate_reason=form.duplicate_reason.data or None, matches=[lead.id for lead in matches])
     lead = ops_intake.create_staff_lead(current_user, data)
     db.session.commit()
-    flash("Lead created.", "success")
+    flash(_("Lead created."), "success")
     return redirect(url_for("leads.detail", lead_id=lead.id))
 
 

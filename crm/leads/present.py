@@ -12,18 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 
 from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
-from ..forms.leads import code_label, language_name
+from ..forms.leads import language_name
+from ..forms.public import CONTACT_CONSENT, EnquiryForm
+from ..labels import field_name, label, shown
 from ..models import (
     Callback,
+    ConsentRecord,
     Insurance,
     Lead,
+    LeadEvent,
     User,
 )
 from ..operations.leads import calls_made
-from ..operations.records import FIELD_LABELS, pending_proposals
+from ..operations.records import pending_proposals
 from ..operations.screening import current_draft
 from . import queries
 
@@ -32,7 +37,7 @@ class _Unreadable:
     """Marker for a value that failed authentication."""
 
     def __str__(self) -> str:
-        return "unreadable"
+        return _("unreadable")
 
 
 UNREADABLE: Any = _Unreadable()
@@ -163,13 +168,35 @@ def contact_block(lead: Lead, reader: Reader) -> dict[str, Any]:
     return values
 
 
-def latest_consent(lead: Lead) -> dict[str, Any] | None:
-    """What the patient last agreed to on the form: the wording's language and version, and when."""
-    if not lead.enquiries:
-        return None
-    enquiry = lead.enquiries[-1]
-    return {"language": enquiry.consent_language, "version": enquiry.consent_version, "at": enquiry.consented_at,
-            "marketing": enquiry.marketing_consent, "automated": enquiry.contact_consent}
+def latest_consent(lead: Lead, users: dict[str, User] | None = None) -> dict[str, Any] | None:
+    """The latest contact consent: what was agreed, the wording's version and language, when and how.
+
+    A web consent comes with the enquiry that carried it; a verbal one is a :class:`ConsentRecord`
+    a coordinator took on the phone, read in English from the staff page.
+    """
+    given = [_web_consent(enquiry) for enquiry in lead.enquiries]
+    given += [_recorded_consent(row, users or {}) for row in queries.consent_records(lead)]
+    return max(given, key=lambda consent: consent["at"]) if given else None
+
+
+def _web_consent(enquiry: Any) -> dict[str, Any]:
+    return {"how": label("web", "contact_ways"), "language": enquiry.consent_language,
+            "version": enquiry.consent_version, "at": enquiry.consented_at, "marketing": enquiry.marketing_consent,
+            "automated": enquiry.contact_consent, "wording": _consent_wording(enquiry.consent_version), "by": ""}
+
+
+def _recorded_consent(row: ConsentRecord, users: dict[str, User]) -> dict[str, Any]:
+    """Consent staff took (on the phone, in writing, from an import) only ever agrees."""
+    wording = CONTACT_CONSENT.get(row.wording_version)
+    return {"how": label(row.method, "contact_ways"), "language": wording.language if wording else None,
+            "version": row.wording_version, "at": row.taken_at, "marketing": False, "automated": True,
+            "wording": _consent_wording(row.wording_version), "by": staff_name(users.get(row.taken_by))}
+
+
+def _consent_wording(version: str) -> str:
+    """The exact sentence of a consent version, as the patient read or heard it."""
+    wording = CONTACT_CONSENT.get(version)
+    return wording.text.format(clinic=current_app.config["CLINIC_NAME"]) if wording else ""
 
 
 def source_details(lead: Lead, reader: Reader) -> dict[str, Any]:
@@ -294,7 +321,8 @@ def timeline(lead: Lead, reader: Reader, users: dict[str, User], screens: list[d
     entries = _enquiries(lead, reader) + _attempts(lead, reader, users) + _events(lead, reader, users)
     entries += _callbacks(callbacks, users)
     entries += [TimelineEntry(s["record"].performed_at, "screening", s["by"],
-                              f"Pre-screen: {s['record'].outcome.replace('_', ' ')}") for s in screens]
+                              _("Pre-screen: %(outcome)s", outcome=label(s["record"].outcome, "screening")))
+                for s in screens]
     return sorted(entries, key=lambda entry: entry.at, reverse=True)
 
 
@@ -302,36 +330,68 @@ def _enquiries(lead: Lead, reader: Reader) -> list[TimelineEntry]:
     out = []
     for enquiry in lead.enquiries:
         answers = reader.get(enquiry, "answers", lead.id)
-        summary = "Enquiry received" + (f" ({enquiry.reference})" if enquiry.reference else "")
-        summary += " (crisis answer)" if enquiry.crisis else ""
-        out.append(TimelineEntry(enquiry.received_at, "enquiry", "", summary,
-                                 details=answers if isinstance(answers, dict) else {"answers": answers}))
+        if enquiry.reference:
+            summary = _("Enquiry received (%(reference)s)", reference=enquiry.reference)
+        else:
+            summary = _("Enquiry received")
+        summary += " " + _("(crisis answer)") if enquiry.crisis else ""
+        details = enquiry_answers(answers) if isinstance(answers, dict) else {_("Answers"): str(answers)}
+        out.append(TimelineEntry(enquiry.received_at, "enquiry", "", summary, details=details))
+    return out
+
+
+#: Stored answers that are the enquiry's own bookkeeping, not something the patient was asked.
+_NOT_ASKED = ("submitted", "consent_user_agent")
+
+
+def enquiry_answers(answers: dict[str, Any]) -> dict[str, str]:
+    """The patient's answers as they saw them: each question of the public form, then the choice they picked."""
+    out = {}
+    for name, value in answers.items():
+        if name in _NOT_ASKED or value in (None, "", []):
+            continue
+        question = getattr(EnquiryForm, name, None)
+        if question is None:
+            out[label(name)] = shown(value)
+            continue
+        choices = question.kwargs.get("choices")
+        words = choices() if callable(choices) else dict(choices or {})
+        picked = value if isinstance(value, list) else [value]
+        out[str(question.args[0])] = ", ".join(words.get(str(item), shown(item)) for item in picked)
     return out
 
 
 def _attempts(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
     rows = queries.lead_attempts(lead)
     return [TimelineEntry(row.at, "attempt", staff_name(users.get(row.user_id)),
-                          f"{row.channel.capitalize()}: {row.outcome.replace('_', ' ')}",
+                          _("%(channel)s: %(outcome)s", channel=label(row.channel, "channels"),
+                            outcome=label(row.outcome, "attempt_outcomes")),
                           reader.get(row, "note", lead.id)) for row in rows]
 
 
+def _stage_summary(event: LeadEvent) -> str:
+    moved = _("Stage %(from)s → %(to)s", **{"from": label(event.from_stage, "stages") or "—",
+                                             "to": label(event.to_stage, "stages")})
+    return moved + (f" ({label(event.reason, 'stage_reasons')})" if event.reason else "")
+
+
 _EVENT_SUMMARY = {
-    "stage_changed": lambda e: f"Stage {e.from_stage or '—'} → {e.to_stage}" + (f" ({e.reason})" if e.reason else ""),
-    "assigned": lambda e: {"claimed": "Claimed", "handover": "Handed over",
-                           "unassigned": "Handed back to the unassigned pool"}.get(e.reason, "Assigned"),
-    "note": lambda e: "Note",
-    "acknowledged": lambda e: "Urgent flag acknowledged",
-    "crisis_escalated": lambda e: "Crisis escalated (C-SSRS high risk)",
-    "appointment": lambda e: f"Appointment {(e.reason or '').replace('_', ' ')}",
-    "vob_recorded": lambda e: f"Benefits check: {vob.label('statuses', e.reason)}",
-    "language_changed": lambda e: f"Preferred language: {language_name(e.reason)}",
-    "proposal_accepted": lambda e: "New details from an unverified enquiry accepted",
-    "proposal_dismissed": lambda e: "New details from an unverified enquiry dismissed",
-    "returned": lambda e: "Returning enquiry",
-    "merged_in": lambda e: "Another record of this person merged in",
-    "merged_into": lambda e: "Merged into another record",
+    "stage_changed": _stage_summary,
+    "assigned": lambda e: {"claimed": _("Claimed"), "handover": _("Handed over"),
+                           "unassigned": _("Handed back to the unassigned pool")}.get(e.reason, _("Assigned")),
+    "appointment": lambda e: _("Appointment %(what)s", what=label(e.reason, "appointment_statuses").lower()),
+    "vob_recorded": lambda e: _("Benefits check: %(status)s", status=vob.label("statuses", e.reason)),
+    "language_changed": lambda e: _("Preferred language: %(language)s", language=language_name(e.reason)),
+    "consent_recorded": lambda e: _("Contact consent recorded (%(how)s)",
+                                    how=label(e.reason, "contact_ways").lower()),
+    "do_not_contact": lambda e: _("Marked do not contact (%(how)s)", how=label(e.reason, "contact_ways").lower()),
 }
+
+
+def event_summary(event: LeadEvent) -> str:
+    """The timeline's words for one event of the lead."""
+    summary = _EVENT_SUMMARY.get(event.kind)
+    return summary(event) if summary else label(event.kind, "events")
 
 
 def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[TimelineEntry]:
@@ -340,10 +400,10 @@ def _events(lead: Lead, reader: Reader, users: dict[str, User]) -> list[Timeline
     for row in rows:
         actor = staff_name(users.get(row.actor_id))
         if row.kind == "field_changed":  # "Phone changed by Dana", never the value
-            summary, shown_actor = f"{FIELD_LABELS.get(row.reason, row.reason).capitalize()} changed by {actor}", ""
+            summary = _("%(field)s changed by %(name)s", field=field_name(row.reason or "").capitalize(), name=actor)
+            shown_actor = ""
         else:
-            summary = _EVENT_SUMMARY.get(row.kind, lambda e: e.kind.replace("_", " ").capitalize())(row)
-            shown_actor = actor
+            summary, shown_actor = event_summary(row), actor
         out.append(TimelineEntry(row.at, row.kind, shown_actor, summary, reader.get(row, "body", lead.id)))
     return out
 
@@ -355,21 +415,21 @@ def proposals(lead: Lead, reader: Reader) -> list[dict[str, Any]]:
         values = reader.get(proposal, "values", lead.id)
         values = values if isinstance(values, dict) else {}
         insurance_id = values.get("insurance_id")
-        shown = {FIELD_LABELS.get(k, k).capitalize(): _shown_value(v) for k, v in values.items() if k != "insurance_id"}
+        fields = {field_name(k).capitalize(): _shown_value(v) for k, v in values.items() if k != "insurance_id"}
         if insurance_id:
-            shown["Insurance"] = "the insurance this enquiry gave (listed under Insurance)"
-        out.append({"record": proposal, "shown": shown})
+            fields[_("Insurance")] = _("the insurance this enquiry gave (listed under Insurance)")
+        out.append({"record": proposal, "shown": fields})
     return out
 
 
 def _shown_value(value: Any) -> str:
     if isinstance(value, dict):
-        return "; ".join(f"{code_label(k)}: {v}" for k, v in value.items() if v not in (None, ""))
-    return "yes" if value is True else str(value)
+        return "; ".join(f"{label(k)}: {shown(v)}" for k, v in value.items() if v not in (None, ""))
+    return shown(value)
 
 
 def _callbacks(rows: list[Callback], users: dict[str, User]) -> list[TimelineEntry]:
     return [TimelineEntry(row.created_at, "callback", staff_name(users.get(row.created_by)),
-                          "Callback scheduled", details={"due": row.due_at,
+                          _("Callback scheduled"), details={"due": row.due_at,
                                                          "caller": staff_name(users.get(row.assignee_id))})
             for row in rows]

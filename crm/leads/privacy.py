@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 
 from flask import Response, abort, flash, redirect, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -89,7 +90,7 @@ def export_copy(lead_id: uuid.UUID):
     """Download the patient's copy: one self-contained HTML file, never cached, audited."""
     lead = _lead_or_404(lead_id, for_update=True)
     if lead.is_erased:
-        flash("This lead was erased; there is nothing left to export.", "error")
+        flash(_("This lead was erased; there is nothing left to export."), "error")
         return _back(lead.id)
     html, details, reading = export.render(lead)
     if reading.failed:
@@ -109,7 +110,8 @@ def erase(lead_id: uuid.UUID):
     """Crypto-shred the lead on the patient's request, once its reference is typed again."""
     lead = _lead_or_404(lead_id, for_update=True)
     if lead.is_erased:
-        flash(f"This lead was already erased on {lead.erased_at:%Y-%m-%d}; nothing changed.", "info")
+        erased_on = lead.erased_at.strftime("%Y-%m-%d")
+        flash(_("This lead was already erased on %(day)s; nothing changed.", day=erased_on), "info")
         return _back(lead.id)
     form = EraseForm()
     if not form.validate_on_submit() or not form.matches(lead.reference):
@@ -119,9 +121,9 @@ def erase(lead_id: uuid.UUID):
         ops.erase_lead(lead, current_user)
     except ops.PrivacyRefusal as exc:
         db.session.commit()  # keep the audited refusal
-        flash(f"Not erased: {exc}", "error")
+        flash(_("Not erased: %(why)s", why=exc), "error")
         return _back(lead_id_text)
     db.session.commit()
     checkpoint_sqlite()
-    flash("Lead erased: its data key and personal details are destroyed.", "success")
+    flash(_("Lead erased: its data key and personal details are destroyed."), "success")
     return _back(lead_id_text)

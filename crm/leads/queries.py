@@ -17,6 +17,7 @@ from ..models import (
     Appointment,
     AppointmentStatus,
     Callback,
+    ConsentRecord,
     ContactAttempt,
     Enquiry,
     Lead,
@@ -285,3 +286,9 @@ def lead_attempts(lead: Lead) -> list[ContactAttempt]:
 def lead_events(lead: Lead) -> list[LeadEvent]:
     """The lead's timeline events."""
     return list(db.session.scalars(db.select(LeadEvent).where(LeadEvent.lead_id == lead.id)))
+
+
+def consent_records(lead: Lead) -> list[ConsentRecord]:
+    """Consents staff recorded for the lead (verbal, written, imported), oldest first."""
+    return list(db.session.scalars(select(ConsentRecord).where(ConsentRecord.lead_id == lead.id)
+                                   .order_by(ConsentRecord.taken_at)))

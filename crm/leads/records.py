@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 
 from flask import abort, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from ..forms.intake import CorrectLeadForm, MergeForm
 from ..forms.leads import ConfirmForm
+from ..labels import field_name
 from ..models import db
 from ..operations import leads as ops
 from ..operations import merge as ops_merge
@@ -31,7 +33,8 @@ def edit(lead_id: uuid.UUID):
             form.form_errors.append(str(exc))
         else:
             db.session.commit()
-            flash(f"Saved: {', '.join(ops_records.FIELD_LABELS[name] for name in changed)} changed.", "success")
+            fields = ", ".join(field_name(name) for name in changed)
+            flash(_("Saved: %(fields)s changed.", fields=fields), "success")
             return redirect(url_for("leads.detail", lead_id=lead.id, _anchor="contact"))
     reader = present.Reader()
     if not form.is_submitted():
@@ -110,8 +113,8 @@ def merge(lead_id: uuid.UUID):
         ops_merge.merge_leads(survivor.id, absorbed.id, current_user)
     except (ValueError, LookupError) as exc:
         db.session.rollback()
-        flash(str(exc) if isinstance(exc, ValueError) else "That lead no longer exists.", "error")
+        flash(str(exc) if isinstance(exc, ValueError) else _("That lead no longer exists."), "error")
         return redirect(url_for("leads.detail", lead_id=lead.id))
     db.session.commit()
-    flash("The two records are merged into this lead.", "success")
+    flash(_("The two records are merged into this lead."), "success")
     return redirect(url_for("leads.detail", lead_id=survivor.id))

@@ -14,10 +14,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import delete, func, select, update
 
 from .. import audit, crypto
 from ..clinic import clinic_zone
+from ..labels import ALERT_KINDS
 from ..models import (
     Alert,
     AlertPreference,
@@ -43,15 +46,13 @@ ACCESS_OVERDUE = "access_request_overdue"
 
 #: Alerts a staff member may switch off on their account page (urgent ones follow the on-call list).
 CHOOSABLE = {
-    FIRST_RESPONSE: "A new lead has had no call by its first-response deadline",
-    CALLBACK_OVERDUE: "A callback of yours is overdue",
-    SIGN_OFF: "A screening is waiting for a clinician's sign-off (clinicians)",
-    DIGEST: "Morning summary of your day (coordinators)",
+    FIRST_RESPONSE: _l("A new lead has had no call by its first-response deadline"),
+    CALLBACK_OVERDUE: _l("A callback of yours is overdue"),
+    SIGN_OFF: _l("A screening is waiting for a clinician's sign-off (clinicians)"),
+    DIGEST: _l("Morning summary of your day (coordinators)"),
 }
 #: What the app's alert list calls each kind.
-KIND_LABELS = {URGENT: "Urgent enquiry", FIRST_RESPONSE: "First call late", CALLBACK_OVERDUE: "Callback overdue",
-               SIGN_OFF: "Sign-off waiting", DIGEST: "Morning summary", ACCESS_DUE: "Copy request due soon",
-               ACCESS_OVERDUE: "Copy request overdue"}
+KIND_LABELS = ALERT_KINDS
 LINK_SLOT = "{{link}}"  # where the worker puts a sealed link (an invitation) when it sends
 FOOTER = "This message holds no patient details. Sign in to the CRM to see the lead."
 
@@ -301,7 +302,7 @@ def mark_read(user: User, alert_id: str | None = None, now: dt.datetime | None =
 def resend(message: OutboxMessage, actor: User, now: dt.datetime | None = None) -> None:
     """Put a failed message back in the queue with its retries reset; audited."""
     if message.status != "failed":
-        raise ValueError("Only failed messages can be sent again.")
+        raise ValueError(_("Only failed messages can be sent again."))
     message.status, message.attempts, message.next_attempt_at = "pending", 0, now or utcnow()
     message.last_error = None
     audit.record("alert_resent", actor=actor, object_type="alert", object_id=message.id,

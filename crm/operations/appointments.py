@@ -65,7 +65,7 @@ def book(lead: Lead, actor: User, kind: str, starts_at: dt.datetime, place: str,
 def _open_appointment(lead: Lead, appointment: Appointment) -> None:
     refuse_if_erased(lead)
     if appointment.lead_id != lead.id:
-        raise ValueError("That appointment belongs to another lead.")
+        raise ValueError(_("That appointment belongs to another lead."))
     if appointment.status != AppointmentStatus.BOOKED:
         raise Stale(_("That appointment is no longer booked; check the page and try again."))
 
@@ -127,7 +127,7 @@ def convert(lead: Lead, actor: User, first_treatment_on: dt.date, now: dt.dateti
     refuse_if_erased(lead)
     now = now or utcnow()
     if first_treatment_on is None:
-        raise ValueError("Enter the first treatment's date.")
+        raise ValueError(_("Enter the first treatment's date."))
     if first_treatment_on > clinic_today():
         raise Refused(_("The first treatment's date cannot be in the future."), "first_treatment_on")
     lead.first_treatment_on = first_treatment_on

@@ -8,6 +8,7 @@ both use them without importing each other. Merge, record correction and import 
 
 from __future__ import annotations
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from ..models import Channel, ConsentRecord, Lead, db
@@ -24,15 +25,17 @@ class PrivacyRefusal(ValueError):
 def refuse_if_erased(lead: Lead) -> None:
     """Refuse any change to an erased lead (merge, edit, export, contact) with a clear message."""
     if lead.is_erased:
-        raise PrivacyRefusal("erased", f"This lead was erased on {lead.erased_at:%Y-%m-%d}; nothing is left to change.")
+        raise PrivacyRefusal("erased", _("This lead was erased on %(day)s; nothing is left to change.",
+                                          day=lead.erased_at.strftime("%Y-%m-%d")))
 
 
 def refuse_if_do_not_contact(lead: Lead) -> None:
     """Refuse a contact attempt or callback for a patient who asked not to be contacted."""
     refuse_if_erased(lead)
     if lead.is_do_not_contact:
-        raise PrivacyRefusal("do_not_contact", f"This patient asked not to be contacted on "
-                             f"{lead.do_not_contact_at:%Y-%m-%d}: no calls, texts, e-mails or callbacks.")
+        raise PrivacyRefusal("do_not_contact", _(
+            "This patient asked not to be contacted on %(day)s: no calls, texts, e-mails or callbacks.",
+            day=lead.do_not_contact_at.strftime("%Y-%m-%d")))
 
 
 def automated_contact_agreed(lead: Lead) -> bool:
@@ -50,5 +53,5 @@ def automated_contact_agreed(lead: Lead) -> bool:
 def refuse_text_without_consent(lead: Lead, channel: str) -> None:
     """Refuse a text to a patient who has not agreed to calls and texts (TCPA)."""
     if channel == Channel.TEXT and not automated_contact_agreed(lead):
-        raise PrivacyRefusal("no_text_consent", "This patient has not agreed to calls and texts with automated "
-                             "technology, so they can't be texted: call or e-mail instead.")
+        raise PrivacyRefusal("no_text_consent", _("This patient has not agreed to calls and texts with automated "
+                                                  "technology, so they can't be texted: call or e-mail instead."))

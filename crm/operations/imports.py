@@ -25,6 +25,7 @@ from types import SimpleNamespace
 from typing import Any, TextIO
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import Table, or_, select
 from sqlalchemy.orm import selectinload
 from werkzeug.datastructures import MultiDict
@@ -159,7 +160,7 @@ def map_headers(header: list[str]) -> dict[int, str]:
         if canonical and canonical not in mapping.values():
             mapping[position] = canonical
     if not {"first_name", "last_name", "dob"} <= set(mapping.values()):
-        raise ImportFileError("The file needs columns for first name, last name and date of birth.")
+        raise ImportFileError(_("The file needs columns for first name, last name and date of birth."))
     return mapping
 
 
@@ -179,7 +180,7 @@ def read_csv(source: str | TextIO) -> tuple[dict[int, str], Iterator[tuple[int, 
     try:
         header = next(reader)
     except (StopIteration, csv.Error):
-        raise ImportFileError("The file is empty or is not a CSV file.") from None
+        raise ImportFileError(_("The file is empty or is not a CSV file.")) from None
     return map_headers(header), _numbered(reader)
 
 

@@ -40,7 +40,7 @@ def _check_approval(data: dict[str, Any]) -> None:
 def record_vob(lead: Lead, actor: User, data: dict[str, Any], now: dt.datetime | None = None) -> Insurance:
     """Store a verification of benefits on the lead's current insurance (creating one if needed)."""
     if not lead.is_open:
-        raise ValueError("Reopen the lead before verifying benefits.")
+        raise ValueError(_("Reopen the lead before verifying benefits."))
     insurance = lead.current_insurance
     check_vob(insurance, data)
     if insurance is None:

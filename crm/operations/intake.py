@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import bindparam, or_, select
 
 from .. import crypto, statements
@@ -164,7 +165,7 @@ def create_staff_lead(actor: User, data: StaffLead, now: dt.datetime | None = No
     :raises ValueError: when possible matches were shown and no reason was given to create anyway.
     """
     if data.matches and not data.duplicate_reason:
-        raise ValueError("This person may already have a lead: open it, or give a reason to create a new one.")
+        raise ValueError(_("This person may already have a lead: open it, or give a reason to create a new one."))
     now = now or utcnow()
     values = data.values
     lead = Lead(source=data.source, created_by=actor.id, created_at=now, updated_at=now, stage_changed_at=now,
@@ -210,7 +211,7 @@ def add_call(lead: Lead, actor: User, note: str | None, verbal_consent: bool, no
     """Add an inbound call to an existing lead (found by the match check) instead of creating a twin."""
     now = now or utcnow()
     if not lead.is_open:
-        raise ValueError("Reopen the lead before adding the call to it.")
+        raise ValueError(_("Reopen the lead before adding the call to it."))
     if verbal_consent:
         record_verbal_consent(lead, actor, now)
     log_attempt(lead, actor, "call", "reached", note, now=now)

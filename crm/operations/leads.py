@@ -79,7 +79,7 @@ def record_listing(actor: User, view: str, lead_ids: list[str]) -> None:
 def reveal_insurance(lead: Lead, actor: User) -> None:
     """Audit an explicit reveal of the member ID, group number and card images."""
     if not lead.insurances:
-        raise ValueError("There is no insurance on file to reveal.")
+        raise ValueError(_("There is no insurance on file to reveal."))
     record("field_revealed", lead.id, actor, {"fields": REVEALED_FIELDS})
 
 
@@ -94,9 +94,9 @@ def record_card_view(lead: Lead, card: InsuranceCard, actor: User) -> None:
 def assign(lead: Lead, assignee: User, actor: User) -> None:
     """Give the lead (and its open callbacks) to ``assignee``."""
     if not assignee.is_active_flag:
-        raise ValueError("That account is deactivated.")
+        raise ValueError(_("That account is deactivated."))
     if lead.assignee_id == assignee.id:
-        raise ValueError("The lead is already assigned to that person.")
+        raise ValueError(_("The lead is already assigned to that person."))
     lead.assignee_id = assignee.id
     db.session.execute(update(Callback).where(Callback.lead_id == lead.id, Callback.done_at.is_(None))
                        .values(assignee_id=assignee.id))
@@ -108,16 +108,16 @@ def assign(lead: Lead, assignee: User, actor: User) -> None:
 def claim(lead: Lead, actor: User) -> None:
     """Take an unassigned lead; someone else's lead must be reassigned explicitly."""
     if lead.assignee_id and lead.assignee_id != actor.id:
-        raise ValueError("Another coordinator has this lead; use Assign to take it over.")
+        raise ValueError(_("Another coordinator has this lead; use Assign to take it over."))
     assign(lead, actor, actor)
 
 
 def set_preferred_language(lead: Lead, language: str, actor: User) -> None:
     """Record the language the patient prefers, as staff heard it (a language code, not PHI)."""
     if language not in PREFERRED_LANGUAGES:
-        raise ValueError("Choose a language from the list.")
+        raise ValueError(_("Choose a language from the list."))
     if lead.preferred_language == language:
-        raise ValueError("The lead already has that preferred language.")
+        raise ValueError(_("The lead already has that preferred language."))
     previous, lead.preferred_language = lead.preferred_language, language
     add_event(lead, actor, "language_changed", reason=language)
     record("preferred_language_changed", lead.id, actor, {"from": previous, "to": language})
@@ -175,7 +175,7 @@ def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str |
     refuse_if_do_not_contact(lead)
     refuse_text_without_consent(lead, channel)
     if not lead.is_open:
-        raise ValueError("Reopen the lead before logging contact.")
+        raise ValueError(_("Reopen the lead before logging contact."))
     now = now or utcnow()
     db.session.add(ContactAttempt(lead=lead, user_id=actor.id, at=now, channel=channel, outcome=outcome,
                                   note=note or None))
@@ -224,7 +224,7 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
     now = now or utcnow()
     refuse_if_do_not_contact(lead)
     if not lead.is_open:
-        raise ValueError("Closed leads get no callbacks; reopen the lead first.")
+        raise ValueError(_("Closed leads get no callbacks; reopen the lead first."))
     if due_at <= now:
         raise Refused(_("Pick a callback time in the future."), "due_at")
     _close_callbacks(lead, now)
@@ -239,9 +239,9 @@ def schedule_callback(lead: Lead, actor: User, due_at: dt.datetime, assignee_id:
 def acknowledge_urgent(lead: Lead, actor: User, now: dt.datetime | None = None) -> None:
     """Record who took charge of an urgent lead, and when."""
     if not lead.urgent:
-        raise ValueError("This lead is not flagged urgent.")
+        raise ValueError(_("This lead is not flagged urgent."))
     if lead.acknowledged_at is not None:
-        raise ValueError("Someone has already acknowledged this lead.")
+        raise ValueError(_("Someone has already acknowledged this lead."))
     lead.acknowledged_by, lead.acknowledged_at = actor.id, now or utcnow()
     add_event(lead, actor, "acknowledged", at=lead.acknowledged_at)
     record("urgent_acknowledged", lead.id, actor)
@@ -251,7 +251,7 @@ def add_note(lead: Lead, actor: User, body: str) -> LeadEvent:
     """Add an encrypted note to the timeline."""
     body = body.strip()
     if not body:
-        raise ValueError("Write the note first.")
+        raise ValueError(_("Write the note first."))
     event = add_event(lead, actor, "note", body=body)
     record("note_added", lead.id, actor, {"event_id": event.id})
     return event
@@ -291,9 +291,9 @@ def check_move(lead: Lead, target: str, reason: str | None, expected: str | None
         if problem:
             raise ValueError(problem)
     if target == Stage.SCHEDULED and not has_booked_appointment(lead):
-        raise ValueError("Book the appointment (kind, time, place, clinician) to move the lead to scheduled.")
+        raise ValueError(_("Book the appointment (kind, time, place, clinician) to move the lead to scheduled."))
     if target == Stage.CONVERTED and lead.first_treatment_on is None:
-        raise ValueError("Converting needs the first treatment's date: record it under Appointments.")
+        raise ValueError(_("Converting needs the first treatment's date: record it under Appointments."))
 
 
 def has_booked_appointment(lead: Lead) -> bool:

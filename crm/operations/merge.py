@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import func, select
 
 from .. import crypto
@@ -54,13 +55,13 @@ def check_merge(survivor: Lead | None, absorbed: Lead | None) -> None:
     if survivor is None or absorbed is None:
         raise LookupError("lead")
     if survivor.id == absorbed.id:
-        raise ValueError("A lead cannot be merged with itself.")
+        raise ValueError(_("A lead cannot be merged with itself."))
     refuse_if_erased(survivor)
     refuse_if_erased(absorbed)
     if survivor.key is None or absorbed.key is None:
-        raise ValueError("A shredded lead cannot take part in a merge.")
+        raise ValueError(_("A shredded lead cannot take part in a merge."))
     if survivor.merged_into_id or absorbed.merged_into_id:
-        raise ValueError("One of these leads has already been merged; open it to find where it went.")
+        raise ValueError(_("One of these leads has already been merged; open it to find where it went."))
 
 
 def merge_leads(survivor_id: str, absorbed_id: str, actor: User, now: dt.datetime | None = None) -> Lead:
@@ -70,7 +71,7 @@ def merge_leads(survivor_id: str, absorbed_id: str, actor: User, now: dt.datetim
     :raises LookupError: when either lead does not exist.
     """
     if survivor_id == absorbed_id:
-        raise ValueError("A lead cannot be merged with itself.")
+        raise ValueError(_("A lead cannot be merged with itself."))
     leads = lock_pair(survivor_id, absorbed_id)
     survivor, absorbed = leads.get(survivor_id), leads.get(absorbed_id)
     check_merge(survivor, absorbed)
@@ -79,7 +80,7 @@ def merge_leads(survivor_id: str, absorbed_id: str, actor: User, now: dt.datetim
         moved = {model.__tablename__: _move_children(model, absorbed, survivor) for model in CHILDREN}
         leftovers = _take_contact_gaps(survivor, absorbed, actor, now)
     except crypto.CryptoError:
-        raise ValueError("Some of the other lead's details cannot be read, so it cannot be merged.") from None
+        raise ValueError(_("Some of the other lead's details cannot be read, so it cannot be merged.")) from None
     db.session.flush()
     _recompute(survivor, absorbed)
     _close_as_duplicate(absorbed, survivor, actor, now)

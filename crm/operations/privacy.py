@@ -21,6 +21,7 @@ from functools import cache
 from typing import Any
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, delete, func, literal_column, or_, select, update
 
 from .. import audit, ledger
@@ -159,9 +160,9 @@ def set_do_not_contact(lead: Lead, actor: User, channel: str, now: dt.datetime |
     """Record the patient's request to stop: no attempts, callbacks or alerts; kept past erasure."""
     refuse_if_erased(lead)
     if channel not in DNC_CHANNELS:
-        raise ValueError("Choose how the patient asked.")
+        raise ValueError(_("Choose how the patient asked."))
     if lead.is_do_not_contact:
-        raise ValueError("This lead is already marked do not contact.")
+        raise ValueError(_("This lead is already marked do not contact."))
     now = now or utcnow()
     lead.do_not_contact_at, lead.do_not_contact_by = now, actor.id
     if lead.phone_bidx is not None or lead.email_bidx is not None:
@@ -176,7 +177,7 @@ def lift_do_not_contact(lead: Lead, actor: User, now: dt.datetime | None = None)
     """Lift do-not-contact when the patient asks to be contacted again (their list entries go too)."""
     refuse_if_erased(lead)
     if not lead.is_do_not_contact:
-        raise ValueError("This lead is not marked do not contact.")
+        raise ValueError(_("This lead is not marked do not contact."))
     lead.do_not_contact_at = lead.do_not_contact_by = None
     db.session.execute(delete(DoNotContact).where(DoNotContact.lead_id == lead.id))
     add_event(lead, actor, "do_not_contact_lifted", at=now or utcnow(), reason="patient_asked_again")
@@ -259,7 +260,7 @@ def set_legal_hold(lead: Lead, actor: User, hold: bool, now: dt.datetime | None 
     """Place or release a legal hold: a held lead is never erased, by request or by retention."""
     refuse_if_erased(lead)
     if hold == (lead.legal_hold_at is not None):
-        raise ValueError("The lead is already on legal hold." if hold else "The lead is not on legal hold.")
+        raise ValueError(_("The lead is already on legal hold." if hold else "The lead is not on legal hold."))
     now = now or utcnow()
     lead.legal_hold_at, lead.legal_hold_by = (now, actor.id) if hold else (None, None)
     action = "legal_hold_set" if hold else "legal_hold_released"
@@ -271,7 +272,7 @@ def request_access(lead: Lead, actor: User, now: dt.datetime | None = None) -> d
     """Record a patient's request for a copy of their data; returns the date it is due."""
     refuse_if_erased(lead)
     if lead.access_requested_at is not None and lead.access_fulfilled_at is None:
-        raise ValueError("A request for a copy is already open on this lead.")
+        raise ValueError(_("A request for a copy is already open on this lead."))
     now = now or utcnow()
     lead.access_requested_at = now
     lead.access_due_at = now + dt.timedelta(days=int(current_app.config["ACCESS_REQUEST_DAYS"]))

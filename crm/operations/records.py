@@ -10,9 +10,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import select
 
 from .. import crypto
+from ..labels import FIELDS
 from ..models import PREFERRED_LANGUAGES, Insurance, Lead, LeadChange, LeadProposal, User, db, utcnow
 from .guards import refuse_if_erased
 from .leads import add_event, record
@@ -23,15 +25,7 @@ LEAD_FIELDS = ("first_name", "last_name", "dob", "phone", "email", "zip_code", "
 INSURANCE_FIELDS = ("coverage_type", "carrier", "member_id", "group_number", "patient_is_policyholder",
                     "policyholder")
 #: What a timeline entry calls each field.
-FIELD_LABELS = {
-    "first_name": "first name", "last_name": "last name", "dob": "date of birth", "phone": "phone",
-    "email": "e-mail", "zip_code": "ZIP code", "preferences": "contact preferences",
-    "preferred_language": "preferred language",
-    "insurance.coverage_type": "coverage type", "insurance.carrier": "insurance company",
-    "insurance.member_id": "member ID", "insurance.group_number": "group number",
-    "insurance.patient_is_policyholder": "policyholder", "insurance.policyholder": "policyholder details",
-    "current_insurance": "current insurance", "marketing_consent": "marketing consent",
-}
+FIELD_LABELS = FIELDS
 
 
 def _jsonable(value: Any) -> Any:
@@ -75,7 +69,7 @@ def correct_lead(lead: Lead, actor: User, values: dict[str, Any], cause: str = "
                and _change(lead, lead, name, name, values[name], actor, cause, now)]
     changed += _correct_insurance(lead, actor, values, cause, now)
     if not changed:
-        raise ValueError("Nothing was changed.")
+        raise ValueError(_("Nothing was changed."))
     record("lead_corrected", lead.id, actor, {"fields": changed, "cause": cause})
     return changed
 
@@ -107,7 +101,7 @@ def reveal_previous_values(lead: Lead, actor: User) -> list[dict[str, Any]]:
     """Decrypt the lead's previous values for one page view, audited with the change ids (never the values)."""
     changes = lead_changes(lead)
     if not changes:
-        raise ValueError("No detail of this lead has been changed.")
+        raise ValueError(_("No detail of this lead has been changed."))
     shown, unreadable = [], []
     for change in changes:
         try:
@@ -136,7 +130,7 @@ def _pending(lead: Lead, proposal_id: str) -> LeadProposal:
     if proposal is None or proposal.lead_id != lead.id:
         raise LookupError(proposal_id)
     if proposal.status != "pending":
-        raise ValueError("Someone has already settled these details.")
+        raise ValueError(_("Someone has already settled these details."))
     return proposal
 
 
@@ -187,6 +181,6 @@ def choose_insurance(lead: Lead, actor: User, insurance_id: str, now: dt.datetim
     if not any(i.id == insurance_id for i in lead.insurances):
         raise LookupError(insurance_id)
     if lead.current_insurance and lead.current_insurance.id == insurance_id:
-        raise ValueError("That insurance is already the current one.")
+        raise ValueError(_("That insurance is already the current one."))
     _choose_insurance(lead, actor, insurance_id, "correction", now or utcnow())
     record("lead_corrected", lead.id, actor, {"fields": ["current_insurance"], "cause": "correction"})

@@ -21,7 +21,7 @@ def record_screening(lead: Lead, actor: User, answers: dict[str, Any], phq9: lis
                      now: dt.datetime | None = None) -> Screening:
     """Score and store a pre-screen; high C-SSRS risk marks the lead urgent and escalates."""
     if not lead.is_open:
-        raise ValueError("Reopen the lead before screening.")
+        raise ValueError(_("Reopen the lead before screening."))
     result = eligibility.evaluate(answers, phq9, cssrs, q6_recent)
     screening = Screening(lead=lead, performed_by=actor.id, performed_at=now or utcnow(), outcome=result.outcome,
                           answers={"checklist": answers, "phq9": phq9, "cssrs": cssrs, "q6_recent": q6_recent},
@@ -86,16 +86,16 @@ def sign_off(screening: Screening, actor: User, decision: str, note: str, reason
              now: dt.datetime | None = None) -> None:
     """Record a clinician's decision on a pre-screen (eligible, not eligible with a reason, needs more information)."""
     if actor.role != Role.CLINICIAN:
-        raise PermissionError("Only a clinician can sign off a screening.")
+        raise PermissionError(_("Only a clinician can sign off a screening."))
     refuse_if_erased(screening.lead)
     if screening.signed_off_at is not None:
         raise Stale(_("This screening is already signed off."))
     if decision not in DECISIONS:
-        raise ValueError("Choose a decision.")
+        raise ValueError(_("Choose a decision."))
     if decision == NOT_ELIGIBLE and reason not in EXIT_REASONS[Stage.INELIGIBLE]:
-        raise ValueError("Choose why the patient is not eligible.")
+        raise ValueError(_("Choose why the patient is not eligible."))
     if not (note or "").strip():
-        raise ValueError("Write a note for the coordinator.")
+        raise ValueError(_("Write a note for the coordinator."))
     screening.signed_off_by, screening.signed_off_at = actor.id, now or utcnow()
     screening.sign_off_decision = decision
     screening.sign_off_reason = reason if decision == NOT_ELIGIBLE else None

@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -63,7 +64,7 @@ def create_user(email: str, role: Role, *, password: str | None = None, actor: U
     """Create a staff account (e-mail unique in any case); audited, flushed, not committed."""
     email = _normalize_email(email)
     if find_user(email) is not None:
-        raise AccountError("An account with that e-mail already exists.")
+        raise AccountError(_("An account with that e-mail already exists."))
     user = User(email=email, role=Role(role), display_name=display_name.strip())
     if password is not None:
         _set_password(user, password)
@@ -86,9 +87,9 @@ def deactivate_user(user: User, actor: User, handover: str | None = None) -> int
     Links end for good: reactivating the account does not bring them back.
     """
     if user.id == actor.id:
-        raise AccountError("You can't deactivate your own account.")
+        raise AccountError(_("You can't deactivate your own account."))
     if user.role == Role.ADMIN and _active_admins() <= 1:
-        raise AccountError("Keep at least one active admin.")
+        raise AccountError(_("Keep at least one active admin."))
     hand_over_work(user, handover, actor)
     user.is_active_flag = False
     count = revoke_sessions(user, "deactivated")
@@ -113,7 +114,7 @@ def change_role(user: User, role: Role, actor: User) -> None:
     if user.role == role:
         return
     if user.role == Role.ADMIN and _active_admins() <= 1:
-        raise AccountError("Keep at least one active admin.")
+        raise AccountError(_("Keep at least one active admin."))
     previous, user.role = user.role, role
     audit.record("role_changed", actor=actor, object_type="user", object_id=user.id,
                  details={"from": str(previous), "to": str(role)})
@@ -170,7 +171,7 @@ def _set_password(user: User, password: str) -> None:
 def change_password(user: User, current: str, new: str, keep: UserSession | None) -> int:
     """Change a password after checking the current one; revokes every other session."""
     if not verify_password(user.password_hash, current):
-        raise WrongPasswordError("Your current password is not correct.")
+        raise WrongPasswordError(_("Your current password is not correct."))
     _set_password(user, new)
     count = revoke_sessions(user, "password_changed", keep=keep)
     audit.record("password_changed", actor=user, object_type="user", object_id=user.id,

@@ -14,22 +14,25 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from flask_babel import LazyString
+from flask_babel import lazy_gettext as _l
 from sqlalchemy import Select, exists, func, select, true
 from sqlalchemy.orm import aliased
 
 from .. import cadence, metrics
 from ..hours import ClinicHours
+from ..labels import label
 from ..models import EXIT_REASONS, EXIT_STAGES, PIPELINE_STEPS, Callback, Insurance, Lead, LeadSource, Stage, db
 
 #: Speed-to-lead shares the report shows: label → limit.
-WITHIN = (("5 minutes", dt.timedelta(minutes=5)), ("15 minutes", dt.timedelta(minutes=15)),
-          ("1 hour", dt.timedelta(hours=1)))
+WITHIN = ((_l("Within 5 minutes"), dt.timedelta(minutes=5)), (_l("Within 15 minutes"), dt.timedelta(minutes=15)),
+          (_l("Within 1 hour"), dt.timedelta(hours=1)))
 #: The speed-to-lead distribution chart's bars: label → upper limit (None: no attempt yet).
-SPEED_BUCKETS = (("Within 5 min", dt.timedelta(minutes=5)), ("5 to 15 min", dt.timedelta(minutes=15)),
-                 ("15 to 60 min", dt.timedelta(hours=1)), ("1 to 4 hours", dt.timedelta(hours=4)),
-                 ("4 to 24 hours", dt.timedelta(days=1)), ("Over a day", dt.timedelta.max))
+SPEED_BUCKETS = ((_l("Within 5 min"), dt.timedelta(minutes=5)), (_l("5 to 15 min"), dt.timedelta(minutes=15)),
+                 (_l("15 to 60 min"), dt.timedelta(hours=1)), (_l("1 to 4 hours"), dt.timedelta(hours=4)),
+                 (_l("4 to 24 hours"), dt.timedelta(days=1)), (_l("Over a day"), dt.timedelta.max))
 TREND_WEEKS = 26
-STEP_NAMES = tuple(" / ".join(stage.value.replace("_", " ").capitalize() for stage in stages)
+STEP_NAMES = tuple(LazyString(lambda stages=stages: " / ".join(label(stage, "stages") for stage in stages))
                    for stages in PIPELINE_STEPS)
 
 

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from flask_babel import gettext as _
+
 from .. import metrics, payers
 from ..forms.leads import code_label
 from ..models import LeadSource
@@ -43,12 +45,12 @@ def funnel(figures: LeadFigures) -> Table:
     rows = []
     for index, name in enumerate(STEP_NAMES):
         following = total.reached[index + 1] if index + 1 < len(STEP_NAMES) else None
-        rows.append([name, total.reached[index], metrics.rate(total.reached[index], total.leads),
+        rows.append([str(name), total.reached[index], metrics.rate(total.reached[index], total.leads),
                      metrics.rate(following, total.reached[index]) if following is not None else None,
                      total.exited_at[index]])
-    return Table("funnel", "Funnel: leads that reached each step", [
-        Column("Step", "text"), Column("Leads reached"), Column("Share of all leads", "pct"),
-        Column("Conversion to next step", "pct"), Column("Left the pipeline after this step")], rows)
+    return Table("funnel", _("Funnel: leads that reached each step"), [
+        Column(_("Step"), "text"), Column(_("Leads reached")), Column(_("Share of all leads"), "pct"),
+        Column(_("Conversion to next step"), "pct"), Column(_("Left the pipeline after this step"))], rows)
 
 
 def exits(figures: LeadFigures, reasons: list[tuple[str, str]]) -> Table:
@@ -56,23 +58,23 @@ def exits(figures: LeadFigures, reasons: list[tuple[str, str]]) -> Table:
     known = set(reasons)
     rows = [[code_label(stage), code_label(reason), figures.exits.get((stage, reason), 0)]
             for stage, reason in reasons]
-    rows += [[code_label(stage), code_label(reason) if reason else "No reason", count]
+    rows += [[code_label(stage), code_label(reason) if reason else _("No reason"), count]
              for (stage, reason), count in sorted(figures.exits.items()) if (stage, reason) not in known]
-    return Table("exits", "Exits by stage and reason", [
-        Column("Exit", "text"), Column("Reason", "text"), Column("Leads")], rows)
+    return Table("exits", _("Exits by stage and reason"), [
+        Column(_("Exit"), "text"), Column(_("Reason"), "text"), Column(_("Leads"))], rows)
 
 
 def speed(figures: LeadFigures) -> Table:
     """Speed to lead for all leads and split by whether they came in during opening hours."""
-    groups = (("All leads", figures.total), ("Submitted during opening hours", figures.inside_hours),
-              ("Submitted outside opening hours", figures.outside_hours))
+    groups = ((_("All leads"), figures.total), (_("Submitted during opening hours"), figures.inside_hours),
+              (_("Submitted outside opening hours"), figures.outside_hours))
     rows = [[label, *_speed_cells(tally)] for label, tally in groups]
-    return Table("speed", "Speed to lead", [
-        Column("Leads", "text"), Column("Leads"), Column("Attempted"), Column("Median", "duration"),
-        Column("90th percentile", "duration"),
-        *(Column(f"Within {label}", "pct") for label, _limit in WITHIN),
-        Column("Within 1 business day", "pct"), Column("Median to first live contact", "duration"),
-        Column("Attempts per lead", "decimal"), Column("Contact rate", "pct")], rows)
+    return Table("speed", _("Speed to lead"), [
+        Column(_("Leads"), "text"), Column(_("Leads")), Column(_("Attempted")), Column(_("Median"), "duration"),
+        Column(_("90th percentile"), "duration"),
+        *(Column(str(label), "pct") for label, _limit in WITHIN),
+        Column(_("Within 1 business day"), "pct"), Column(_("Median to first live contact"), "duration"),
+        Column(_("Attempts per lead"), "decimal"), Column(_("Contact rate"), "pct")], rows)
 
 
 def _speed_cells(tally: Tally) -> list[Any]:
@@ -84,15 +86,17 @@ def _speed_cells(tally: Tally) -> list[Any]:
 
 def speed_distribution(figures: LeadFigures) -> Table:
     """How many leads got their first attempt within each band, and how many none yet."""
-    labels = [label for label, _limit in SPEED_BUCKETS] + ["No attempt yet"]
+    labels = [str(label) for label, _limit in SPEED_BUCKETS] + [_("No attempt yet")]
     rows = [[label, count, metrics.rate(count, figures.total.leads)]
             for label, count in zip(labels, figures.speed_buckets, strict=True)]
-    return Table("speed_distribution", "Time to first attempt", [
-        Column("Time to first attempt", "text"), Column("Leads"), Column("Share", "pct")], rows)
+    return Table("speed_distribution", _("Time to first attempt"), [
+        Column(_("Time to first attempt"), "text"), Column(_("Leads")), Column(_("Share"), "pct")], rows)
 
 
-RATE_COLUMNS = (Column("Enquiries"), Column("Contact rate", "pct"), Column("Eligible rate", "pct"),
-                Column("Conversion", "pct"))
+def rate_columns() -> list[Column]:
+    """The columns every per-source and per-practice table shares after its first."""
+    return [Column(_("Enquiries")), Column(_("Contact rate"), "pct"), Column(_("Eligible rate"), "pct"),
+            Column(_("Conversion"), "pct")]
 
 
 def _rate_cells(tally: Tally) -> list[Any]:
@@ -104,18 +108,18 @@ def sources(figures: LeadFigures) -> Table:
     """Enquiries, contact, eligible and conversion rates per source."""
     rows = [[code_label(source), *_rate_cells(tally)]
             for source, tally in sorted(figures.by_source.items(), key=lambda item: -item[1].leads)]
-    return Table("sources", "Sources", [Column("Source", "text"), *RATE_COLUMNS], rows)
+    return Table("sources", _("Sources"), [Column(_("Source"), "text"), *rate_columns()], rows)
 
 
 def referral_practices(figures: LeadFigures, practices: dict[str, Tally], names: dict[str, str]) -> Table:
     """The same rates per referring practice; referrals naming none make one row of their own."""
-    rows = sorted(([names.get(practice, "Unreadable practice name"), *_rate_cells(tally)]
+    rows = sorted(([names.get(practice, _("Unreadable practice name")), *_rate_cells(tally)]
                    for practice, tally in practices.items()), key=lambda row: (-row[1], row[0].casefold()))
     unnamed = _less(figures.by_source.get(LeadSource.REFERRAL) or Tally(), practices.values())
     if unnamed.leads:
-        rows.append(["No practice given", *_rate_cells(unnamed)])
-    return Table("referral_practices", "Referrals by referring practice",
-                 [Column("Referring practice", "text"), *RATE_COLUMNS], rows)
+        rows.append([_("No practice given"), *_rate_cells(unnamed)])
+    return Table("referral_practices", _("Referrals by referring practice"),
+                 [Column(_("Referring practice"), "text"), *rate_columns()], rows)
 
 
 def _less(whole: Tally, parts: Iterable[Tally]) -> Tally:
@@ -132,11 +136,11 @@ def payer_table(tallies: dict[tuple[str, str | None], PayerTally]) -> Table:
              metrics.percentile(sorted(t.vob_hours), 50), t.pa_decided, metrics.rate(t.pa_approved, t.pa_decided),
              metrics.percentile(sorted(t.pa_days), 50)]
             for (coverage, payer), t in tallies.items()]
-    return Table("payers", "Payers", [
-        Column("Coverage type", "text"), Column("Carrier", "text"), Column("Leads"),
-        Column("Benefits verified"), Column("Median benefits check (requested to verified)", "hours"),
-        Column("Prior authorisations decided"), Column("Approval rate", "pct"),
-        Column("Median prior authorisation (submitted to decided)", "days")], rows)
+    return Table("payers", _("Payers"), [
+        Column(_("Coverage type"), "text"), Column(_("Carrier"), "text"), Column(_("Leads")),
+        Column(_("Benefits verified")), Column(_("Median benefits check (requested to verified)"), "hours"),
+        Column(_("Prior authorisations decided")), Column(_("Approval rate"), "pct"),
+        Column(_("Median prior authorisation (submitted to decided)"), "days")], rows)
 
 
 def coordinators(figures: LeadFigures, overdue: dict[str | None, int], names: dict[str | None, str]) -> Table:
@@ -145,18 +149,20 @@ def coordinators(figures: LeadFigures, overdue: dict[str | None, int], names: di
     rows = []
     for person in people:
         tally = figures.by_coordinator.get(person) or Tally()
-        rows.append([names.get(person, "Former staff"), tally.leads, tally.attempts, tally.speed(50),
+        rows.append([names.get(person, _("Former staff")), tally.leads, tally.attempts, tally.speed(50),
                      overdue.get(person, 0), tally.converted])
-    return Table("coordinators", "Coordinators", [
-        Column("Coordinator", "text"), Column("Leads assigned"), Column("Attempts"),
-        Column("Median speed to lead", "duration"), Column("Overdue callbacks now"), Column("Conversions")], rows)
+    return Table("coordinators", _("Coordinators"), [
+        Column(_("Coordinator"), "text"), Column(_("Leads assigned")), Column(_("Attempts")),
+        Column(_("Median speed to lead"), "duration"), Column(_("Overdue callbacks now")),
+        Column(_("Conversions"))], rows)
 
 
 def trend(weeks: list[Week]) -> Table:
     """Enquiries and median speed to lead per week."""
     rows = [[week.starts.isoformat(), week.enquiries, week.median_speed] for week in weeks]
-    return Table("trend", "Last 26 weeks", [
-        Column("Week starting", "text"), Column("Enquiries"), Column("Median speed to lead", "duration")], rows)
+    return Table("trend", _("Last 26 weeks"), [
+        Column(_("Week starting"), "text"), Column(_("Enquiries")),
+        Column(_("Median speed to lead"), "duration")], rows)
 
 
 # --- cells as text ---------------------------------------------------------------------

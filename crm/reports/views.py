@@ -8,6 +8,7 @@ from functools import cache
 from typing import Any
 
 from flask import Response, abort, render_template, request, stream_with_context, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from .. import audit, cadence, vob
@@ -29,7 +30,7 @@ def _own_only() -> bool:
 
 def _staff_names() -> dict[str | None, str]:
     names: dict[str | None, str] = {user.id: user.shown_name for user in db.session.scalars(db.select(User))}
-    names[None] = "Unassigned"
+    names[None] = _("Unassigned")
     return names
 
 
@@ -37,7 +38,7 @@ def _filter_form(names: dict[str | None, str]) -> ReportFilterForm:
     """The filter form bound to the query string, offering coordinators only to those who see everyone."""
     form = ReportFilterForm(request.args)
     if _own_only():
-        form.coordinator.choices = options([("", "My leads")])
+        form.coordinator.choices = options([("", _("My leads"))])
     else:
         people = db.session.execute(db.select(User.id).where(User.role == Role.COORDINATOR)).scalars()
         form.coordinator.choices += options(sorted(((uid, names[uid]) for uid in people), key=lambda p: p[1]))
@@ -92,14 +93,14 @@ def build_charts(built: dict[str, tables.Table]) -> dict[str, charts.Chart]:
     """The funnel, the speed-to-lead distribution and the two weekly trends, from their tables."""
     funnel, spread, weeks = built["funnel"], built["speed_distribution"], built["trend"]
     return {
-        "funnel": charts.horizontal("funnel", "Leads that reached each step", [r[0] for r in funnel.rows],
+        "funnel": charts.horizontal("funnel", _("Leads that reached each step"), [r[0] for r in funnel.rows],
                                     [r[1] for r in funnel.rows], [tables.show(r[1], "count") for r in funnel.rows]),
         "speed_distribution": charts.horizontal(
-            "speed_distribution", "Leads by time to first attempt", [r[0] for r in spread.rows],
+            "speed_distribution", _("Leads by time to first attempt"), [r[0] for r in spread.rows],
             [r[1] for r in spread.rows], [tables.show(r[1], "count") for r in spread.rows]),
-        "trend_enquiries": charts.columns("trend_enquiries", "Enquiries per week", [r[0] for r in weeks.rows],
+        "trend_enquiries": charts.columns("trend_enquiries", _("Enquiries per week"), [r[0] for r in weeks.rows],
                                           [r[1] for r in weeks.rows], [tables.show(r[1], "count") for r in weeks.rows]),
-        "trend_speed": charts.columns("trend_speed", "Median speed to lead per week", [r[0] for r in weeks.rows],
+        "trend_speed": charts.columns("trend_speed", _("Median speed to lead per week"), [r[0] for r in weeks.rows],
                                       [r[2] for r in weeks.rows], [tables.show(r[2], "duration") for r in weeks.rows]),
     }
 
