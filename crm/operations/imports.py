@@ -27,7 +27,7 @@ from typing import Any, TextIO
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import Table, or_, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import contains_eager
 from werkzeug.datastructures import MultiDict
 
 from .. import audit, crypto, statements
@@ -353,9 +353,11 @@ class Importer:
             return
         wanted = {key for row in rows for key in row.keys}
         births = {dob for _contact, dob in wanted}
-        query = select(Lead).where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails)))
-        for lead in db.session.scalars(query.options(selectinload(Lead.key))):
-            if lead.key is None or lead.merged_into_id:
+        # the key is joined, not loaded by a second IN query, which PostgreSQL may answer with a full scan
+        query = (select(Lead).join(LeadKey, LeadKey.lead_id == Lead.id).options(contains_eager(Lead.key))
+                 .where(or_(Lead.phone_bidx.in_(phones), Lead.email_bidx.in_(emails))))
+        for lead in db.session.scalars(query):
+            if lead.merged_into_id:
                 continue
             try:
                 dob = lead.dob
