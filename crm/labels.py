@@ -103,6 +103,7 @@ FIELDS = {
     "insurance.member_id": _l("member ID"), "insurance.group_number": _l("group number"),
     "insurance.patient_is_policyholder": _l("policyholder"), "insurance.policyholder": _l("policyholder details"),
     "current_insurance": _l("current insurance"), "marketing_consent": _l("marketing consent"),
+    "preferred_language": _l("preferred language"),
 }
 #: Keys of stored preferences, policyholder and source details shown as a list of facts.
 DETAIL_KEYS = {
@@ -149,6 +150,7 @@ AUDIT_ACTIONS = {
     "callback_scheduled": _l("Callback scheduled"), "urgent_acknowledged": _l("Urgent flag acknowledged"),
     "crisis_escalated": _l("Crisis escalated"), "vob_recorded": _l("Benefits check recorded"),
     "screening_recorded": _l("Pre-screen recorded"), "screening_signed_off": _l("Pre-screen signed off"),
+    "screening_draft_saved": _l("Pre-screen draft saved"), "work_handed_over": _l("Work handed over"),
     "decrypt_failed": _l("Decryption failed"), "audit_viewed": _l("Audit log viewed"),
     "audit_exported": _l("Audit log exported"), "audit_verified": _l("Audit chain verified"),
     "key_added": _l("Key added"), "key_promoted": _l("Key promoted"), "key_retired": _l("Key retired"),

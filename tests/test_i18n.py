@@ -228,6 +228,8 @@ SPANISH_ERRORS = [
     ({"need_help_now": None}, "need_help_now", "Díganos si necesita ayuda ahora mismo."),
     ({"carrier": ""}, "carrier", "Escriba el nombre de su compañía de seguros."),
     ({"message": "m" * 1001}, "message", "Su mensaje debe tener 1.000 caracteres o menos."),
+    ({"contact_consent": None, "preferred_contact": "text"}, "contact_consent",
+     "Para recibir mensajes de texto, marque la casilla en la que acepta llamadas y mensajes de texto"),
     ({"privacy_ack": None}, "privacy_ack", "Confirme que ha leído el aviso de privacidad."),
     ({"preferred_contact": "fax"}, "preferred_contact", "Opción inválida."),
 ]

@@ -183,7 +183,7 @@ def test_the_lead_page_shows_words_not_codes(app, client, busy_lead):
     assert "Text OK: Yes" in contact and "False" not in contact and "True" not in contact
     consent = page[page.index('id="consent"'):]
     consent = visible(consent[:consent.index("</dd>")])
-    assert "on the web form" in consent and "English" in consent and "2026-01" in consent
+    assert "on the web form" in consent and "English" in consent and app.config["CONSENT_VERSION"] in consent
     assert "agreed" in consent
 
 

@@ -115,9 +115,9 @@ def claim(lead: Lead, actor: User) -> None:
 def set_preferred_language(lead: Lead, language: str, actor: User) -> None:
     """Record the language the patient prefers, as staff heard it (a language code, not PHI)."""
     if language not in PREFERRED_LANGUAGES:
-        raise ValueError(_("Choose a language from the list."))
+        raise Refused(_("Choose a language from the list."), "language")
     if lead.preferred_language == language:
-        raise ValueError(_("The lead already has that preferred language."))
+        raise Refused(_("The lead already has that preferred language."), "language")
     previous, lead.preferred_language = lead.preferred_language, language
     add_event(lead, actor, "language_changed", reason=language)
     record("preferred_language_changed", lead.id, actor, {"from": previous, "to": language})

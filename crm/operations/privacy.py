@@ -260,7 +260,7 @@ def set_legal_hold(lead: Lead, actor: User, hold: bool, now: dt.datetime | None 
     """Place or release a legal hold: a held lead is never erased, by request or by retention."""
     refuse_if_erased(lead)
     if hold == (lead.legal_hold_at is not None):
-        raise ValueError(_("The lead is already on legal hold." if hold else "The lead is not on legal hold."))
+        raise ValueError(_("The lead is already on legal hold.") if hold else _("The lead is not on legal hold."))
     now = now or utcnow()
     lead.legal_hold_at, lead.legal_hold_by = (now, actor.id) if hold else (None, None)
     action = "legal_hold_set" if hold else "legal_hold_released"
