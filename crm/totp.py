@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import time
+import unicodedata
 
 import pyotp
 import segno
@@ -38,8 +39,8 @@ def current_step(now: float | None = None) -> int:
 
 def matching_step(secret: str, code: str, last_step: int | None, now: float | None = None) -> int | None:
     """Return the step ``code`` belongs to if it is valid and unused, else ``None``."""
-    code = "".join(code.split())
-    if not code.isdigit():
+    code = ascii_digits("".join(code.split()))
+    if code is None:
         return None
     otp = pyotp.TOTP(secret)
     step = current_step(now)
@@ -49,6 +50,13 @@ def matching_step(secret: str, code: str, last_step: int | None, now: float | No
         if hmac.compare_digest(otp.generate_otp(candidate), code):
             return candidate
     return None
+
+
+def ascii_digits(code: str) -> str | None:
+    """The code in ASCII digits (a phone set to another script may type ٨ for 8), or None if not all digits."""
+    if not code or not code.isdecimal():
+        return None
+    return "".join(str(unicodedata.decimal(ch)) for ch in code)
 
 
 def provisioning_uri(secret: str, account: str, issuer: str) -> str:

@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from urllib.parse import urlsplit
 
+import pyotp
 from sqlalchemy import select
 
 from crm import totp
@@ -214,3 +215,11 @@ def test_reauthentication_asks_for_a_fresh_code_when_enrolled(app, client, make_
     assert len(re.findall(r"<li><code>", page.get_data(as_text=True))) == 10
     outcomes = [e.outcome for e in audit_events(app, "reauthenticated")]
     assert outcomes == ["failure", "success"]
+
+
+def test_a_code_typed_in_another_scripts_digits_is_read_as_those_digits():
+    secret = totp.new_secret()
+    code = pyotp.TOTP(secret).now()
+    arabic_indic = "".join(chr(0x0660 + int(digit)) for digit in code)
+    assert totp.matching_step(secret, arabic_indic, None) is not None
+    assert totp.matching_step(secret, "\u0668" * 6, None) is None  # wrong digits: refused, never an error
