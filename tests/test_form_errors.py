@@ -233,7 +233,7 @@ def test_a_wrong_screening_answer_keeps_every_other_answer(app, staff, make_lead
 
 # --- the other staff forms of the lead page ------------------------------------------------
 
-ATTEMPT_TYPED = {"channel": "text", "outcome": "reached", "note": "Said she will call back after work"}
+ATTEMPT_TYPED = {"channel": "email", "outcome": "reached", "note": "Said she will call back after work"}
 
 
 @pytest.mark.parametrize("posted,form,typed", [

@@ -24,6 +24,7 @@ from crm.models import (
     AttemptOutcome,
     AuditEvent,
     Channel,
+    ConsentRecord,
     Lead,
     LeadEvent,
     Role,
@@ -69,7 +70,9 @@ class Pipeline(RuleBasedStateMachine):
         self.actor = db.session.get(User, coordinator_id)
         self.clinician = db.session.get(User, clinician_id)
         self.lead = Lead(first_name="Pipe", last_name="Line")
-        db.session.add(self.lead)
+        db.session.add(self.lead)  # consent taken on the phone, so every channel may be tried
+        db.session.add(ConsentRecord(lead=self.lead, method="verbal", wording_version=app.config["CONSENT_VERSION"],
+                                     taken_by=coordinator_id))
         db.session.commit()
         self.stage = Stage.NEW
         self.screen: str | None = None

@@ -103,8 +103,18 @@ class _Names:
         self.staff, self.references = staff, references
 
     def actor(self, event: AuditEvent, email: str | None) -> str:
+        """The e-mail the event recorded (the chained history), with the person's name from an intact account."""
         user = self.staff.get(event.actor_id) if event.actor_id else None
-        return user.shown_name if user else email or label(event.actor_kind, "audit_words")
+        name = user.display_name if user is not None and user.integrity_ok else None
+        recorded = email or (user.email if user is not None and user.integrity_ok else None)
+        if name and recorded:
+            return f"{name} ({recorded})"
+        return name or recorded or label(event.actor_kind, "audit_words")
+
+    def person(self, user_id: str) -> str:
+        """A staff member's name, never read from an account row changed outside the application."""
+        user = self.staff[user_id]
+        return user.shown_name if user.integrity_ok else _("an account changed outside the application")
 
     def object(self, event: AuditEvent) -> str:
         if not event.object_type:
@@ -112,7 +122,7 @@ class _Names:
         if event.object_type == "lead" and event.object_id:
             return self.references.get(event.object_id) or _("an erased lead")
         if event.object_type == "user" and event.object_id in self.staff:
-            return self.staff[event.object_id].shown_name
+            return self.person(event.object_id)
         kind = label(event.object_type, "audit_words")
         shown_id = event.object_id and not _UUID.match(event.object_id)
         return f"{kind} {event.object_id}" if shown_id else kind
@@ -140,7 +150,7 @@ class _Names:
     def word(self, key: str, value: Any) -> str:
         if isinstance(value, str) and _UUID.match(value):
             if value in self.staff:
-                return self.staff[value].shown_name
+                return self.person(value)
             return self.references.get(value, _("a record"))
         if key in _STAFF_KEYS and value is None:
             return "—"

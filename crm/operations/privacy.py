@@ -23,6 +23,7 @@ from typing import Any
 from flask import current_app
 from flask_babel import gettext as _
 from sqlalchemy import ARRAY, ColumnElement, String, any_, bindparam, delete, func, literal_column, or_, select, update
+from sqlalchemy import inspect as sa_inspect
 
 from .. import audit, ledger
 from ..models import (
@@ -148,7 +149,8 @@ def shred(lead_ids: Sequence[str], reason: str, actor: User | None, now: dt.date
 def _expire_loaded(ids: set[str]) -> None:
     """Expire loaded objects of the shredded leads, which the table-level statements left stale."""
     for obj in list(db.session.identity_map.values()):
-        owner = obj.id if isinstance(obj, Lead) else getattr(obj, "lead_id", None)
+        loaded = sa_inspect(obj).dict  # what is in memory: reading an attribute could reload a deleted row
+        owner = loaded.get("id") if isinstance(obj, Lead) else loaded.get("lead_id")
         if owner in ids or isinstance(obj, InsuranceCard):  # a card knows its lead only through its insurance
             db.session.expire(obj)
 
