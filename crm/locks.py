@@ -16,11 +16,12 @@ from .models import db
 AUDIT_CHAIN = 727_274_001  # one writer appends to the audit chain at a time
 SIGN_IN_ATTEMPTS = 727_274_002  # (class, key): one lock per account key and address
 FORM_LOCK, PHONE_LOCK, EMAIL_LOCK = 727_274_010, 727_274_011, 727_274_012  # (class, key): enquiries
-PERIODIC_JOBS = 727_274_016  # one worker runs the periodic jobs at a time
+PERIODIC_JOBS = 727_274_016  # (class, key): one worker runs each periodic job at a time
 
 _HOLD_ONE = text("SELECT pg_advisory_xact_lock(:id)")
 _HOLD_PAIR = text("SELECT pg_advisory_xact_lock(:kind, :key)")
 _TRY_ONE = text("SELECT pg_try_advisory_xact_lock(:id)")
+_TRY_PAIR = text("SELECT pg_try_advisory_xact_lock(:kind, :key)")
 
 
 def on_postgresql() -> bool:
@@ -38,11 +39,13 @@ def hold(lock_id: int, key: int | None = None) -> None:
         db.session.execute(_HOLD_PAIR, {"kind": lock_id, "key": key})
 
 
-def try_hold(lock_id: int) -> bool:
-    """Take the lock ``lock_id`` if it is free, without waiting; always True on SQLite."""
+def try_hold(lock_id: int, key: int | None = None) -> bool:
+    """Take the lock ``lock_id`` (or ``(lock_id, key)``) if it is free, without waiting; always True on SQLite."""
     if not on_postgresql():
         return True
-    return bool(db.session.scalar(_TRY_ONE, {"id": lock_id}))
+    if key is None:
+        return bool(db.session.scalar(_TRY_ONE, {"id": lock_id}))
+    return bool(db.session.scalar(_TRY_PAIR, {"kind": lock_id, "key": key}))
 
 
 def key_of(name: str) -> int:

@@ -106,7 +106,7 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_OVERDUE_MINUTES": 30,
     "URGENT_REPEAT_MINUTES": 15,  # an unacknowledged urgent alert repeats this often…
     "URGENT_REPEAT_LIMIT": 4,  # …this many times
-    "DIGEST_TIME": "07:30",  # clinic time of the morning digest, on opening days
+    "DIGEST_TIME": "07:30",  # clinic time of the morning digest, on opening days (None: no digest)
     "OUTBOX_MAX_ATTEMPTS": 8,
     "OUTBOX_BACKOFF_SECONDS": 30,  # first retry; doubles each time, at most an hour
     "OUTBOX_LEASE_SECONDS": 120,  # a claimed message is due again after this if its worker died

@@ -78,6 +78,9 @@ def config(tmp_path, pg_schema, keyring) -> dict:
         "RATELIMIT_ENABLED": False,
         "ENQUIRY_MIN_FILL_SECONDS": 0,
         "BLIND_INDEX_ROWS": 100_000,
+        # the daily jobs keyed to the clinic's clock stay off unless a test sets its time and freezes the clock
+        "DIGEST_TIME": None,
+        "RETENTION_TIME": None,
         **database_config(tmp_path, pg_schema),
     }
 

@@ -52,7 +52,7 @@ def test_opening_hours_refuse_nonsense():
 
 @pytest.fixture
 def config(config):
-    config.update(CLINIC_HOLIDAYS=["2026-12-25"], BASE_URL="https://crm.clinic.example",
+    config.update(CLINIC_HOLIDAYS=["2026-12-25"], BASE_URL="https://crm.clinic.example", DIGEST_TIME="07:30",
                   TRUSTED_HOSTS=["localhost", "crm.clinic.example"])  # the test client calls itself localhost
     return config
 
@@ -176,6 +176,12 @@ def test_morning_digest_once_per_coordinator_on_opening_days(app, coordinators, 
     assert "0 due today, 0 overdue" in texts[coordinators[1].id]
     assert "New leads nobody has claimed: 1." in texts[coordinators[0].id]
     assert run_jobs(app, utc(2026, 3, 7, 16, 0))["morning_digests"] == 0  # Saturday
+
+
+def test_no_morning_digest_when_the_clinic_switches_it_off(app, coordinators):
+    app.config["DIGEST_TIME"] = None
+    assert run_jobs(app, utc(2026, 3, 4, 16, 0))["morning_digests"] == 0
+    assert alerts_of(app, "morning_digest") == []
 
 
 def attempts(app, lead_id: str, count: int, outcome: str = "no_answer") -> None:

@@ -358,8 +358,10 @@ def test_every_periodic_alert_arrives_once_by_email_and_webhook_with_subject_and
         db.session.commit()
         references = dict(db.session.execute(select(Lead.id, Lead.reference)).all())
     for _ in range(2):
+        app.config["DIGEST_TIME"] = "07:30"
         with time_machine.travel(dt.datetime(2026, 3, 4, 18, 10, tzinfo=dt.UTC), tick=False), app.app_context():
             periodic.run_all(utcnow())  # Wednesday 10:10 in the clinic
+        app.config["DIGEST_TIME"] = None  # the worker's own round runs at today's real time
         work(app)
     by_subject = {m["Subject"]: m for m in sink.messages}
     assert sorted(by_subject) == sorted([f"First call late {references[uncalled]}",

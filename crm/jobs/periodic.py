@@ -2,8 +2,9 @@
 and the privacy jobs of :mod:`crm.jobs.privacy` (copy-request reminders, the daily retention run).
 
 Each job scans for what is due, writes alerts (through :mod:`crm.operations.alerts`, whose
-keys make every alert happen once per person) or moves leads, and commits. On PostgreSQL a
-job runs only in the worker that wins its advisory lock, so several workers never repeat it.
+keys make every alert happen once per person) or moves leads, and commits. On PostgreSQL each
+job runs only in the worker that wins that job's advisory lock, so several workers never run it
+at once, and a worker busy with one job never makes another skip a different one.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ def _minutes(name: str) -> dt.timedelta:
     return dt.timedelta(minutes=float(current_app.config[name]))
 
 
-def _won_lock() -> bool:
-    """Take this transaction's job lock on PostgreSQL (SQLite's writer lock already serialises jobs)."""
-    return locks.try_hold(locks.PERIODIC_JOBS)
+def _won_lock(job: Callable[[dt.datetime], int]) -> bool:
+    """Take ``job``'s lock for this transaction on PostgreSQL (SQLite's writer lock already serialises jobs)."""
+    return locks.try_hold(locks.PERIODIC_JOBS, locks.key_of(job.__name__))
 
 
 def _recipients(*user_ids: str | None) -> list[User]:
@@ -125,11 +126,11 @@ def _digest_counts(user: User, now: dt.datetime) -> tuple[int, int, int, int]:
 
 
 def morning_digests(now: dt.datetime) -> int:
-    """Send each coordinator one summary on opening days, from ``DIGEST_TIME`` in clinic time."""
-    local = to_local(now, clinic_zone())
-    if not clinic_hours().is_open_day(local.date()):
+    """Send each coordinator one summary on opening days, from ``DIGEST_TIME`` in clinic time (None: off)."""
+    start, local = current_app.config["DIGEST_TIME"], to_local(now, clinic_zone())
+    if not start or not clinic_hours().is_open_day(local.date()):
         return 0
-    if local.time() < dt.time.fromisoformat(current_app.config["DIGEST_TIME"]):
+    if local.time() < dt.time.fromisoformat(start):
         return 0
     count = 0
     for user in alerts.active(Role.COORDINATOR):
@@ -173,7 +174,7 @@ def run_all(now: dt.datetime) -> dict[str, int]:
     done: dict[str, int] = {}
     for job in JOBS:
         try:
-            if _won_lock():
+            if _won_lock(job):
                 done[job.__name__] = job(now)
             db.session.commit()
         except Exception as exc:  # one broken job must not stop the alerts of the others
