@@ -16,7 +16,7 @@ import functools
 
 from babel import support
 from flask import Flask, current_app, has_request_context, request
-from flask_babel import Babel, format_decimal, get_locale, gettext
+from flask_babel import Babel, LazyString, format_decimal, get_locale, gettext
 from jinja2 import pass_context
 from jinja2.runtime import Context
 from werkzeug.wrappers import Response
@@ -90,9 +90,15 @@ def remember_choice(response: Response) -> Response:
     return response
 
 
-def clinic_text(value: str | None) -> str:
-    """A configured clinic text in the page language when the catalog has it, else as configured."""
+def translate(value: str | None) -> str:
+    """A text that is not written in the code (a clinic setting, a rule file's words) in the page
+    language when the catalog has it, else as written."""
     return gettext(value) if value else ""
+
+
+def lazy_translate(value: str) -> LazyString:
+    """:func:`translate`, read when shown: for form labels and choices built once at import."""
+    return LazyString(translate, value)
 
 
 @pass_context  # a context filter is never folded into the compiled template (``5|number`` is a constant)
@@ -118,7 +124,7 @@ def init_app(app: Flask) -> None:
     app.jinja_env.policies["ext.i18n.trimmed"] = True  # msgids without template indentation
     app.jinja_env.globals.update(page_language=page_language, language_links=switch_links,
                                  language_args=language_args)
-    app.add_template_filter(clinic_text)
+    app.add_template_filter(translate)
     app.add_template_filter(number)
     app.before_request(share_wtforms_catalog)
     app.after_request(remember_choice)

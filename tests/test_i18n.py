@@ -102,6 +102,19 @@ def test_catalog_is_current_with_the_code_and_the_compiled_catalog_with_the_cata
     assert compiled == expected, "the compiled catalog is stale: run `bin/dev i18n compile`"
 
 
+def test_the_rule_files_words_are_in_the_catalog_and_their_codes_are_not():
+    """Staff see the screening and benefits wording of ``data/*.json``: it is extracted like any message."""
+    in_code = extracted_messages()
+    rule_words = {word: files for word, files in in_code.items() if any(f.startswith("data/") for f in files)}
+    for word in ("Little interest or pleasure in doing things", "Age 18 or over", "Contraindications",
+                 "Documents pending", "Quoted benefits are not a guarantee of payment.",
+                 "Day 1: call plus a fresh SMS or e-mail", "Warm-transfer to the on-call clinician now."):
+        assert word in rule_words, word
+    for code in ("docs_pending", "under_18", "yes_no_unknown", "J0013", "09:00", "q6_recent", "contraindication"):
+        assert code not in rule_words, code
+    assert not any(text.startswith("Spravato pre-screen rules") for text in rule_words)  # an editor's note
+
+
 def test_clinic_texts_from_the_default_settings_are_in_the_catalog():
     assert DEFAULTS["CLINIC_HOURS"] in i18n.CONFIG_TEXTS
     assert DEFAULTS["LOCAL_CRISIS_LINE"] in i18n.CONFIG_TEXTS

@@ -18,8 +18,8 @@ CRM = Path(__file__).resolve().parent.parent / "crm"
 #: Layer of each top-level module or package of ``crm``, lowest first.
 LAYERS: dict[int, set[str]] = {
     0: {"crypto", "cadence", "hours", "clinic", "calling_hours", "eligibility", "payers", "vob", "cards", "ics",
-        "passwords", "totp", "proxies", "headers", "settings", "csvexport", "urls", "i18n", "limits", "logs",
-        "ledger", "templating"},
+        "passwords", "totp", "proxies", "headers", "settings", "csvexport", "urls", "i18n", "rulewords", "limits",
+        "logs", "ledger", "templating"},
     1: {"models"},
     2: {"audit", "statements", "locks", "integrity", "throttle", "metrics", "export", "backup", "database",
         "labels"},

@@ -35,7 +35,7 @@ DETAIL_KEYS = {
     "status": _l("Status"), "decision": _l("Decision"), "what": _l("What"), "hours": _l("Hours"),
     "members": _l("Members"), "second_factor": _l("Second factor"), "leads": _l("Leads"), "action": _l("Action"),
     "lead": _l("Lead"), "user": _l("User"), "date_from": _l("From"), "date_to": _l("To"), "table": _l("Table"),
-    "erased": _l("Erased"), "reshredded": _l("Shredded again"),
+    "erased": _l("Erased"), "reshredded": _l("Shredded again"), "draft_replaced": _l("Draft replaced"),
 }
 
 

@@ -26,6 +26,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, NumberRange,
 
 from .. import eligibility, labels, vob
 from ..clinic import clinic_today
+from ..i18n import lazy_translate, translate
 from ..models import (
     EXIT_REASONS,
     PREFERRED_LANGUAGES,
@@ -200,11 +201,16 @@ class StageForm(FlaskForm):
     expected = HiddenField()
 
 
+def _rule_options(pairs: Any) -> list[SelectChoice]:
+    """Select options from a rule file's ``[code, words]`` pairs, the words read in the page language."""
+    return options([(code, lazy_translate(words)) for code, words in pairs])
+
+
 def _vob(name: str) -> list[SelectChoice]:
-    return options(vob.RULES["choices"][name])
+    return _rule_options(vob.RULES["choices"][name])
 
 
-def _money(label: str) -> DecimalField:
+def _money(label: LazyString) -> DecimalField:
     return DecimalField(label, places=2, validators=[Optional(), NumberRange(min=0, max=1_000_000)])
 
 
@@ -230,19 +236,19 @@ class VobForm(FlaskForm):
     network_clinic = SelectField(_l("Clinic network"), choices=_vob("network"), default="")
     network_provider = SelectField(_l("Provider network"), choices=_vob("network"), default="")
     oon_benefits = SelectField(_l("OON benefits"), choices=_vob("yes_no_unknown"), default="")
-    inn_deductible = _money("INN deductible")
-    inn_deductible_met = _money("INN deductible met")
-    inn_oop_max = _money("INN OOP max")
-    inn_oop_met = _money("INN OOP met")
+    inn_deductible = _money(_l("INN deductible"))
+    inn_deductible_met = _money(_l("INN deductible met"))
+    inn_oop_max = _money(_l("INN OOP max"))
+    inn_oop_met = _money(_l("INN OOP met"))
     inn_coinsurance = IntegerField(_l("INN coinsurance %"), validators=[Optional(), NumberRange(min=0, max=100)])
-    oon_deductible = _money("OON deductible")
-    oon_deductible_met = _money("OON deductible met")
-    oon_oop_max = _money("OON OOP max")
-    oon_oop_met = _money("OON OOP met")
+    oon_deductible = _money(_l("OON deductible"))
+    oon_deductible_met = _money(_l("OON deductible met"))
+    oon_oop_max = _money(_l("OON OOP max"))
+    oon_oop_met = _money(_l("OON OOP met"))
     oon_coinsurance = IntegerField(_l("OON coinsurance %"), validators=[Optional(), NumberRange(min=0, max=100)])
-    copay_office = _money("Office copay")
-    copay_specialist = _money("Specialist copay")
-    copay_behavioral = _money("Behavioral-health copay")
+    copay_office = _money(_l("Office copay"))
+    copay_specialist = _money(_l("Specialist copay"))
+    copay_behavioral = _money(_l("Behavioral-health copay"))
     deductible_applies = SelectField(_l("Deductible applies"), choices=_vob("yes_no_unknown"), default="")
     spravato_benefit = SelectField(_l("Spravato benefit"), choices=_vob("benefit"), default="")
     pa_drug = SelectField(_l("PA for drug"), choices=_vob("yes_no_unknown"), default="")
@@ -254,10 +260,10 @@ class VobForm(FlaskForm):
     rep_name = StringField(_l("Rep name"), validators=[Optional(), Length(max=80)])
     reference_number = StringField(_l("Call reference #"), validators=[Optional(), Length(max=64)])
     notes = TextAreaField(_l("VOB notes"), validators=[Optional(), Length(max=2000)])
-    vob_status = SelectField(_l("VOB status"), choices=options(vob.RULES["statuses"]), default="in_progress")
-    vob_outcome = SelectField(_l("Outcome"), choices=options([("", "—")] + vob.RULES["outcomes"]), default="")
+    vob_status = SelectField(_l("VOB status"), choices=_rule_options(vob.RULES["statuses"]), default="in_progress")
+    vob_outcome = SelectField(_l("Outcome"), choices=_rule_options([("", "—")] + vob.RULES["outcomes"]), default="")
     #: The page offers only the moves valid from the stored state; the operation refuses any other at this field.
-    pa_status = SelectField(_l("PA status"), choices=options([("", "—")] + vob.RULES["pa_statuses"]), default="",
+    pa_status = SelectField(_l("PA status"), choices=_rule_options([("", "—")] + vob.RULES["pa_statuses"]), default="",
                             validate_choice=False)
     pa_auth_number = StringField(_l("Auth #"), validators=[Optional(), Length(max=64)])
     pa_units = IntegerField(_l("Approved units"), validators=[Optional(), NumberRange(min=1, max=10_000)])
@@ -305,20 +311,20 @@ def _from_json(field: Field, value: Any) -> Any:
 
 # --- screening: the checklist, PHQ-9 and C-SSRS come from data/eligibility.json ---------
 
-YES_NO = options([("", "—"), ("yes", "Yes"), ("no", "No")])
+YES_NO = options([("", "—"), ("yes", _l("Yes")), ("no", _l("No"))])
 
 
 class ScreeningForm(FlaskForm):
     """Spravato pre-screen checklist, PHQ-9 and C-SSRS screener; fields are built from the rules."""
 
-    adequate_trials = IntegerField(eligibility.RULES["indication"]["trials_label"],
+    adequate_trials = IntegerField(lazy_translate(eligibility.RULES["indication"]["trials_label"]),
                                    validators=[Optional(), NumberRange(min=0, max=30)])
-    q6_recent = SelectField(eligibility.RULES["cssrs"]["recency_label"], choices=YES_NO, default="")
+    q6_recent = SelectField(lazy_translate(eligibility.RULES["cssrs"]["recency_label"]), choices=YES_NO, default="")
 
     def validate_q6_recent(self, field: Field) -> None:
         """Ask how recent the behaviour was whenever question 6 is yes."""
         if self["cssrs_q6"].data == "yes" and not field.data:
-            raise ValidationError("Question 6 was yes: say whether it was within the past 3 months.")
+            raise ValidationError(_("Question 6 was yes: say whether it was within the past 3 months."))
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Require C-SSRS questions 3 to 5 when question 2 is yes (the screener's skip rule)."""
@@ -326,7 +332,7 @@ class ScreeningForm(FlaskForm):
         if self["cssrs_q2"].data == "yes":
             for name in eligibility.RULES["cssrs"]["asked_if_q2"]:
                 if not self[f"cssrs_{name}"].data:
-                    self[f"cssrs_{name}"].errors.append("Question 2 was yes: answer this question too.")
+                    self[f"cssrs_{name}"].errors.append(_("Question 2 was yes: answer this question too."))
                     valid = False
         return valid
 
@@ -363,22 +369,29 @@ class ScreeningForm(FlaskForm):
         return {"yes": True, "no": False}.get(self.q6_recent.data)
 
 
+def _numbered(number: int, text: str, mark: str) -> str:
+    """A rule file's ``text`` in the page language after its number (``3. Trouble…``, ``2: More than…``)."""
+    return f"{number}{mark} {translate(text)}"
+
+
 def _build_screening_fields() -> None:
     rules = eligibility.RULES
     for criterion in rules["criteria"]:
-        choices = options([("", "—")] + rules["answers"][criterion["choices"]])
+        choices = _rule_options([("", "—")] + rules["answers"][criterion["choices"]])
         setattr(ScreeningForm, criterion["name"], SelectField(
-            criterion["label"], choices=choices, default="",
+            lazy_translate(criterion["label"]), choices=choices, default="",
             validators=[DataRequired(_l("Answer every checklist item."))]))
-    answers = options([("", "—")] + [(score, f"{score}: {text}") for score, text in rules["phq9"]["answers"]])
+    answers = options([("", "—")] + [(score, LazyString(_numbered, score, text, ":"))
+                                     for score, text in rules["phq9"]["answers"]])
     for index, text in enumerate(rules["phq9"]["items"]):
         setattr(ScreeningForm, f"phq9_{index}", SelectField(
-            f"{index + 1}. {text}", choices=answers, default="",
+            LazyString(_numbered, index + 1, text, "."), choices=answers, default="",
             validators=[DataRequired(_l("Score every PHQ-9 item."))]))
     always = set(rules["cssrs"]["always_asked"])
     for name, text in rules["cssrs"]["questions"]:
         required = [DataRequired(_l("Ask this C-SSRS question."))] if name in always else []
-        setattr(ScreeningForm, f"cssrs_{name}", SelectField(text, choices=YES_NO, validators=required, default=""))
+        setattr(ScreeningForm, f"cssrs_{name}", SelectField(lazy_translate(text), choices=YES_NO, validators=required,
+                                                            default=""))
 
 
 _build_screening_fields()

@@ -17,6 +17,7 @@ from ..clinic import clinic_zone
 from ..forms import has_answers, show_refusal
 from ..forms.clinician import SignOffForm
 from ..forms.leads import ConfirmForm, LanguageForm, NoteForm, ScreeningForm
+from ..i18n import translate
 from ..labels import label
 from ..models import Lead, Role, Screening, User, db, utcnow
 from ..operations import insurance as ops_insurance
@@ -89,7 +90,7 @@ def _attempt_message(result: ops.AttemptResult) -> str:
     if result.moved_to:
         parts.append(_("Stage is now %(stage)s.", stage=label(result.moved_to, "stages").lower()))
     if result.exhausted and not result.moved_to == "unreachable":
-        parts.append(cadence.RULES["exhausted_text"])
+        parts.append(translate(cadence.RULES["exhausted_text"]))
     return " ".join(parts)
 
 

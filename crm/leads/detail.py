@@ -30,6 +30,7 @@ from ..forms.leads import (
     code_label,
     options,
 )
+from ..i18n import translate
 from ..models import InsuranceCard, Lead, Stage, allowed_moves, db, utcnow
 from ..operations import leads as ops
 from ..operations.guards import automated_contact_agreed
@@ -76,7 +77,7 @@ def vob_form(lead: Lead, formdata: Any = None) -> VobForm:
     form = VobForm(formdata=formdata)
     current = lead.current_insurance.pa_status if lead.current_insurance else None
     labels = dict([("", "—"), *vob.RULES["pa_statuses"]])
-    form.pa_status.choices = options([(code, labels[code]) for code in vob.pa_offered(current)])
+    form.pa_status.choices = options([(code, translate(labels[code])) for code in vob.pa_offered(current)])
     return form
 
 
@@ -153,7 +154,7 @@ def build_view(lead: Lead, reader: present.Reader) -> dict[str, Any]:
         "texts_agreed": automated_contact_agreed(lead),
         "rules": eligibility.RULES,
         "criteria_groups": criteria_groups(),
-        "vob_disclaimer": vob.RULES["disclaimer"],
+        "vob_disclaimer": translate(vob.RULES["disclaimer"]),
         "privacy": privacy_view(lead),
         "appointments": appointments_view(lead, reader, users),
         "calling_hours_warning": calling_hours.warning(now, calling_hours.patient_zone(clinic_zone())),

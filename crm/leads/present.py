@@ -18,6 +18,7 @@ from .. import cadence, crypto, eligibility, metrics, vob
 from ..clinic import age_on, clinic_today
 from ..forms.leads import language_name
 from ..forms.public import CONTACT_CONSENT, EnquiryForm
+from ..i18n import translate
 from ..labels import field_name, label, shown
 from ..models import (
     Callback,
@@ -229,9 +230,9 @@ def _one_insurance(lead: Lead, ins: Insurance, reader: Reader, revealed: bool) -
         "benefits": reader.get(ins, "benefits", lead.id) or {},
         "cards": list(ins.cards) if revealed else [],
         "card_count": len(ins.cards),
-        "status": vob.label("statuses", ins.vob_status),
-        "outcome": vob.label("outcomes", ins.vob_outcome),
-        "pa_status": vob.label("pa_statuses", ins.pa_status),
+        "status": translate(vob.label("statuses", ins.vob_status)),
+        "outcome": translate(vob.label("outcomes", ins.vob_outcome)),
+        "pa_status": translate(vob.label("pa_statuses", ins.pa_status)),
     }
 
 
@@ -277,8 +278,9 @@ def screenings(lead: Lead, reader: Reader, users: dict[str, User]) -> list[dict[
         out.append({"record": row, "result": result, "by": staff_name(users.get(row.performed_by)),
                     "signed_by": staff_name(users.get(row.signed_off_by)),
                     "sign_off_note": reader.get(row, "sign_off_note", lead.id) if row.signed_off_at else None,
-                    "reasons": [eligibility.reason_text(code) for code in result.get("reasons", [])],
-                    "steps": eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])})
+                    "reasons": [translate(eligibility.reason_text(code)) for code in result.get("reasons", [])],
+                    "steps": [translate(step) for step in
+                              eligibility.RULES["cssrs"]["steps"].get(result.get("cssrs_risk"), [])]})
     return out
 
 
@@ -299,10 +301,10 @@ def cadence_status(lead: Lead, now: dt.datetime, zone: Any) -> dict[str, Any]:
     return {
         "calls_made": made,
         "steps": len(cadence.RULES["steps"]),
-        "next_label": cadence.next_step_label(made) if contacting else None,
+        "next_label": translate(cadence.next_step_label(made)) if contacting else None,
         "suggested": cadence.suggest_next(lead.created_at, made, now, zone),
         "exhausted": contacting and cadence.is_exhausted(made),
-        "exhausted_text": cadence.RULES["exhausted_text"],
+        "exhausted_text": translate(cadence.RULES["exhausted_text"]),
         "exhausted_reason": cadence.RULES["exhausted_reason"],
     }
 
@@ -380,7 +382,7 @@ _EVENT_SUMMARY = {
     "assigned": lambda e: {"claimed": _("Claimed"), "handover": _("Handed over"),
                            "unassigned": _("Handed back to the unassigned pool")}.get(e.reason, _("Assigned")),
     "appointment": lambda e: _("Appointment %(what)s", what=label(e.reason, "appointment_statuses").lower()),
-    "vob_recorded": lambda e: _("Benefits check: %(status)s", status=vob.label("statuses", e.reason)),
+    "vob_recorded": lambda e: _("Benefits check: %(status)s", status=translate(vob.label("statuses", e.reason))),
     "language_changed": lambda e: _("Preferred language: %(language)s", language=language_name(e.reason)),
     "consent_recorded": lambda e: _("Contact consent recorded (%(how)s)",
                                     how=label(e.reason, "contact_ways").lower()),

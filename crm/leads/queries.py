@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from flask import g
-from sqlalchemy import Select, exists, func, or_, select, true
+from sqlalchemy import Select, exists, func, literal_column, or_, select, true
 from sqlalchemy.orm import aliased, joinedload, selectinload
 
 from .. import cadence, crypto, eligibility, models
@@ -133,8 +133,12 @@ LIST_COUNT_CAP = 10_000
 
 
 def count_of(query: Select) -> int:
-    """How many leads the filtered list holds, up to ``LIST_COUNT_CAP + 1`` (more means "over the cap")."""
-    capped = query.with_only_columns(Lead.id, maintain_column_froms=True).order_by(None).limit(LIST_COUNT_CAP + 1)
+    """How many leads the filtered list holds, up to ``LIST_COUNT_CAP + 1`` (more means "over the cap").
+
+    It selects a constant, not a column, so the list's index (which carries ``erased_at``) answers it alone.
+    """
+    capped = (query.with_only_columns(literal_column("1"), maintain_column_froms=True)
+              .order_by(None).limit(LIST_COUNT_CAP + 1))
     return db.session.scalar(select(func.count()).select_from(capped.subquery())) or 0
 
 
