@@ -48,7 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--backends", default="sqlite,postgresql")
     parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", PG_DEFAULT),
                         help="a PostgreSQL URL whose user may create the benchmark database")
-    parser.add_argument("--requests", type=int, default=60, help="timed requests per page")
+    parser.add_argument("--requests", type=int, default=200, help="timed requests per page")
     parser.add_argument("--pg-database", default=PG_DATABASE,
                         help="the PostgreSQL database to (re)create, so parallel runs need not share one")
     return parser.parse_args()
@@ -168,17 +168,23 @@ def request(client: Any, page: str, phone: str, lead_id: str = "") -> int:
     return client.post("/leads/search", data={"query": phone}).status_code
 
 
-def time_page(client: Any, page: str, phones: list[str], count: int, leads: list[str]) -> list[float]:
-    """Wall-clock milliseconds of ``count`` requests after a short warm-up."""
-    expected = 302 if page == "search" else 200
+def time_pages(client: Any, phones: list[str], count: int, leads: list[str]) -> dict[str, list[float]]:
+    """Wall-clock milliseconds of ``count`` requests per page after a short warm-up, the pages taken in turn.
+
+    One request of each page per round, so whatever else the machine does at a moment falls on
+    every page alike and the ratios between pages compare like with like.
+    """
+    expected = {page: 302 if page == "search" else 200 for page in PAGES}
     for i in range(5):
-        assert request(client, page, phones[i % len(phones)], leads[i % len(leads)]) == expected, page
-    samples = []
+        for page in PAGES:
+            assert request(client, page, phones[i % len(phones)], leads[i % len(leads)]) == expected[page], page
+    samples: dict[str, list[float]] = {page: [] for page in PAGES}
     for i in range(count):
-        started = time.perf_counter()
-        status = request(client, page, phones[i % len(phones)], leads[i % len(leads)])
-        samples.append((time.perf_counter() - started) * 1000)
-        assert status == expected, (page, status)
+        for page in PAGES:
+            started = time.perf_counter()
+            status = request(client, page, phones[i % len(phones)], leads[i % len(leads)])
+            samples[page].append((time.perf_counter() - started) * 1000)
+            assert status == expected[page], (page, status)
     return samples
 
 
@@ -203,7 +209,7 @@ def run_backend(backend: str, sizes: list[int], args: argparse.Namespace) -> dic
             refresh_statistics(app)
             print(f"[{backend}] {size:>9,} leads seeded in {seconds:,.0f}s", flush=True)
             client, phones, leads = sign_in(app), sample_phones(app, 20), sample_leads(app, 20)
-            results[size] = {page: time_page(client, page, phones, args.requests, leads) for page in PAGES}
+            results[size] = time_pages(client, phones, args.requests, leads)
             report_size(backend, size, results[size])
             with app.app_context():
                 db.engine.dispose()
