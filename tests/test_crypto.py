@@ -6,6 +6,7 @@ import math
 import os
 import stat
 
+import phonenumbers
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hypothesis import given
@@ -172,6 +173,43 @@ def test_keyring_file_is_written_0600_and_a_readable_one_is_refused(tmp_path):
 @pytest.mark.parametrize("written", ["(949) 555-0100", "949.555.0100", "+19495550100", "949-555-0100", "9495550100"])
 def test_phone_normalises_to_e164(written):
     assert crypto.normalize_phone(written) == "+19495550100"
+
+
+def e164_by_phonenumbers(value: str) -> str | None:
+    """What ``phonenumbers`` alone makes of ``value`` (region US): the reference for the fast path."""
+    try:
+        number = phonenumbers.parse(value, "US")
+    except phonenumbers.NumberParseException:
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164) \
+        if phonenumbers.is_possible_number(number) else None
+
+
+@given(st.text(alphabet="0123456789 ().-+", min_size=1, max_size=20))
+def test_the_fast_path_for_typed_us_numbers_agrees_with_phonenumbers(written):
+    """Digits and separators in any order: the shortcut gives what phonenumbers gives, or leaves it to it."""
+    typed = crypto._typed_us_number(written)
+    assert typed is None or typed == e164_by_phonenumbers(written)
+    assert crypto.normalize_phone.__wrapped__(written) == e164_by_phonenumbers(written)
+
+
+typed_numbers = st.builds(
+    lambda prefix, digits, separators: prefix + "".join(d + s for d, s in zip(digits, separators, strict=False)),
+    st.sampled_from(["", "1", "1 ", "+1 ", "+1", "+", "0", "(", "+44 "]),
+    st.text(alphabet="0123456789", min_size=7, max_size=12),
+    st.lists(st.sampled_from(["", "", "", " ", "-", ".", ")", "(", ") "]), min_size=12, max_size=12),
+)
+
+
+@given(typed_numbers)
+def test_numbers_as_people_type_them_normalise_as_phonenumbers_says(written):
+    assert crypto.normalize_phone.__wrapped__(written) == e164_by_phonenumbers(written)
+
+
+@pytest.mark.parametrize("written", ["(949) 555-0100", "1 949 555 0100", "+1 949.555.0100", "949 5550100",
+                                     "+44 20 7946 0958", "0949 555 0100", "+9495550100", "949-555-0100 ext 7"])
+def test_the_fast_path_agrees_with_phonenumbers_on_what_people_type(written):
+    assert crypto.normalize_phone.__wrapped__(written) == e164_by_phonenumbers(written)
 
 
 def test_text_and_email_normalisation_fold_case_width_and_space():
