@@ -87,9 +87,8 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_NEVER_CONVERTED_DAYS": 730,  # never converted: 24 months after last activity (None: off)
     "RETENTION_DUPLICATE_DAYS": 90,  # closed as a duplicate: 90 days after closing
     "RETENTION_CONVERTED_DAYS": 2555,  # converted patients: 7 years (CA records minimum); None keeps them
-    # leads per committed transaction: larger is faster, smaller holds the write lock less (on SQLite 200
-    # leads write about 1,000 WAL pages, under the size at which a commit stops to checkpoint)
-    "RETENTION_BATCH_SIZE": 200,
+    # leads per committed transaction (None: the database's own size, crm.operations.retention.batch_size)
+    "RETENTION_BATCH_SIZE": None,
     "RETENTION_PAUSE_SECONDS": 0.02,  # rest between batches, so the workspace's requests get the database in turn
     "RETENTION_TIME": "02:00",  # clinic time the worker starts each day's retention run (None: only the command)
     "RETENTION_SLICE_SECONDS": 10,  # the worker shreds at most this long per round, then sends the outbox again

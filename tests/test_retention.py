@@ -114,3 +114,23 @@ def test_an_interrupted_run_resumes_without_double_work(app, runner, monkeypatch
             AuditEvent.action == "retention_applied").order_by(AuditEvent.seq))]
     shredded = [lead for details in batches for lead in json.loads(details)["leads"]]
     assert sorted(shredded) == sorted(ids)  # every lead shredded exactly once across both runs
+
+
+def test_a_batch_is_the_configured_size_or_else_the_databases_own(app):
+    with app.app_context():
+        dialect = db.session.get_bind().dialect.name
+        assert retention.batch_size() == {"sqlite": 200, "postgresql": 1000}[dialect]
+        app.config["RETENTION_BATCH_SIZE"] = 50
+        assert retention.batch_size() == 50
+
+
+def test_the_command_shreds_in_batches_of_the_configured_size(app, runner, time_machine):
+    ids = [lead_at(app, f"B{i}") for i in range(5)]
+    app.config["RETENTION_BATCH_SIZE"] = 2
+    time_machine.move_to(T0 + dt.timedelta(days=800), tick=False)
+    assert runner.invoke(args=["retention", "run"]).exit_code == 0
+    assert erased_ids(app) == set(ids)
+    with app.app_context():
+        sizes = [json.loads(e.details)["erased"] for e in db.session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "retention_applied").order_by(AuditEvent.seq))]
+    assert sizes == [2, 2, 1]

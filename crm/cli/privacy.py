@@ -103,7 +103,8 @@ def retention_group() -> None:
 @retention_group.command("run")
 @click.option("--dry-run", is_flag=True, help="Only count the leads each rule would shred.")
 @click.option("--batch-size", type=click.IntRange(1, 10_000), default=None,
-              help="Leads shredded and committed per transaction (default RETENTION_BATCH_SIZE).")
+              help="Leads shredded and committed per transaction (default RETENTION_BATCH_SIZE, else 200 on "
+                   "SQLite and 1,000 on PostgreSQL).")
 @with_appcontext
 def retention_run(dry_run: bool, batch_size: int | None) -> None:
     """Shred every lead the policy says is due, in resumable batches, audited as the system."""
@@ -114,7 +115,7 @@ def retention_run(dry_run: bool, batch_size: int | None) -> None:
             click.echo(f"{reason.replace('_', ' ')}: {due[reason]}")
         click.echo(f"total due: {sum(due.values())} (dry run: nothing changed)")
         return
-    size = batch_size or int(current_app.config["RETENTION_BATCH_SIZE"])
+    size = batch_size or retention.batch_size()
     enlarge_sqlite_cache()
     db.session.commit()
     pause, started = float(current_app.config["RETENTION_PAUSE_SECONDS"]), time.perf_counter()

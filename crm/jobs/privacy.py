@@ -89,7 +89,7 @@ def scheduled_retention(now: dt.datetime) -> int:
 
     try:
         with backups.checkpoints_deferred():
-            done, finished = retention.apply(now, int(cfg["RETENTION_BATCH_SIZE"]), end_batch)
+            done, finished = retention.apply(now, retention.batch_size(), end_batch)
     except LeaseLost:
         log.warning("retention run: the lease passed to another worker; stopping")
         return 0

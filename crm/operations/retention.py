@@ -22,10 +22,14 @@ from flask import current_app
 from sqlalchemy import ColumnElement, and_, func, select
 
 from .. import audit, statements
-from ..models import Lead, Stage
+from ..models import Lead, Stage, db
 from .privacy import shred
 
 REASONS = ("duplicate", "converted_handover", "never_converted")
+#: Leads per batch unless ``RETENTION_BATCH_SIZE`` says otherwise. On SQLite a batch holds the one write lock
+#: (200 leads write about 1,000 WAL pages, under the size at which a commit stops to checkpoint); on
+#: PostgreSQL it locks only its own leads' rows, and five times as many cost a third less per lead.
+BATCH_SIZES = {"sqlite": 200, "postgresql": 1000}
 _SETTINGS = {
     "duplicate": "RETENTION_DUPLICATE_DAYS",
     "converted_handover": "RETENTION_CONVERTED_DAYS",
@@ -49,6 +53,14 @@ def due_condition(reason: str, now: dt.datetime) -> ColumnElement[bool] | None:
     if reason == "converted_handover":
         return and_(alive, Lead.stage == Stage.CONVERTED, Lead.stage_changed_at < cutoff)
     return and_(alive, Lead.stage != Stage.CONVERTED, ~_is_duplicate(), Lead.updated_at < cutoff)
+
+
+def batch_size() -> int:
+    """How many leads each committed batch shreds: ``RETENTION_BATCH_SIZE``, else the database's own size."""
+    configured = current_app.config["RETENTION_BATCH_SIZE"]
+    if configured:
+        return int(configured)
+    return BATCH_SIZES.get(db.session.get_bind().dialect.name, min(BATCH_SIZES.values()))
 
 
 def count_due(now: dt.datetime) -> dict[str, int]:
