@@ -39,6 +39,16 @@ def hold(lock_id: int, key: int | None = None) -> None:
         db.session.execute(_HOLD_PAIR, {"kind": lock_id, "key": key})
 
 
+_HOLD_IN_ORDER = text("SELECT pg_advisory_xact_lock(kind, key) FROM unnest(CAST(:kinds AS integer[]), "
+                      "CAST(:keys AS integer[])) WITH ORDINALITY AS wanted(kind, key, n) ORDER BY n")
+
+
+def hold_in_order(pairs: list[tuple[int, int]]) -> None:
+    """Wait for every ``(lock_id, key)`` lock in turn, in the order given, in one round trip; nothing on SQLite."""
+    if pairs and on_postgresql():
+        db.session.execute(_HOLD_IN_ORDER, {"kinds": [kind for kind, _ in pairs], "keys": [key for _, key in pairs]})
+
+
 def try_hold(lock_id: int, key: int | None = None) -> bool:
     """Take the lock ``lock_id`` (or ``(lock_id, key)``) if it is free, without waiting; always True on SQLite."""
     if not on_postgresql():

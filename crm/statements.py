@@ -13,7 +13,8 @@ lookups only; everything else uses the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,13 +82,38 @@ def run(connection: Connection, sql: str, parameters: Any, many: bool = False) -
         cursor.execute(sql, parameters)
         return cursor.fetchall() if cursor.description else []
     except connection.dialect.loaded_dbapi.Error as error:
-        lost = connection.dialect.is_disconnect(error, driver, cursor)
-        if lost:
-            connection.invalidate(error)
-        raise DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
-                                  connection_invalidated=lost, dialect=connection.dialect, ismulti=many) from error
+        raise _driver_error(connection, error, sql, parameters, many, cursor) from error
     finally:
         cursor.close()
+
+
+def _driver_error(connection: Connection, error: Exception, sql: str, parameters: Any, many: bool = False,
+                  cursor: Any = None) -> DBAPIError:
+    """The driver's ``error`` as SQLAlchemy raises it; a lost connection is invalidated first."""
+    lost = connection.dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+    if lost:
+        connection.invalidate(error)
+    return DBAPIError.instance(sql, parameters, error, connection.dialect.loaded_dbapi.Error,
+                               connection_invalidated=lost, dialect=connection.dialect, ismulti=many)
+
+
+@contextmanager
+def pipelined() -> Iterator[None]:
+    """Send the inserts run inside one after another without waiting for each answer (PostgreSQL's
+    pipeline mode: one round trip for them all); elsewhere they run as usual.
+
+    The server still runs them in order, in the session's transaction; an error among them is
+    raised, as SQLAlchemy's, when the block ends. Only for statements whose results are not read.
+    """
+    connection = db.session.connection()
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    try:
+        with connection.connection.dbapi_connection.pipeline():
+            yield
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _driver_error(connection, error, "(pipelined inserts)", None) from error
 
 
 class Lookup:

@@ -231,8 +231,9 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     else:
         lead_id, reference = lead.id, new_reference()  # never the lead's: it would confirm a lead exists
         rows = _returning_rows(lead, submission, reference)
-    for table, table_rows in rows.items():
-        statements.insert_rows(table, table_rows)
+    with statements.pipelined():  # one round trip for every row of the enquiry
+        for table, table_rows in rows.items():
+            statements.insert_rows(table, table_rows)
     audit.record(
         "enquiry_received",
         actor_kind="public",
@@ -261,10 +262,7 @@ def intake_lock_keys(prepared: PreparedEnquiry) -> list[tuple[int, int]]:
 
 def _lock_same_form_and_person(prepared: PreparedEnquiry) -> None:
     """On PostgreSQL, wait only for enquiries that could be this form or this person, until they commit."""
-    if not locks.on_postgresql():
-        return
-    for kind, key in intake_lock_keys(prepared):
-        locks.hold(kind, key)
+    locks.hold_in_order(intake_lock_keys(prepared))
 
 
 def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:
