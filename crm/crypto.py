@@ -375,6 +375,7 @@ def normalize_email(value: str) -> str:
     return normalize_text(value)
 
 
+MAX_PHONE_INPUT = 250  # phonenumbers refuses longer input, and so must its shortcut
 _TYPED_US_NUMBER = re.compile(r"\+?[0-9 ().-]+")  # digits and the separators people type, nothing else
 _NOT_DIGIT = re.compile(r"[^0-9]")
 
@@ -386,7 +387,7 @@ def _typed_us_number(value: str) -> str | None:
     ``phonenumbers`` turns into ``+1`` and those ten digits; anything else is left to it. About
     40 times faster: a match check at a million leads compares a dozen stored numbers.
     """
-    if not _TYPED_US_NUMBER.fullmatch(value):
+    if len(value) > MAX_PHONE_INPUT or not _TYPED_US_NUMBER.fullmatch(value):
         return None
     digits = _NOT_DIGIT.sub("", value)
     if len(digits) == 11 and digits[0] == "1":

@@ -27,18 +27,22 @@ class PageDomain(Domain):
     """Flask-Babel's message domain, finding each request's catalog once.
 
     Flask-Babel looks the catalog up anew for every message (the locale, its cache key and
-    nine context lookups), a quarter of a busy staff page's time. The catalog is kept on
-    ``g``, beside the locale Flask-Babel itself keeps there, so both last as long as each other.
+    nine context lookups), a quarter of a busy staff page's time. The catalog is kept in the
+    slot Flask-Babel reserves for it beside the locale, which its ``refresh`` and
+    ``force_locale`` clear along with the locale, so the two never disagree.
     """
 
     def get_translations(self) -> support.NullTranslations:
         try:
-            catalog = g.get(PAGE_CATALOG)
+            babel_context = g._flask_babel
         except RuntimeError:  # no application context: Flask-Babel's untranslated fallback
             return super().get_translations()
+        except AttributeError:  # the context's first message: Flask-Babel sets its namespace up below
+            babel_context = None
+        catalog = getattr(babel_context, "babel_translations", None)
         if catalog is None:
             catalog = super().get_translations()
-            setattr(g, PAGE_CATALOG, catalog)
+            g._flask_babel.babel_translations = catalog
         return catalog
 
 
@@ -50,7 +54,6 @@ class PageBabel(Babel):
         return PageDomain(domain=self.domain)
 
 
-PAGE_CATALOG = "_crm_page_catalog"
 babel = PageBabel()
 
 

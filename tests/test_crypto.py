@@ -207,7 +207,8 @@ def test_numbers_as_people_type_them_normalise_as_phonenumbers_says(written):
 
 
 @pytest.mark.parametrize("written", ["(949) 555-0100", "1 949 555 0100", "+1 949.555.0100", "949 5550100",
-                                     "+44 20 7946 0958", "0949 555 0100", "+9495550100", "949-555-0100 ext 7"])
+                                     "+44 20 7946 0958", "0949 555 0100", "+9495550100", "949-555-0100 ext 7",
+                                     "949 555 0100" + " " * 300])
 def test_the_fast_path_agrees_with_phonenumbers_on_what_people_type(written):
     assert crypto.normalize_phone.__wrapped__(written) == e164_by_phonenumbers(written)
 

@@ -14,6 +14,7 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
+from flask_babel import force_locale, gettext
 from sqlalchemy import select
 
 from crm import i18n
@@ -391,3 +392,12 @@ def test_no_catalog_file_is_read_per_request_once_warm(client, app, monkeypatch)
         invalid = client.post("/", data={"preferred_contact": "fax", "form_token": fresh_token(app)}, headers=headers)
         assert ("Opción inválida." if headers else "Not a valid choice.") in html.unescape(page(invalid))
     assert parsed == []
+
+
+def test_a_forced_locale_is_followed_inside_a_page_in_another_language(app):
+    """The page's catalog is found once per request, yet ``force_locale`` still switches it (and back)."""
+    with app.test_request_context("/?lang=es"):
+        spanish = gettext("Mobile phone")
+        with force_locale("en"):
+            assert gettext("Mobile phone") == "Mobile phone"
+        assert gettext("Mobile phone") == spanish != "Mobile phone"
