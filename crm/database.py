@@ -33,8 +33,6 @@ from .settings import ConfigError
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 SQLITE_BUSY_TIMEOUT_MS = 5000
-SQLITE_CACHE_KIB = 32 * 1024  # per connection, filled only as pages are read
-SQLITE_MMAP_BYTES = 256 * 1024 * 1024  # shared with every process through the OS page cache
 migrate = flask_migrate.Migrate()
 
 
@@ -54,9 +52,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous = FULL")  # a thank-you page means the enquiry is on disk
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.execute("PRAGMA secure_delete = ON")  # erased rows are zeroed on disk, not left in free space
-    # reads of a large database come from memory-mapped pages and a bigger page cache, not a read() per page
-    cursor.execute(f"PRAGMA cache_size = -{SQLITE_CACHE_KIB}")
-    cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
     cursor.close()
 
 
