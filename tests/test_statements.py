@@ -70,6 +70,23 @@ def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_rolls_back(ap
         assert db.session.scalar(select(func.count()).select_from(Lead)) == 0
 
 
+def test_a_violation_among_pipelined_inserts_is_sqlalchemys_and_nothing_of_them_stays(app):
+    """On PostgreSQL the inserts go out in one pipeline and the error arrives at its end; the caller sees the same."""
+    with app.app_context():
+        row, other = _lead_row(), _lead_row()
+        with pytest.raises(IntegrityError):
+            with statements.pipelined():
+                statements.insert_rows(Lead.__table__, [other])
+                statements.insert_rows(Lead.__table__, [row])
+                statements.insert_rows(Lead.__table__, [{**row, "reference": "OTHER"}])
+        db.session.rollback()
+        assert db.session.scalar(select(func.count()).select_from(Lead)) == 0
+        with statements.pipelined():  # the connection is usable again, and a clean pipeline stores its rows
+            statements.insert_rows(Lead.__table__, [row, other])
+        db.session.commit()
+        assert db.session.scalar(select(func.count()).select_from(Lead)) == 2
+
+
 def test_a_driver_error_is_sqlalchemys_and_the_session_recovers(app):
     with app.app_context():
         broken = statements.Lookup(lambda: select(Lead.id).where(Lead.phone_bidx == bindparam("bidx")))
