@@ -19,11 +19,11 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, func, inspect, select, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine
 
 from . import ledger
-from .models import Lead, db, keyring, lead_key_counts, sealed_secret_counts, utcnow
+from .models import db, keyring, lead_key_counts, sealed_secret_counts, utcnow
 
 MANIFEST_FORMAT = "crm-backup-v1"
 
@@ -58,6 +58,8 @@ def make_sqlite_backup(path: Path) -> dict[str, Any]:
         try:
             raw.driver_connection.backup(target)  # one step: a single consistent snapshot
             target.execute("PRAGMA journal_mode = DELETE")  # the copy is one self-contained file
+            # counted in the copy: enquiries committed while it was taken are in it, or not, as they are there
+            manifest["leads"] = target.execute("SELECT count(*) FROM leads").fetchone()[0]
         finally:
             target.close()
     finally:
@@ -76,7 +78,6 @@ def _manifest_facts() -> dict[str, Any]:
         "schema_revision": schema_revision(),
         "key_ids": kids,
         "primary_key_id": keyring().primary.kid,
-        "leads": db.session.scalar(select(func.count()).select_from(Lead)) or 0,
         "shred_ledger_entries": ledger.count(),
     }
     db.session.rollback()
