@@ -1,15 +1,18 @@
 """Benchmark: the public intake against a bare insert with wrk, on SQLite and PostgreSQL, 2 and 4 workers.
 
 Run: ``.venv/bin/python benchmarks/wrk_bench.py [--db sqlite|postgresql|both] [--workers 2,4]
-[--seconds 5] [--rounds 3] [--connections 16] [--leads 0] [--scale SMALL,LARGE] [--pg URL]``.
+[--seconds 5] [--rounds 3] [--connections 16] [--leads 0] [--scale SMALL,LARGE] [--pg URL]
+[--limits URL]``.
 
 wrk (``apt-get install wrk``) is a C client: it takes a sliver of the CPU the servers share,
 where a Python client takes as much as a worker. Each server is gunicorn with ``--workers``
 sync workers; the CRM runs with CSRF on, its rate limit raised (the limiter still runs) and
 no minimum fill time. Every CRM request carries a distinct patient and its own single-use
 form token (minted with the run's secret key, as the form would); the session cookie and CSRF
-token come from one real GET. The bare server (``bare_app.py``) stores the posted body as one
-row with the same durability. Rounds alternate between the two servers, so a slow spell of
+token come from one real GET; the rate limiter counts in Redis (``--limits``), shared by the
+workers as a clinic's are once it runs more than one (in memory, each worker would count
+alone). The bare server (``bare_app.py``) stores the posted body as one row with the same
+durability. Rounds alternate between the two servers, so a slow spell of
 this shared machine hits both; each line prints both rates and their ratio, and the summary
 pools the rounds. ``--leads N`` seeds N demo leads (without form digests, analysed) first, to
 measure intake on a large database; ``--scale 10000,1000000`` instead serves two CRMs, on
@@ -84,9 +87,11 @@ def prepare_crm(env: dict[str, str], leads: int) -> None:
     if leads:
         subprocess.run([sys.executable, "-m", "flask", "--app", "crm", "seed-demo", "--leads", str(leads),
                         "--batch-size", "10000"], env=run, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-        code = ("from crm import create_app; from crm.models import db; app = create_app()\n"  # this schema only
-                "with app.app_context(), db.engine.connect() as c:\n"
-                "    c.exec_driver_sql('ANALYZE ' + ', '.join(t.name for t in db.metadata.sorted_tables)); c.commit()")
+        code = ("from crm import create_app; from crm.models import db; app = create_app()\n"
+                "with app.app_context(), db.engine.connect() as c:\n"  # PostgreSQL: this schema's tables only
+                "    names = ', '.join(t.name for t in db.metadata.sorted_tables)\n"
+                "    tables = '' if c.dialect.name == 'sqlite' else names\n"
+                "    c.exec_driver_sql(f'ANALYZE {tables}'); c.commit()")
         subprocess.run([sys.executable, "-c", code], env=run, cwd=ROOT, check=True)
     env["CRM_AUTO_MIGRATE"] = "false"
 
@@ -149,7 +154,7 @@ def start_crm(kind: str, workdir: Path, leads: int, workers: int, args: argparse
     """Migrate (and seed) a fresh database, then serve the CRM on it."""
     workdir.mkdir()
     url, _bare, schemas = databases(kind, workdir, args.pg)
-    env = {**crm_env(workdir), "CRM_DATABASE_URL": url}
+    env = {**crm_env(workdir), "CRM_DATABASE_URL": url, "CRM_RATELIMIT_STORAGE_URI": args.limits}
     prepare_crm(env, leads)
     port = free_port()
     return Crm(port, env, url, schemas, gunicorn("crm:create_app()", env, port, ROOT, workers), leads)
@@ -258,6 +263,8 @@ def main() -> None:
     parser.add_argument("--scale", help="SMALL,LARGE: intake on SMALL demo leads against intake on LARGE")
     parser.add_argument("--capacity", type=float, default=1500, help="distinct forms per second of a round")
     parser.add_argument("--pg", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG))
+    parser.add_argument("--limits", default="redis://127.0.0.1:6379/15",
+                        help="the rate limiter's storage: shared by the workers, as a scaled-out clinic runs it")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (apt-get install wrk)")

@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _esc
 from typing import Any
@@ -212,19 +213,16 @@ def check_details(details: dict[str, Any]) -> str:
 # --- writing --------------------------------------------------------------------------
 
 
-def _lock_chain() -> None:
-    """Serialise audit writers; SQLite already holds the write lock from BEGIN IMMEDIATE."""
-    locks.hold(locks.AUDIT_CHAIN)
-
-
 #: The newest event; read while holding the chain lock, so compiled once (see ``crm.statements``).
 _HEAD = statements.Lookup(lambda: select(AuditEvent.seq, AuditEvent.mac).order_by(AuditEvent.seq.desc()).limit(1))
 
 
 def head() -> tuple[int, bytes]:
-    """Return ``(seq, mac)`` of the newest event, or ``(0, GENESIS_MAC)`` for an empty log."""
-    row = _HEAD.first()
-    return (row[0], bytes(row[1])) if row else (0, GENESIS_MAC)
+    """Take the chain lock, then return ``(seq, mac)`` of the newest event, or ``(0, GENESIS_MAC)``
+    for an empty log: one round trip on PostgreSQL (SQLite already holds the write lock from
+    BEGIN IMMEDIATE, which serialises writers there)."""
+    *_, rows = statements.rows_in_turn(*locks.taking(locks.AUDIT_CHAIN), (_HEAD, {}))
+    return (rows[0][0], bytes(rows[0][1])) if rows else (0, GENESIS_MAC)
 
 
 def _request_facts() -> tuple[str | None, str | None]:
@@ -257,17 +255,13 @@ def record(
     ``actor_kind`` defaults to ``user`` when an actor is given, else ``system``; pass
     ``public`` for anonymous visitors. Inside a request the client IP and request id
     are filled in; pass ``record_ip=False`` for patients, whose IP address is PHI and
-    must not sit in a log that can never be purged.
+    must not sit in a log that can never be purged. Inside :func:`appended_last` the event
+    is appended when the block ends (its ``seq`` and MAC are set then).
     """
     _check_vocabulary(action, object_type)
-    serialized = check_details(details or {})
-    db.session.flush()  # write the change being recorded first, before taking the chain lock
-    _lock_chain()
-    seq, prev_mac = head()
     ip, request_id = _request_facts()
-    ip = ip if record_ip else None
     event = ChainedEvent(
-        seq=seq + 1,
+        seq=0,
         at=at or utcnow(),
         actor_kind=actor_kind or ("user" if actor is not None else "system"),
         actor_id=actor.id if actor is not None else None,
@@ -276,15 +270,56 @@ def record(
         object_type=object_type,
         object_id=object_id,
         outcome=outcome,
-        ip=ip,
+        ip=ip if record_ip else None,
         request_id=request_id,
-        details=serialized,
-        prev_mac=prev_mac,
+        details=check_details(details or {}),
+        prev_mac=GENESIS_MAC,
     )
-    event.mac = compute_mac(keyring().audit_key, prev_mac, event)
-    # On the session's connection: same transaction, a fraction of a flush's cost.
-    statements.insert_rows(AuditEvent.__table__, [{column.key: getattr(event, column.key) for column in CHAIN_COLUMNS}])
+    waiting = db.session.info.get(_WAITING)
+    if waiting is not None:
+        waiting.append(event)
+    else:
+        _append([event])
     return event
+
+
+_WAITING = "crm.audit.waiting"
+
+
+@contextmanager
+def appended_last() -> Iterator[None]:
+    """Append the events recorded inside the block when it ends, after everything else it did.
+
+    For operations that record as they go and then read or write more: the chain's lock (held
+    until the commit) is taken once, at the end, so other writers wait only for the commit.
+    An error inside drops them, with the transaction the caller then rolls back. Nested
+    blocks join the outermost.
+    """
+    if db.session.info.get(_WAITING) is not None:
+        yield
+        return
+    waiting: list[ChainedEvent] = []
+    db.session.info[_WAITING] = waiting
+    try:
+        yield
+    finally:
+        del db.session.info[_WAITING]
+    if waiting:
+        _append(waiting)
+
+
+def _append(events: list[ChainedEvent]) -> None:
+    """Chain ``events`` to the head, in order, and insert them in one statement."""
+    db.session.flush()  # write the changes being recorded first, before taking the chain lock
+    seq, prev_mac = head()
+    key = keyring().audit_key
+    for event in events:
+        seq += 1
+        event.seq, event.prev_mac = seq, prev_mac
+        event.mac = prev_mac = compute_mac(key, prev_mac, event)
+    # On the session's connection: same transaction, a fraction of a flush's cost.
+    statements.insert_rows(AuditEvent.__table__,
+                           [{column.key: getattr(event, column.key) for column in CHAIN_COLUMNS} for event in events])
 
 
 # --- reading ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
-from . import crypto, throttle, totp
+from . import audit, crypto, throttle, totp
 from .access import client_ip, fresh_required, public, safe_next, second_factor_pending, second_factor_step
 from .forms.auth import (
     CodeForm,
@@ -58,16 +58,16 @@ def login():
     form = LoginForm()
     if not form.validate_on_submit():
         return render_template("auth/login.html", form=form)
-    outcome = sign_in.sign_in(form.email.data, form.password.data, client_ip())
+    with audit.appended_last():  # after the new session's row
+        outcome = sign_in.sign_in(form.email.data, form.password.data, client_ip())
+        if outcome.passed:
+            start_session(outcome.user, client_ip())
+    db.session.commit()
     if outcome.throttled:
-        db.session.commit()
         return _refuse_throttled(form, outcome.verdict)
     if not outcome.passed:
-        db.session.commit()
         flash(SIGN_IN_REFUSED, "error")
         return render_template("auth/login.html", form=form)
-    start_session(outcome.user, client_ip())
-    db.session.commit()
     if outcome.second_factor_pending:
         return second_factor_step(request.args.get("next"))
     return redirect(safe_next(request.args.get("next")))
@@ -195,8 +195,9 @@ def reauth():
 @bp.post("/logout")
 def logout():
     """Sign out and revoke the server session."""
-    sign_in.sign_out(current_user)
-    end_session()
+    with audit.appended_last():  # after the session's revocation
+        sign_in.sign_out(current_user)
+        end_session()
     db.session.commit()
     flash(_("You have signed out."), "info")
     return redirect(url_for("auth.login"))

@@ -8,9 +8,11 @@ two uses can collide.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from sqlalchemy import text
 
+from . import statements
 from .models import db
 
 AUDIT_CHAIN = 727_274_001  # one writer appends to the audit chain at a time
@@ -18,7 +20,6 @@ SIGN_IN_ATTEMPTS = 727_274_002  # (class, key): one lock per account key and add
 FORM_LOCK, PHONE_LOCK, EMAIL_LOCK = 727_274_010, 727_274_011, 727_274_012  # (class, key): enquiries
 PERIODIC_JOBS = 727_274_016  # (class, key): one worker runs each periodic job at a time
 
-_HOLD_ONE = text("SELECT pg_advisory_xact_lock(:id)")
 _HOLD_PAIR = text("SELECT pg_advisory_xact_lock(:kind, :key)")
 _TRY_ONE = text("SELECT pg_try_advisory_xact_lock(:id)")
 _TRY_PAIR = text("SELECT pg_try_advisory_xact_lock(:kind, :key)")
@@ -34,19 +35,35 @@ def hold(lock_id: int, key: int | None = None) -> None:
     if not on_postgresql():
         return
     if key is None:
-        db.session.execute(_HOLD_ONE, {"id": lock_id})
+        statements.rows_in_turn(*taking(lock_id))
     else:
         db.session.execute(_HOLD_PAIR, {"kind": lock_id, "key": key})
 
 
-_HOLD_IN_ORDER = text("SELECT pg_advisory_xact_lock(kind, key) FROM unnest(CAST(:kinds AS integer[]), "
-                      "CAST(:keys AS integer[])) WITH ORDINALITY AS wanted(kind, key, n) ORDER BY n")
+_HOLD_IN_ORDER = statements.Lookup(lambda: text(
+    "SELECT pg_advisory_xact_lock(kind, key) FROM unnest(CAST(:kinds AS integer[]), CAST(:keys AS integer[])) "
+    "WITH ORDINALITY AS wanted(kind, key, n) ORDER BY n"))
+_HOLD_ONE_LOOKUP = statements.Lookup(lambda: text("SELECT pg_advisory_xact_lock(:id)"))
+
+#: A query to run, with its values, in turn with others (see :func:`crm.statements.rows_in_turn`).
+Call = tuple[statements.Lookup, dict[str, Any]]
+
+
+def taking_in_order(pairs: list[tuple[int, int]]) -> list[Call]:
+    """The query that waits for every ``(lock_id, key)`` lock in turn, in the order given; none on SQLite."""
+    if not pairs or not on_postgresql():
+        return []
+    return [(_HOLD_IN_ORDER, {"kinds": [kind for kind, _ in pairs], "keys": [key for _, key in pairs]})]
+
+
+def taking(lock_id: int) -> list[Call]:
+    """The query that waits for the lock ``lock_id``; none on SQLite."""
+    return [(_HOLD_ONE_LOOKUP, {"id": lock_id})] if on_postgresql() else []
 
 
 def hold_in_order(pairs: list[tuple[int, int]]) -> None:
     """Wait for every ``(lock_id, key)`` lock in turn, in the order given, in one round trip; nothing on SQLite."""
-    if pairs and on_postgresql():
-        db.session.execute(_HOLD_IN_ORDER, {"kinds": [kind for kind, _ in pairs], "keys": [key for _, key in pairs]})
+    statements.rows_in_turn(*taking_in_order(pairs))
 
 
 def try_hold(lock_id: int, key: int | None = None) -> bool:

@@ -14,7 +14,7 @@ lookups only; everything else uses the ORM.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +73,10 @@ def _compiled_for(dialect: Any, key: Hashable, compile_: Callable[[Any], Compile
 
 def run(connection: Connection, sql: str, parameters: Any, many: bool = False) -> list[tuple]:
     """Run ``sql`` on a cursor of ``connection``, in its transaction, and return any rows."""
+    return _run(connection, sql, parameters, many)
+
+
+def _run(connection: Connection, sql: str, parameters: Any, many: bool = False) -> list[tuple]:
     driver = connection.connection.dbapi_connection
     cursor = driver.cursor()
     try:
@@ -116,6 +120,34 @@ def pipelined() -> Iterator[None]:
         raise _driver_error(connection, error, "(pipelined inserts)", None) from error
 
 
+def run_in_turn(connection: Connection, calls: Sequence[tuple[str, Any]]) -> list[list[tuple]]:
+    """Run queries one after another in ``connection``'s transaction and return each one's rows.
+
+    On PostgreSQL they travel in one pipeline, one round trip for them all; the server still
+    finishes each (a lock it waits for included) before the next starts, and in READ COMMITTED
+    each reads a snapshot taken when it starts. Queries that return rows only.
+    """
+    if connection.dialect.name != "postgresql" or len(calls) < 2:
+        return [_run(connection, sql, parameters) for sql, parameters in calls]
+    driver = connection.connection.dbapi_connection
+    cursors = [driver.cursor() for _ in calls]
+    try:
+        with _pipeline_of(driver):
+            for cursor, (sql, parameters) in zip(cursors, calls, strict=True):
+                cursor.execute(sql, parameters)
+            return [cursor.fetchall() for cursor in cursors]
+    except connection.dialect.loaded_dbapi.Error as error:
+        raise _driver_error(connection, error, "(pipelined queries)", None) from error
+    finally:
+        for cursor in cursors:
+            cursor.close()
+
+
+def _pipeline_of(driver: Any) -> AbstractContextManager[Any]:
+    """A pipeline on ``driver``, or the one it is already in: a nested one would add a round trip to enter."""
+    return nullcontext() if driver.pgconn.pipeline_status else driver.pipeline()
+
+
 class Lookup:
     """A fixed query with named bind parameters, compiled on first use for each dialect."""
 
@@ -125,13 +157,25 @@ class Lookup:
     def rows(self, **values: Any) -> list[tuple]:
         """Every row the query returns for ``values``, in the session's transaction."""
         connection = db.session.connection()
+        return run(connection, *self.call(connection, values))
+
+    def call(self, connection: Connection, values: dict[str, Any]) -> tuple[str, Any]:
+        """The SQL and driver parameters that run this query for ``values`` on ``connection``."""
         compiled = _compiled_for(connection.dialect, self, lambda dialect: Compiled.of(self._build(), dialect))
-        return run(connection, compiled.sql, compiled.parameters(values))
+        return compiled.sql, compiled.parameters(values)
 
     def first(self, **values: Any) -> tuple | None:
         """The first row the query returns for ``values``, or ``None``."""
         rows = self.rows(**values)
         return rows[0] if rows else None
+
+
+def rows_in_turn(*lookups: tuple[Lookup, dict[str, Any]]) -> list[list[tuple]]:
+    """Each ``(lookup, values)``'s rows, run in turn in the session's transaction (see :func:`run_in_turn`)."""
+    if not lookups:
+        return []
+    connection = db.session.connection()
+    return run_in_turn(connection, [lookup.call(connection, values) for lookup, values in lookups])
 
 
 def insert_rows(table: Table, rows: Sequence[dict[str, Any]]) -> None:

@@ -48,19 +48,25 @@ def captured(monkeypatch) -> Iterator[list[Statement]]:
     def listen(_conn, _cursor, sql, parameters, _context, _many):
         seen.append(Statement(sql, parameters))
 
-    original_run = statements.run
+    original_run, original_run_in_turn = statements.run, statements.run_in_turn
 
     def run(connection, sql, parameters, many=False):
         seen.append(Statement(sql, parameters[0] if many and parameters else parameters))
         return original_run(connection, sql, parameters, many)
 
+    def run_in_turn(connection, calls):
+        seen.extend(Statement(sql, parameters) for sql, parameters in calls)
+        return original_run_in_turn(connection, calls)
+
     monkeypatch.setattr(statements, "run", run)
+    monkeypatch.setattr(statements, "run_in_turn", run_in_turn)
     event.listen(db.engine, "before_cursor_execute", listen)
     try:
         yield seen
     finally:
         event.remove(db.engine, "before_cursor_execute", listen)
         monkeypatch.setattr(statements, "run", original_run)
+        monkeypatch.setattr(statements, "run_in_turn", original_run_in_turn)
 
 
 def analyze() -> None:

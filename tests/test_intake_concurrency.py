@@ -59,13 +59,14 @@ def run_threads(app, submissions: list[Submission], hold: Callable[[], None] | N
             errors.append(exc)
 
     if hold is not None:
-        original = enquiries._lock_same_form_and_person
+        original = enquiries.find_receipt_and_candidates
 
         def locked_then_hold(prepared):
-            original(prepared)
+            found = original(prepared)
             hold()
+            return found
 
-        enquiries._lock_same_form_and_person = locked_then_hold
+        enquiries.find_receipt_and_candidates = locked_then_hold
     try:
         threads = [threading.Thread(target=receive, args=(i,)) for i in range(len(submissions))]
         for thread in threads:
@@ -74,7 +75,7 @@ def run_threads(app, submissions: list[Submission], hold: Callable[[], None] | N
             thread.join(WAIT * 3)
     finally:
         if hold is not None:
-            enquiries._lock_same_form_and_person = original
+            enquiries.find_receipt_and_candidates = original
     assert errors == []
     return [receipt for receipt in receipts if receipt is not None]
 

@@ -26,6 +26,7 @@ from wtforms import (
     TextAreaField,
     ValidationError,
 )
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, Regexp
 
 from ..cards import MAX_CARD_BYTES, CardRefused, CleanCard, clean_card
@@ -45,10 +46,12 @@ TYPED_DATE_FORMATS = {"en": DATE_FORMATS, "es": ["%Y-%m-%d", "%d/%m/%Y"]}
 
 
 class Choices(dict):
-    """Choice labels by value, read in the page language each time a form is built (WTForms calls it)."""
+    """Choice labels by value (lazy: each is read in the page language only when shown)."""
 
-    def __call__(self) -> dict[str, str]:
-        return {value: str(label) for value, label in self.items()}
+    @property
+    def options(self) -> list[SelectChoice]:
+        """The field's options: fixed, so checking an answer neither calls nor translates anything."""
+        return [SelectChoice(value, label) for value, label in self.items()]
 
 
 class ConsentWording(NamedTuple):
@@ -210,30 +213,31 @@ class EnquiryForm(FlaskForm):
     phone = TelField(_l("Mobile phone"), filters=STRIP, validators=[Optional(), _limit(32), phone_number])
     email = EmailField(_l("E-mail address"), filters=STRIP, validators=[Optional(), _limit(254)])
     zip_code = StringField(_l("ZIP code"), filters=STRIP, validators=[Optional(), ZIP_CODE])
-    preferred_contact = RadioField(_l("How should we contact you?"), choices=CONTACT_METHODS,
+    preferred_contact = RadioField(_l("How should we contact you?"), choices=CONTACT_METHODS.options,
                                    validators=[Optional()], validate_choice=True)
-    best_time = RadioField(_l("Best time to reach you"), choices=BEST_TIMES, validators=[Optional()])
+    best_time = RadioField(_l("Best time to reach you"), choices=BEST_TIMES.options, validators=[Optional()])
     voicemail_ok = BooleanField(_l("It's OK to leave a voicemail"))
     text_ok = BooleanField(_l("It's OK to text me"))
 
     # What you are looking for
-    interest = RadioField(_l("What are you interested in?"), choices=INTERESTS, validators=[Optional()])
-    concerns = MultiCheckboxField(_l("What would you like help with?"), choices=CONCERNS, validators=[Optional()])
-    meds_tried = RadioField(_l("How many antidepressants have you tried?"), choices=MEDS_TRIED,
-                            validators=[Optional()])
-    has_psychiatrist = RadioField(_l("Are you seeing a psychiatrist now?"), choices=YES_NO,
+    interest = RadioField(_l("What are you interested in?"), choices=INTERESTS.options, validators=[Optional()])
+    concerns = MultiCheckboxField(_l("What would you like help with?"), choices=CONCERNS.options,
                                   validators=[Optional()])
-    heard_about = SelectField(_l("How did you hear about us?"), choices=HEARD_ABOUT, validators=[Optional()])
-    veteran = RadioField(_l("Are you a veteran?"), choices=YES_NO, validators=[Optional()])
+    meds_tried = RadioField(_l("How many antidepressants have you tried?"), choices=MEDS_TRIED.options,
+                            validators=[Optional()])
+    has_psychiatrist = RadioField(_l("Are you seeing a psychiatrist now?"), choices=YES_NO.options,
+                                  validators=[Optional()])
+    heard_about = SelectField(_l("How did you hear about us?"), choices=HEARD_ABOUT.options, validators=[Optional()])
+    veteran = RadioField(_l("Are you a veteran?"), choices=YES_NO.options, validators=[Optional()])
 
     # Do you need help right now?
-    need_help_now = RadioField(_l("Do you need help right now?"), choices=YES_NO,
+    need_help_now = RadioField(_l("Do you need help right now?"), choices=YES_NO.options,
                                validators=[InputRequired(_l("Please tell us whether you need help right now."))])
 
     # Insurance
     coverage_type = RadioField(
         _l("What kind of coverage do you have?"),
-        choices=Choices({str(value): label for value, label in COVERAGE_LABELS.items()}),
+        choices=Choices({str(value): label for value, label in COVERAGE_LABELS.items()}).options,
         validators=[InputRequired(_l("Choose your kind of coverage, or “Not sure”."))],
     )
     carrier = StringField(_l("Insurance company"), filters=STRIP, validators=[Optional(), _limit(80), plain_text])
@@ -242,7 +246,7 @@ class EnquiryForm(FlaskForm):
     group_number = StringField(_l("Group number (optional)"), filters=STRIP, validators=[Optional(), Regexp(
         r"^[A-Za-z0-9 -]{1,30}$",
         message=_l("The group number can use letters, numbers, spaces and dashes (up to 30)."))])
-    is_policyholder = RadioField(_l("Are you the policyholder?"), choices=YES_NO, validators=[Optional()])
+    is_policyholder = RadioField(_l("Are you the policyholder?"), choices=YES_NO.options, validators=[Optional()])
     policyholder_name = StringField(_l("Policyholder's full name"), filters=STRIP,
                                     validators=[Optional(), _limit(120), person_name])
     policyholder_dob = LocalDateField(
@@ -251,7 +255,7 @@ class EnquiryForm(FlaskForm):
         validators=[Optional(), check_birth_date],
         invalid_value_message=_l("Enter the policyholder's date of birth as a real date, for example 04/23/1985."),
     )
-    policyholder_relationship = SelectField(_l("Their relationship to you"), choices=RELATIONSHIPS,
+    policyholder_relationship = SelectField(_l("Their relationship to you"), choices=RELATIONSHIPS.options,
                                             validators=[Optional()])
     card_front = FileField(_l("Front of your card (optional)"))
     card_back = FileField(_l("Back of your card (optional)"))

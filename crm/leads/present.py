@@ -356,8 +356,7 @@ def enquiry_answers(answers: dict[str, Any]) -> dict[str, str]:
         if question is None:
             out[label(name)] = shown(value)
             continue
-        choices = question.kwargs.get("choices")
-        words = choices() if callable(choices) else dict(choices or {})
+        words = {choice.value: str(choice.label) for choice in question.kwargs.get("choices") or ()}
         picked = value if isinstance(value, list) else [value]
         out[str(question.args[0])] = ", ".join(words.get(str(item), shown(item)) for item in picked)
     return out

@@ -162,34 +162,36 @@ def prepare_enquiry(submission: Submission) -> PreparedEnquiry:
     return PreparedEnquiry(submission, lead_id, reference, rows)
 
 
-def find_receipt(digest: str) -> Receipt | None:
-    """The receipt of the enquiry already stored for this form token, if any."""
-    row = _RECEIPT.first(digest=digest)
-    return Receipt(row[0], bool(row[1])) if row else None
+def find_receipt_and_candidates(prepared: PreparedEnquiry) -> tuple[Receipt | None, list[str]]:
+    """Under this form's and this person's locks, the receipt of the enquiry already stored for the
+    form token, if any, and the ids of leads sharing its phone or e-mail blind index (indexes may
+    collide): one round trip on PostgreSQL.
+
+    The form and the person are locked first, so concurrent copies of one form cannot both insert
+    and two enquiries from one person take turns (the second finds the lead the first created).
+    """
+    phone_bidx, email_bidx = prepared.contact_indexes
+    *_, receipts, candidates = statements.rows_in_turn(
+        *locks.taking_in_order(intake_lock_keys(prepared)),
+        (_RECEIPT, {"digest": prepared.submission.idempotency_digest}),
+        (_CANDIDATES, {"phone_bidx": phone_bidx, "email_bidx": email_bidx}))
+    receipt = Receipt(receipts[0][0], bool(receipts[0][1])) if receipts else None
+    return receipt, [row[0] for row in candidates]
 
 
-def find_matching_lead(prepared: PreparedEnquiry) -> Lead | None:
-    """Return this patient's existing lead: same phone or e-mail and the same date of birth.
+def find_matching_lead(prepared: PreparedEnquiry, candidate_ids: list[str]) -> Lead | None:
+    """Return this patient's existing lead among the candidates: same phone or e-mail and the same date of birth.
 
     The date of birth keeps relatives who share a phone or an e-mail address from being
-    merged into one record. Open leads are preferred, then the newest.
+    merged into one record. Open leads are preferred, then the newest. Most patients are
+    new, and then no lead is loaded at all.
     """
+    if not candidate_ids:
+        return None
     contact = prepared.submission.contact
-    matches = [lead for lead in _contact_candidates(*prepared.contact_indexes) if _same_person(lead, contact)]
+    candidates = db.session.scalars(select(Lead).options(selectinload(Lead.key)).where(Lead.id.in_(candidate_ids)))
+    matches = [lead for lead in candidates if _same_person(lead, contact)]
     return max(matches, key=lambda lead: (lead.is_open, lead.created_at), default=None)
-
-
-def _contact_candidates(phone_bidx: int | None, email_bidx: int | None) -> list[Lead]:
-    """Leads whose phone or e-mail blind index matches (indexes may collide).
-
-    Ids are looked up first: most patients are new, and then no lead is loaded at all.
-    """
-    if phone_bidx is None and email_bidx is None:
-        return []
-    ids = [row[0] for row in _CANDIDATES.rows(phone_bidx=phone_bidx, email_bidx=email_bidx)]
-    if not ids:
-        return []
-    return list(db.session.scalars(select(Lead).options(selectinload(Lead.key)).where(Lead.id.in_(ids))))
 
 
 def _same_person(lead: Lead, contact: Contact) -> bool:
@@ -216,32 +218,30 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     """Store a submission on a new or returning lead, with its audit event; not committed.
 
     The same form sent twice (double click, back button, two tabs) resolves to the first one's
-    receipt: the check runs under the form's lock, so concurrent copies cannot both insert; and
-    two enquiries from one person take turns on their phone's or e-mail's lock, so the second
-    finds the lead the first created.
+    receipt (see :func:`find_receipt_and_candidates`).
     """
-    _lock_same_form_and_person(prepared)
     submission = prepared.submission
-    stored = find_receipt(submission.idempotency_digest)
+    stored, candidate_ids = find_receipt_and_candidates(prepared)
     if stored is not None:
         return stored
-    lead = find_matching_lead(prepared)
+    lead = find_matching_lead(prepared, candidate_ids)
     if lead is None:
         lead_id, reference, rows = prepared.lead_id, prepared.reference, prepared.new_lead_rows
     else:
         lead_id, reference = lead.id, new_reference()  # never the lead's: it would confirm a lead exists
         rows = _returning_rows(lead, submission, reference)
-    with statements.pipelined():  # one round trip for every row of the enquiry
+        db.session.flush()  # a reopened lead's changes, before the rows that follow them
+    with statements.pipelined():  # every row and the audit event: two round trips
         for table, table_rows in rows.items():
             statements.insert_rows(table, table_rows)
-    audit.record(
-        "enquiry_received",
-        actor_kind="public",
-        object_type="lead",
-        object_id=lead_id,
-        details={"returning": lead is not None, "urgent": submission.crisis, "cards": len(submission.cards)},
-        record_ip=False,
-    )
+        audit.record(
+            "enquiry_received",
+            actor_kind="public",
+            object_type="lead",
+            object_id=lead_id,
+            details={"returning": lead is not None, "urgent": submission.crisis, "cards": len(submission.cards)},
+            record_ip=False,
+        )
     if submission.crisis:  # the on-call list hears at once, in this same transaction
         alerts.urgent_enquiry(lead_id, reference, utcnow(), episode=new_id()[:8])
     return Receipt(reference, submission.crisis)
@@ -258,11 +258,6 @@ def intake_lock_keys(prepared: PreparedEnquiry) -> list[tuple[int, int]]:
     form_key = int(prepared.submission.idempotency_digest[:8], 16) - 2**31  # a signed 32-bit key
     keys = [(FORM_LOCK, form_key), (PHONE_LOCK, phone_bidx), (EMAIL_LOCK, email_bidx)]
     return [(kind, key) for kind, key in keys if key is not None]
-
-
-def _lock_same_form_and_person(prepared: PreparedEnquiry) -> None:
-    """On PostgreSQL, wait only for enquiries that could be this form or this person, until they commit."""
-    locks.hold_in_order(intake_lock_keys(prepared))
 
 
 def _returning_rows(lead: Lead, submission: Submission, reference: str) -> Rows:

@@ -171,26 +171,30 @@ def recent_attempt(lead: Lead, now: dt.datetime) -> bool:
 
 def log_attempt(lead: Lead, actor: User, channel: str, outcome: str, note: str | None = None,
                 now: dt.datetime | None = None) -> AttemptResult:
-    """Record a call, text or e-mail; advance the stage and close due callbacks."""
+    """Record a call, text or e-mail; advance the stage and close due callbacks.
+
+    Its events are appended last, after the cadence's counts and the next call's booking.
+    """
     refuse_if_do_not_contact(lead)
     refuse_text_without_consent(lead, channel)
     if not lead.is_open:
         raise ValueError(_("Reopen the lead before logging contact."))
     now = now or utcnow()
-    db.session.add(ContactAttempt(lead=lead, user_id=actor.id, at=now, channel=channel, outcome=outcome,
-                                  note=note or None))
-    lead.attempt_count = (lead.attempt_count or 0) + 1
-    lead.first_attempt_at = lead.first_attempt_at or now
-    if outcome in cadence.RULES["live_outcomes"]:
-        lead.first_contact_at = lead.first_contact_at or now
-    _close_callbacks(lead, now)
-    target = _stage_after_attempt(lead, outcome)
-    if target:
-        move_stage(lead, target, None, actor, now=now)
-    record("attempt_logged", lead.id, actor, {"channel": channel, "outcome": outcome})
-    result = _after_cadence(lead, actor, target, now)
-    if outcome not in cadence.RULES["live_outcomes"]:
-        _book_next_call(lead, actor, now)
+    with audit.appended_last():
+        db.session.add(ContactAttempt(lead=lead, user_id=actor.id, at=now, channel=channel, outcome=outcome,
+                                      note=note or None))
+        lead.attempt_count = (lead.attempt_count or 0) + 1
+        lead.first_attempt_at = lead.first_attempt_at or now
+        if outcome in cadence.RULES["live_outcomes"]:
+            lead.first_contact_at = lead.first_contact_at or now
+        _close_callbacks(lead, now)
+        target = _stage_after_attempt(lead, outcome)
+        if target:
+            move_stage(lead, target, None, actor, now=now)
+        record("attempt_logged", lead.id, actor, {"channel": channel, "outcome": outcome})
+        result = _after_cadence(lead, actor, target, now)
+        if outcome not in cadence.RULES["live_outcomes"]:
+            _book_next_call(lead, actor, now)
     return result
 
 
