@@ -27,6 +27,7 @@ from sqlalchemy.orm import selectinload
 from .. import audit, crypto, locks, payers, statements
 from ..locks import EMAIL_LOCK, FORM_LOCK, PHONE_LOCK
 from ..models import (
+    OPEN_STAGES,
     REOPENABLE_STAGES,
     CoverageType,
     Enquiry,
@@ -41,6 +42,7 @@ from ..models import (
     db,
     encrypted_columns,
     lead_blind_indexes,
+    lead_cipher,
     new_id,
     new_lead_key,
     new_reference,
@@ -60,8 +62,10 @@ _RECEIPT = statements.Lookup(
     .where(Enquiry.idempotency_digest == bindparam("digest"), Enquiry.idempotency_digest.is_not(None))
 )
 _CANDIDATES = statements.Lookup(
-    lambda: select(Lead.id).where(or_(Lead.phone_bidx == bindparam("phone_bidx"),
-                                      Lead.email_bidx == bindparam("email_bidx")))
+    lambda: select(Lead.id, Lead.stage, Lead.created_at, Lead.dob_enc, Lead.phone_enc, Lead.email_enc,
+                   LeadKey.kid, LeadKey.nonce, LeadKey.wrapped, LeadKey.dek_version)
+    .select_from(Lead).outerjoin(LeadKey, LeadKey.lead_id == Lead.id)
+    .where(or_(Lead.phone_bidx == bindparam("phone_bidx"), Lead.email_bidx == bindparam("email_bidx")))
 )
 
 @dataclass(frozen=True)
@@ -124,6 +128,45 @@ class Submission:
     cards: tuple[Card, ...] = ()
 
 
+class Candidate:
+    """A lead whose phone or e-mail blind index matches a submission's, read from its row alone.
+
+    Blind indexes are truncated so that several leads share each value: at a million leads a
+    submission has some eight such candidates, nearly all of them other people, whom the date of
+    birth rejects. Each decrypts only what a comparison reads, under its lead's data key.
+    """
+
+    def __init__(self, row: tuple):
+        (self.id, self.stage, self.created_at, self._dob, self._phone, self._email, *self._key) = row
+        self._cipher: crypto.FieldCipher | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while the lead is still moving through the pipeline."""
+        return self.stage in OPEN_STAGES
+
+    @property
+    def dob(self) -> dt.date | None:
+        return self._read(Lead.dob, self._dob)
+
+    @property
+    def phone(self) -> str | None:
+        return self._read(Lead.phone, self._phone)
+
+    @property
+    def email(self) -> str | None:
+        return self._read(Lead.email, self._email)
+
+    def _read(self, field: Any, blob: bytes | None) -> Any:
+        if blob is None:
+            return None
+        if self._cipher is None:
+            if self._key[0] is None:
+                raise crypto.DecryptionError(f"lead {self.id} has been shredded")
+            self._cipher = lead_cipher(self.id, *self._key)
+        return field.decrypt_value(self._cipher, Lead.__tablename__, self.id, bytes(blob))
+
+
 @dataclass(frozen=True)
 class Receipt:
     """What the thank-you page may show: the enquiry's own reference code and whether help was asked for."""
@@ -162,10 +205,10 @@ def prepare_enquiry(submission: Submission) -> PreparedEnquiry:
     return PreparedEnquiry(submission, lead_id, reference, rows)
 
 
-def find_receipt_and_candidates(prepared: PreparedEnquiry) -> tuple[Receipt | None, list[str]]:
+def find_receipt_and_candidates(prepared: PreparedEnquiry) -> tuple[Receipt | None, list[Candidate]]:
     """Under this form's and this person's locks, the receipt of the enquiry already stored for the
-    form token, if any, and the ids of leads sharing its phone or e-mail blind index (indexes may
-    collide): one round trip on PostgreSQL.
+    form token, if any, and the leads sharing its phone or e-mail blind index (indexes collide):
+    one round trip on PostgreSQL.
 
     The form and the person are locked first, so concurrent copies of one form cannot both insert
     and two enquiries from one person take turns (the second finds the lead the first created).
@@ -176,25 +219,23 @@ def find_receipt_and_candidates(prepared: PreparedEnquiry) -> tuple[Receipt | No
         (_RECEIPT, {"digest": prepared.submission.idempotency_digest}),
         (_CANDIDATES, {"phone_bidx": phone_bidx, "email_bidx": email_bidx}))
     receipt = Receipt(receipts[0][0], bool(receipts[0][1])) if receipts else None
-    return receipt, [row[0] for row in candidates]
+    return receipt, [Candidate(row) for row in candidates]
 
 
-def find_matching_lead(prepared: PreparedEnquiry, candidate_ids: list[str]) -> Lead | None:
+def find_matching_lead(prepared: PreparedEnquiry, candidates: list[Candidate]) -> Lead | None:
     """Return this patient's existing lead among the candidates: same phone or e-mail and the same date of birth.
 
     The date of birth keeps relatives who share a phone or an e-mail address from being
-    merged into one record. Open leads are preferred, then the newest. Most patients are
-    new, and then no lead is loaded at all.
+    merged into one record. Open leads are preferred, then the newest. Only the lead found
+    is loaded; most patients are new, and then none is.
     """
-    if not candidate_ids:
-        return None
     contact = prepared.submission.contact
-    candidates = db.session.scalars(select(Lead).options(selectinload(Lead.key)).where(Lead.id.in_(candidate_ids)))
-    matches = [lead for lead in candidates if _same_person(lead, contact)]
-    return max(matches, key=lambda lead: (lead.is_open, lead.created_at), default=None)
+    matches = [candidate for candidate in candidates if _same_person(candidate, contact)]
+    found = max(matches, key=lambda candidate: (candidate.is_open, candidate.created_at), default=None)
+    return None if found is None else db.session.get(Lead, found.id, options=[selectinload(Lead.key)])
 
 
-def _same_person(lead: Lead, contact: Contact) -> bool:
+def _same_person(lead: Candidate, contact: Contact) -> bool:
     """Confirm a candidate by decrypting and comparing; an unreadable one is audited and skipped."""
     try:
         return lead.dob == contact.dob and _same_contact(lead, contact)
@@ -204,7 +245,7 @@ def _same_person(lead: Lead, contact: Contact) -> bool:
         return False
 
 
-def _same_contact(lead: Lead, contact: Contact) -> bool:
+def _same_contact(lead: Candidate, contact: Contact) -> bool:
     """Same phone (in any format) or same e-mail (in any case), each decrypted only if compared."""
     if contact.phone and (phone := lead.phone):
         region = current_app.config["PHONE_REGION"]
@@ -221,10 +262,10 @@ def receive_enquiry(prepared: PreparedEnquiry) -> Receipt:
     receipt (see :func:`find_receipt_and_candidates`).
     """
     submission = prepared.submission
-    stored, candidate_ids = find_receipt_and_candidates(prepared)
+    stored, candidates = find_receipt_and_candidates(prepared)
     if stored is not None:
         return stored
-    lead = find_matching_lead(prepared, candidate_ids)
+    lead = find_matching_lead(prepared, candidates)
     if lead is None:
         lead_id, reference, rows = prepared.lead_id, prepared.reference, prepared.new_lead_rows
     else:
