@@ -6,8 +6,9 @@ Run: ``.venv/bin/python benchmarks/wrk_bench.py [--db sqlite|postgresql|both] [-
 
 wrk (``apt-get install wrk``) is a C client: it takes a sliver of the CPU the servers share,
 where a Python client takes as much as a worker. Each server is gunicorn with ``--workers``
-sync workers; the CRM runs with CSRF on, its rate limit raised (the limiter still runs) and
-no minimum fill time. Every CRM request carries a distinct patient and its own single-use
+sync workers (gunicorn's defaults for both: the project's ``gunicorn.conf.py`` is not read);
+the CRM runs with CSRF on, its rate limit raised (the limiter still runs) and no minimum
+fill time. Every CRM request carries a distinct patient and its own single-use
 form token (minted with the run's secret key, as the form would); the session cookie and CSRF
 token come from one real GET; the rate limiter counts in Redis (``--limits``), shared by the
 workers as a clinic's are once it runs more than one (in memory, each worker would count
@@ -48,10 +49,15 @@ BAD = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 
-def gunicorn(app: str, env: dict[str, str], port: int, cwd: Path, workers: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind", f"127.0.0.1:{port}",
-               "--log-level", "warning", app]
-    return subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd, stderr=subprocess.DEVNULL)
+def gunicorn(app: str, env: dict[str, str], port: int, app_dir: Path, workers: int) -> subprocess.Popen:
+    """Serve ``app`` from ``app_dir`` with gunicorn's defaults (sync workers) and ``workers`` of them.
+
+    Started in this directory, where no ``gunicorn.conf.py`` is: the project's own (threaded
+    workers, keep-alive) would otherwise apply to the CRM alone, from the project's root.
+    """
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(app_dir), "--workers", str(workers),
+               "--bind", f"127.0.0.1:{port}", "--log-level", "warning", app]
+    return subprocess.Popen(command, env={**os.environ, **env}, cwd=Path(__file__).parent, stderr=subprocess.DEVNULL)
 
 
 def databases(kind: str, workdir: Path, pg: str) -> tuple[str, str, list[str]]:
