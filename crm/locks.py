@@ -43,7 +43,7 @@ def hold(lock_id: int, key: int | None = None) -> None:
 _HOLD_IN_ORDER = statements.Lookup(lambda: text(
     "SELECT pg_advisory_xact_lock(kind, key) FROM unnest(CAST(:kinds AS integer[]), CAST(:keys AS integer[])) "
     "WITH ORDINALITY AS wanted(kind, key, n) ORDER BY n"))
-_HOLD_ONE_LOOKUP = statements.Lookup(lambda: text("SELECT pg_advisory_xact_lock(:id)"))
+_HOLD_ONE = statements.Lookup(lambda: text("SELECT pg_advisory_xact_lock(:id)"))
 
 #: A query to run, with its values, in turn with others (see :func:`crm.statements.rows_in_turn`).
 Call = tuple[statements.Lookup, dict[str, Any]]
@@ -58,7 +58,7 @@ def taking_in_order(pairs: list[tuple[int, int]]) -> list[Call]:
 
 def taking(lock_id: int) -> list[Call]:
     """The query that waits for the lock ``lock_id``; none on SQLite."""
-    return [(_HOLD_ONE_LOOKUP, {"id": lock_id})] if on_postgresql() else []
+    return [(_HOLD_ONE, {"id": lock_id})] if on_postgresql() else []
 
 
 def hold_in_order(pairs: list[tuple[int, int]]) -> None:

@@ -127,9 +127,9 @@ def run_in_turn(connection: Connection, calls: Sequence[tuple[str, Any]]) -> lis
     finishes each (a lock it waits for included) before the next starts, and in READ COMMITTED
     each reads a snapshot taken when it starts. Queries that return rows only.
     """
-    if connection.dialect.name != "postgresql" or len(calls) < 2:
-        return [_run(connection, sql, parameters) for sql, parameters in calls]
     driver = connection.connection.dbapi_connection
+    if connection.dialect.name != "postgresql" or (len(calls) < 2 and not driver.pgconn.pipeline_status):
+        return [_run(connection, sql, parameters) for sql, parameters in calls]
     cursors = [driver.cursor() for _ in calls]
     try:
         with _pipeline_of(driver):

@@ -110,3 +110,25 @@ def test_table_rows_carry_every_column_and_insert_as_the_orm_would(app):
         assert db.session.get(Lead, first["id"]).urgent and not db.session.get(Lead, second["id"]).urgent
         with pytest.raises(KeyError):
             table_row(Lead, id=new_id(), no_such_column=1)
+
+
+def test_queries_run_in_turn_each_return_their_rows_and_see_what_went_before(app):
+    """One round trip on PostgreSQL, inside a pipeline of inserts or not; each query still sees the rows before it."""
+    with app.app_context():
+        row = _lead_row(phone_bidx=4242)
+        with statements.pipelined():
+            statements.insert_rows(Lead.__table__, [row])
+            found, none = statements.rows_in_turn((BY_PHONE_INDEX, {"bidx": 4242}), (BY_PHONE_INDEX, {"bidx": 7}))
+            (alone,) = statements.rows_in_turn((BY_PHONE_INDEX, {"bidx": 4242}))
+        assert (found, none, alone) == ([(row["id"],)], [], [(row["id"],)])
+        assert statements.rows_in_turn() == []
+        db.session.commit()
+
+
+def test_an_error_among_queries_run_in_turn_is_sqlalchemys_and_the_session_recovers(app):
+    with app.app_context():
+        broken = statements.Lookup(lambda: select(func.no_such_function(Lead.id)))
+        with pytest.raises(DBAPIError):
+            statements.rows_in_turn((BY_PHONE_INDEX, {"bidx": 1}), (broken, {}))
+        db.session.rollback()
+        assert statements.rows_in_turn((BY_PHONE_INDEX, {"bidx": 1}), (BY_PHONE_INDEX, {"bidx": 2})) == [[], []]
